@@ -1,0 +1,68 @@
+/*
+ * Authentication: opaque tokens (stored as SHA-256 hashes) and HS256 JWTs.
+ */
+#ifndef BASESTATION_AUTH_H
+#define BASESTATION_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
+
+#define AUTH_UID_MAX   128 /* bytes, without NUL */
+#define AUTH_TOKEN_MAX 4096
+
+enum auth_role { ROLE_USER = 0, ROLE_PRODUCER = 1, ROLE_ADMIN = 2 };
+
+struct auth_identity {
+	char uid[AUTH_UID_MAX + 1];
+	enum auth_role role;
+	int64_t expires_at; /* ms since epoch, 0 = never */
+	char prefix[9];	    /* first 8 hex chars of sha256(token), for logs */
+};
+
+/* "user" / "producer" / "admin" -> role; -1 for anything else. */
+int auth_role_parse(const char *s);
+const char *auth_role_name(enum auth_role r);
+
+/* A uid is 1..AUTH_UID_MAX bytes of printable ASCII without spaces or
+ * control characters, or valid UTF-8 without control characters. 1 ok. */
+int auth_uid_valid(const char *uid, size_t len);
+
+/*
+ * Issue an opaque token for uid with role, valid ttl_s seconds (0 = never
+ * expires). Writes the token (NUL-terminated, ~46 chars, "bs_" + base64url
+ * of 32 random bytes) to out (>= 64 bytes), and the expiry (ms, 0 = never)
+ * to *expires_at. Only sha256(token) is stored. 0 ok, -1 error.
+ */
+int auth_token_issue(sqlite3 *db, const char *uid, enum auth_role role,
+		     int64_t ttl_s, char *out, size_t outsz,
+		     int64_t *expires_at);
+
+/* Revoke. 1 revoked, 0 unknown or already revoked, -1 database error. */
+int auth_token_revoke(sqlite3 *db, const char *token);
+
+/*
+ * Check an opaque token. 0 valid (fills *id), -1 unknown / revoked /
+ * expired, -2 database error. now_ms is the current time.
+ */
+int auth_token_verify(sqlite3 *db, const char *token, size_t len,
+		      int64_t now_ms, struct auth_identity *id);
+
+/*
+ * Check an HS256 JWT: header alg must be "HS256" (anything else refused,
+ * including "none"), signature compared in constant time, `sub` is the uid
+ * (a string satisfying auth_uid_valid), `exp` and `nbf` (seconds) honoured
+ * when present, optional `role` claim ("user"/"producer"/"admin", default
+ * user). 0 valid, -1 invalid.
+ */
+int auth_jwt_verify(const char *secret, const char *token, size_t len,
+		    int64_t now_ms, struct auth_identity *id);
+
+/* Constant-time comparison of two byte strings (length leaks, contents do
+ * not). 1 equal, 0 different. */
+int auth_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* sha256 of data -> first 8 hex chars (+NUL) in out[9]. */
+void auth_hash_prefix(const void *data, size_t len, char out[9]);
+
+#endif

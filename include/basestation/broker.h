@@ -1,0 +1,237 @@
+/*
+ * The broker's in-memory state: connections, users, rooms, the pending
+ * writes of the current loop turn. One thread, one event loop; nothing here
+ * is locked.
+ */
+#ifndef BASESTATION_BROKER_H
+#define BASESTATION_BROKER_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "basestation/auth.h"
+#include "basestation/config.h"
+#include "basestation/ws.h"
+
+struct bufferevent;
+struct event;
+struct event_base;
+struct evconnlistener;
+struct evhttp;
+struct evhttp_request;
+struct shbuf;
+struct sockaddr;
+struct store;
+struct task;
+
+enum conn_state {
+	CONN_HANDSHAKE, /* reading the HTTP request head */
+	CONN_REFUSING,	/* writing an HTTP refusal, then close */
+	CONN_OPEN,
+	CONN_CLOSING, /* close frame queued; waiting for the flush */
+	CONN_DEAD,    /* queued for destruction */
+};
+
+/* A message held back while its connection replays from the store. */
+struct held {
+	struct held *next;
+	int64_t seq;
+	struct shbuf *frame;
+};
+
+struct conn_room {
+	struct room *room;
+};
+
+struct conn {
+	uint64_t id;
+	UT_hash_handle hh; /* srv->conns, by id */
+	struct bufferevent *bev;
+	enum conn_state state;
+	enum auth_role role;
+	struct user *user;
+	struct conn *unext, *uprev; /* the user's connections */
+	struct conn *qnext;	    /* reap list */
+	struct conn *rnext;	    /* replay queue */
+	struct ipcount *ip;
+	char remote[48];
+	int64_t since_ms;  /* wall clock, connected at */
+	int64_t last_rx;   /* monotonic ms of the last frame received */
+	int64_t last_ping; /* monotonic ms of the last ping sent */
+	int64_t deadline;  /* monotonic ms: handshake or close deadline */
+	int64_t last_seq;  /* highest message seq queued on this conn */
+	/* replay (resume or offline inbox) */
+	unsigned replaying : 1;
+	unsigned replay_report : 1; /* send "resumed" at the end */
+	unsigned replay_complete : 1;
+	unsigned in_replay_queue : 1;
+	unsigned wait_drain : 1;
+	unsigned slow : 1;
+	unsigned seed_shape : 1; /* some subscriptions use the seed shape */
+	int64_t replay_since;
+	int64_t replay_upto;
+	int replay_count;
+	json_t *replay_ref;
+	struct held *held_head, *held_tail;
+	/* rate limit: token bucket */
+	double tokens;
+	int64_t tokens_at;
+	int strikes;
+	/* task subscriptions */
+	struct task **subs;
+	uint8_t *sub_seed; /* per subscription: 1 = seed shape */
+	int nsubs, capsubs;
+	struct ws_parser parser;
+};
+
+struct member {
+	struct user *user;
+	int64_t joined_seq;
+	UT_hash_handle hh; /* room->members, by user pointer */
+};
+
+struct room {
+	char *name;
+	UT_hash_handle hh; /* srv->rooms, by name */
+	struct member *members;
+	int nmembers;
+	struct conn **conns; /* live connections of members */
+	int nconns, capconns;
+};
+
+struct user {
+	char *uid;
+	UT_hash_handle hh; /* srv->users, by uid */
+	struct conn *conns;
+	int nconns;
+	struct room **rooms;
+	int nrooms, caprooms;
+	int64_t cursor; /* offline inbox: delivered up to here */
+};
+
+struct ipcount {
+	char ip[48];
+	int n;
+	UT_hash_handle hh;
+};
+
+/* Work to do once the current transaction is committed. */
+enum post_kind {
+	POST_MESSAGE, /* fan out frame, then ack */
+	POST_ACK,     /* duplicate: ack only */
+	POST_TASK,    /* push task version to subscribers */
+	POST_REPLY,   /* send a prepared frame to one connection */
+};
+
+struct post {
+	struct post *next;
+	enum post_kind kind;
+	int64_t seq;
+	uint64_t conn_id; /* sender: gets the ack, excluded from the room */
+	json_t *ref;
+	struct shbuf *frame;
+	struct user *to; /* direct message recipient */
+	struct room *room;
+	struct task *task;
+	struct evhttp_request *req; /* HTTP caller waiting for the commit */
+	int http_status;
+	json_t *http_body; /* reply body for req (for POST_TASK) */
+};
+
+struct server {
+	struct config *cfg;
+	struct event_base *base;
+	struct store *store;
+	struct evconnlistener *listener;
+	struct evhttp *http;
+	struct event *commit_ev, *tick_ev, *replay_ev, *reap_ev, *prune_ev;
+	struct event *sig_term, *sig_int, *stop_ev;
+	uint64_t next_conn_id;
+	struct conn *conns;
+	struct user *users;
+	struct room *rooms;
+	struct ipcount *ips;
+	struct task *tasks;
+	int nconns;   /* open WebSocket connections */
+	int nsockets; /* all accepted sockets, incl. handshakes */
+	int users_online;
+	int64_t last_seq;      /* last seq handed out */
+	int64_t committed_seq; /* last seq known committed */
+	int64_t pruned_max_seq;
+	struct post *post_head, **post_tail;
+	struct conn *replay_head, *replay_tail;
+	struct conn *reap;
+	int stopping;
+	int ws_port, http_port;
+	char *web_root;
+};
+
+extern struct server *srv;
+
+/* ---- server.c ---- */
+int server_run(struct config *cfg);
+/* Open the write transaction of this loop turn (scheduling its commit). 0
+ * ok, -1 database error. */
+int server_write_begin(void);
+void server_post(struct post *p);
+
+/* ---- conn.c ---- */
+void conn_accept(int fd, const struct sockaddr *sa, int salen);
+/* Queue a complete frame; cuts slow consumers. */
+void conn_send_frame(struct conn *c, struct shbuf *frame);
+/* Serialize obj (stolen) as a text frame and queue it. */
+void conn_send_json(struct conn *c, json_t *obj);
+void conn_send_error(struct conn *c, const json_t *ref, const char *code,
+		     const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void conn_close(struct conn *c, uint16_t code, const char *reason);
+/* Drop the TCP connection without a close frame. */
+void conn_close_now(struct conn *c);
+void conn_tick(int64_t now);
+void conn_reap(void);
+uint64_t conn_out_buffered(const struct conn *c);
+struct conn *conn_find(uint64_t id);
+
+/* ---- registry.c ---- */
+struct user *registry_user(const char *uid, int create);
+struct room *registry_room(const char *name, int create);
+void registry_attach(struct conn *c, const char *uid);
+void registry_detach(struct conn *c);
+/* 1 added, 0 already a member */
+int registry_join(struct user *u, struct room *r, int64_t joined_seq);
+int registry_leave(struct user *u, struct room *r);
+int registry_is_member(const struct user *u, const struct room *r);
+struct ipcount *registry_ip_get(const char *ip, int create);
+void registry_ip_put(struct ipcount *ip);
+void registry_load(void);
+void registry_free(void);
+
+/* ---- router.c ---- */
+/* Relay a message; the reply comes after commit (ack or HTTP). */
+void router_send(struct conn *from, const char *from_uid, const char *to_uid,
+		 const char *room, json_t *data, json_t *ref,
+		 struct evhttp_request *req);
+void router_join(struct conn *c, const char *room, json_t *ref);
+void router_leave(struct conn *c, const char *room, json_t *ref);
+void router_presence(struct conn *c, const char *room, json_t *ref);
+/* Start a replay for c of messages after since (resume) or after the
+ * user's inbox cursor (inbox). */
+void router_replay_start(struct conn *c, int64_t since, int report,
+			 int epoch_ok, json_t *ref);
+void router_replay_continue(void);
+/* c's output drained while its replay waited for room. */
+void router_replay_continue_conn(struct conn *c);
+/* Called by the server after the commit (ok = 1) or failure (ok = 0). */
+void router_post_commit(int ok);
+void router_prune(void);
+/* Deliver frame (seq) to c, holding it while c replays. */
+void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame);
+
+/* ---- commands.c ---- */
+void commands_handle(struct conn *c, const uint8_t *data, size_t len);
+int commands_valid_name(const char *s, size_t max);
+/* 0 ok; -1 invalid ref (must be string <= 64 or integer). */
+int commands_ref_ok(const json_t *ref);
+
+#endif

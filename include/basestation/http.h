@@ -1,0 +1,36 @@
+/*
+ * The HTTP listener (libevent evhttp): /api for backend services, /admin
+ * for operators, /healthz, /metrics, and the static pages.
+ */
+#ifndef BASESTATION_HTTP_H
+#define BASESTATION_HTTP_H
+
+#include <jansson.h>
+
+struct evhttp_request;
+
+int http_start(const char *addr, int *port_out);
+void http_stop(void);
+
+/* Send body (stolen) as JSON with status. */
+void http_reply_json(struct evhttp_request *req, int status, json_t *body);
+/* {"error": msg} with status. */
+void http_error(struct evhttp_request *req, int status, const char *msg);
+/* Parse the request body as a JSON object; on failure answers 400 and
+ * returns NULL. */
+json_t *http_body_json(struct evhttp_request *req);
+
+/* admin.c */
+void admin_connections(struct evhttp_request *req);
+void admin_sql(struct evhttp_request *req);
+
+/* static.c: serve a file below the web root; 404 when absent. */
+void static_serve(struct evhttp_request *req, const char *path);
+/* 1 when path names a public static file of the admin console. */
+int static_exists(const char *path);
+
+/* demo.c */
+int demo_start(void);
+void demo_stop(void);
+
+#endif

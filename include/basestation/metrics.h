@@ -1,0 +1,57 @@
+/*
+ * Counters for GET /metrics (Prometheus text format 0.0.4).
+ * One global instance; the loop is single-threaded, so plain integers.
+ */
+#ifndef BASESTATION_METRICS_H
+#define BASESTATION_METRICS_H
+
+#include <stdint.h>
+
+struct evbuffer;
+
+enum refuse_reason {
+	REFUSE_BAD_REQUEST, /* 400 */
+	REFUSE_UNAUTHORIZED,
+	REFUSE_FORBIDDEN,
+	REFUSE_NOT_FOUND,
+	REFUSE_VERSION,
+	REFUSE_LIMIT,
+	REFUSE_TIMEOUT,
+	REFUSE_N
+};
+
+#define METRICS_COMMIT_BUCKETS 12
+
+struct metrics {
+	uint64_t conns_opened;
+	uint64_t conns_closed;
+	uint64_t refused[REFUSE_N];
+	uint64_t msgs_in, msgs_out;   /* WebSocket messages */
+	uint64_t bytes_in, bytes_out; /* WebSocket payload+header bytes */
+	uint64_t stored;	      /* messages committed */
+	uint64_t acks;
+	uint64_t drop_slow;	 /* connections closed as slow consumers */
+	uint64_t drop_rate;	 /* connections closed for flooding */
+	uint64_t rate_limited;	 /* frames answered rate_limited */
+	uint64_t retention;	 /* messages removed by retention */
+	uint64_t protocol_close; /* connections closed for protocol errors */
+	uint64_t idle_close;
+	uint64_t errors_sent;
+	uint64_t task_updates;
+	uint64_t http_requests;
+	uint64_t replayed;
+	uint64_t commits;
+	uint64_t commit_bucket[METRICS_COMMIT_BUCKETS]; /* cumulative later */
+	double commit_sum;				/* seconds */
+};
+
+extern struct metrics metrics;
+
+void metrics_commit_observe(double seconds);
+
+/* Append the exposition text. gauges are passed in by the caller. */
+void metrics_render(struct evbuffer *out, uint64_t connections,
+		    uint64_t users_online, uint64_t rooms, uint64_t tasks,
+		    uint64_t last_seq);
+
+#endif

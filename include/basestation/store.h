@@ -1,0 +1,91 @@
+/*
+ * The SQLite store: migrations, WAL, prepared statements, group commit.
+ *
+ * All writes go into one open transaction that the server commits once per
+ * loop turn (store_begin / store_commit). Every function returns 0 on
+ * success and -1 on a database error (already logged) unless noted.
+ */
+#ifndef BASESTATION_STORE_H
+#define BASESTATION_STORE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+struct stored_msg {
+	int64_t seq;
+	int64_t ts;
+	const char *sender;
+	const char *to;	  /* NULL for a room message */
+	const char *room; /* NULL for a direct message */
+	const char *data; /* JSON text */
+	size_t data_len;
+};
+
+/* Open (creating if needed), apply schema migrations, WAL, prepare. */
+struct store *store_open(const char *path, int sync_full, char *err,
+			 size_t errsz);
+void store_close(struct store *s);
+sqlite3 *store_db(struct store *s);
+const char *store_epoch(const struct store *s);
+int64_t store_max_seq(struct store *s);
+int store_schema_version(struct store *s);
+
+int store_in_tx(const struct store *s);
+int store_begin(struct store *s);
+/* Commit; on failure rolls back and returns -1. Observes commit time. */
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+/* 1 when a write can be committed right now (for /healthz). */
+int store_writable(struct store *s);
+
+int store_msg_insert(struct store *s, const struct stored_msg *m);
+/* 1 found (*seq set), 0 not found, -1 error. Sees the open transaction. */
+int store_idem_get(struct store *s, const char *sender, const char *ref,
+		   int64_t *seq);
+int store_idem_put(struct store *s, const char *sender, const char *ref,
+		   int64_t seq, int64_t ts);
+
+int store_member_put(struct store *s, const char *room, const char *uid,
+		     int64_t joined_seq, int64_t ts);
+int store_member_del(struct store *s, const char *room, const char *uid);
+int store_user_put(struct store *s, const char *uid, int64_t cursor,
+		   int64_t last_seen);
+
+typedef void (*store_member_cb)(void *arg, const char *room, const char *uid,
+				int64_t joined_seq);
+typedef void (*store_user_cb)(void *arg, const char *uid, int64_t cursor);
+int store_load_members(struct store *s, store_member_cb cb, void *arg);
+int store_load_users(struct store *s, store_user_cb cb, void *arg);
+
+/* Messages for uid (direct, or in a room it is a member of since it
+ * joined) with since < seq <= upto, in seq order, at most limit. Calls cb
+ * per row; returns the number of rows or -1. */
+typedef void (*store_msg_cb)(void *arg, const struct stored_msg *m);
+int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,
+		 int limit, store_msg_cb cb, void *arg);
+
+/* Delete up to max_rows messages older than before_ts (0: skip) or with
+ * seq <= below_seq (0: skip), and expired idempotency keys. Returns the
+ * number of messages deleted; *max_deleted gets the highest seq deleted. */
+int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
+		int64_t idem_before_ts, int max_rows, int64_t *max_deleted);
+
+int64_t store_counter_get(struct store *s, const char *name);
+int store_counter_set(struct store *s, const char *name, int64_t v);
+
+/* Tasks: snapshot JSON in, snapshot JSON out. */
+int store_task_put(struct store *s, const char *id, const char *title,
+		   const char *owner, const char *watchers_json,
+		   const char *status, const char *steps_json, int64_t done,
+		   int64_t total, const char *note, int64_t version,
+		   int64_t created_at, int64_t updated_at, int64_t finished_at);
+int store_task_del(struct store *s, const char *id);
+typedef void (*store_task_cb)(void *arg, sqlite3_stmt *row);
+/* Row columns: id,title,owner,watchers,status,steps,done,total,note,
+ * version,created_at,updated_at,finished_at */
+int store_load_tasks(struct store *s, store_task_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,261 @@
+/*
+ * Who is online: conn id -> conn (srv->conns), uid -> user -> its
+ * connections, room -> members and their live connections. Membership is
+ * durable (the members table) and loaded at start, so routing never asks
+ * the database who is in a room.
+ */
+#include "basestation/broker.h"
+#include "basestation/log.h"
+#include "basestation/metrics.h"
+#include "basestation/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n);
+	if (p == NULL)
+		fatal("out of memory");
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	if (d == NULL)
+		fatal("out of memory");
+	return d;
+}
+
+struct user *registry_user(const char *uid, int create)
+{
+	struct user *u;
+	HASH_FIND_STR(srv->users, uid, u);
+	if (u || !create)
+		return u;
+	u = calloc(1, sizeof(*u));
+	if (u == NULL)
+		fatal("out of memory");
+	u->uid = xstrdup(uid);
+	HASH_ADD_KEYPTR(hh, srv->users, u->uid, strlen(u->uid), u);
+	return u;
+}
+
+struct room *registry_room(const char *name, int create)
+{
+	struct room *r;
+	HASH_FIND_STR(srv->rooms, name, r);
+	if (r || !create)
+		return r;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		fatal("out of memory");
+	r->name = xstrdup(name);
+	HASH_ADD_KEYPTR(hh, srv->rooms, r->name, strlen(r->name), r);
+	return r;
+}
+
+static void room_add_conn(struct room *r, struct conn *c)
+{
+	if (r->nconns == r->capconns) {
+		r->capconns = r->capconns ? r->capconns * 2 : 4;
+		r->conns = xrealloc(r->conns,
+				    sizeof(*r->conns) * (size_t)r->capconns);
+	}
+	r->conns[r->nconns++] = c;
+}
+
+static void room_del_conn(struct room *r, struct conn *c)
+{
+	for (int i = 0; i < r->nconns; i++)
+		if (r->conns[i] == c) {
+			/* Keep order: fan-out order is join order. */
+			memmove(&r->conns[i], &r->conns[i + 1],
+				sizeof(*r->conns) *
+					(size_t)(r->nconns - i - 1));
+			r->nconns--;
+			return;
+		}
+}
+
+void registry_attach(struct conn *c, const char *uid)
+{
+	struct user *u = registry_user(uid, 1);
+
+	c->user = u;
+	c->uprev = NULL;
+	c->unext = u->conns;
+	if (u->conns)
+		u->conns->uprev = c;
+	u->conns = c;
+	if (u->nconns++ == 0)
+		srv->users_online++;
+	for (int i = 0; i < u->nrooms; i++)
+		room_add_conn(u->rooms[i], c);
+}
+
+/* Remove c from routing. When the user's last connection goes, the inbox
+ * cursor moves to the newest committed seq: everything up to it was
+ * delivered live (or can be resumed by seq). */
+void registry_detach(struct conn *c)
+{
+	struct user *u = c->user;
+
+	if (u == NULL)
+		return;
+	for (int i = 0; i < u->nrooms; i++)
+		room_del_conn(u->rooms[i], c);
+	if (c->uprev)
+		c->uprev->unext = c->unext;
+	else
+		u->conns = c->unext;
+	if (c->unext)
+		c->unext->uprev = c->uprev;
+	c->unext = c->uprev = NULL;
+	c->user = NULL;
+	srv->nconns--;
+	metrics.conns_closed++;
+	if (--u->nconns == 0) {
+		srv->users_online--;
+		/* What this connection had been sent, or the newest seq when
+		 * it was not replaying: messages queued for others after
+		 * that will be in the next inbox. */
+		int64_t cur = c->replaying ? c->last_seq : srv->committed_seq;
+		if (cur > u->cursor)
+			u->cursor = cur;
+		if (server_write_begin() == 0)
+			store_user_put(srv->store, u->uid, u->cursor, now_ms());
+	}
+}
+
+int registry_is_member(const struct user *u, const struct room *r)
+{
+	for (int i = 0; i < u->nrooms; i++)
+		if (u->rooms[i] == r)
+			return 1;
+	return 0;
+}
+
+int registry_join(struct user *u, struct room *r, int64_t joined_seq)
+{
+	struct member *m;
+
+	if (registry_is_member(u, r))
+		return 0;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		fatal("out of memory");
+	m->user = u;
+	m->joined_seq = joined_seq;
+	HASH_ADD_PTR(r->members, user, m);
+	r->nmembers++;
+	if (u->nrooms == u->caprooms) {
+		u->caprooms = u->caprooms ? u->caprooms * 2 : 4;
+		u->rooms = xrealloc(u->rooms,
+				    sizeof(*u->rooms) * (size_t)u->caprooms);
+	}
+	u->rooms[u->nrooms++] = r;
+	for (struct conn *c = u->conns; c; c = c->unext)
+		room_add_conn(r, c);
+	return 1;
+}
+
+int registry_leave(struct user *u, struct room *r)
+{
+	struct member *m;
+	int i;
+
+	HASH_FIND_PTR(r->members, &u, m);
+	if (m == NULL)
+		return 0;
+	HASH_DEL(r->members, m);
+	free(m);
+	r->nmembers--;
+	for (i = 0; i < u->nrooms && u->rooms[i] != r; i++)
+		;
+	if (i < u->nrooms)
+		u->rooms[i] = u->rooms[--u->nrooms];
+	for (struct conn *c = u->conns; c; c = c->unext)
+		room_del_conn(r, c);
+	return 1;
+}
+
+struct ipcount *registry_ip_get(const char *ip, int create)
+{
+	struct ipcount *e;
+	HASH_FIND_STR(srv->ips, ip, e);
+	if (e == NULL && create) {
+		e = calloc(1, sizeof(*e));
+		if (e == NULL)
+			fatal("out of memory");
+		snprintf(e->ip, sizeof(e->ip), "%s", ip);
+		HASH_ADD_STR(srv->ips, ip, e);
+	}
+	if (e && create)
+		e->n++;
+	return e;
+}
+
+void registry_ip_put(struct ipcount *e)
+{
+	if (--e->n <= 0) {
+		HASH_DEL(srv->ips, e);
+		free(e);
+	}
+}
+
+static void load_member(void *arg, const char *room, const char *uid,
+			int64_t joined_seq)
+{
+	(void)arg;
+	struct user *u = registry_user(uid, 1);
+	struct room *r = registry_room(room, 1);
+	registry_join(u, r, joined_seq);
+}
+
+static void load_user(void *arg, const char *uid, int64_t cursor)
+{
+	(void)arg;
+	registry_user(uid, 1)->cursor = cursor;
+}
+
+void registry_load(void)
+{
+	if (store_load_users(srv->store, load_user, NULL) < 0 ||
+	    store_load_members(srv->store, load_member, NULL) < 0)
+		fatal("cannot load users and rooms from the store");
+}
+
+void registry_free(void)
+{
+	struct user *u, *ut;
+	struct room *r, *rt;
+	struct member *m, *mt;
+	struct ipcount *e, *et;
+
+	HASH_ITER(hh, srv->rooms, r, rt)
+	{
+		HASH_ITER(hh, r->members, m, mt)
+		{
+			HASH_DEL(r->members, m);
+			free(m);
+		}
+		HASH_DEL(srv->rooms, r);
+		free(r->conns);
+		free(r->name);
+		free(r);
+	}
+	HASH_ITER(hh, srv->users, u, ut)
+	{
+		HASH_DEL(srv->users, u);
+		free(u->rooms);
+		free(u->uid);
+		free(u);
+	}
+	HASH_ITER(hh, srv->ips, e, et)
+	{
+		HASH_DEL(srv->ips, e);
+		free(e);
+	}
+}

@@ -1,0 +1,539 @@
+/*
+ * Where a message goes: direct messages, rooms, the offline inbox and
+ * resume. Every message is stored under one global seq inside the loop
+ * turn's transaction; acks and deliveries happen only after the commit
+ * (router_post_commit), so nobody ever sees a seq that a crash could undo.
+ */
+#include "basestation/broker.h"
+#include "basestation/http.h"
+#include "basestation/log.h"
+#include "basestation/metrics.h"
+#include "basestation/sb.h"
+#include "basestation/shbuf.h"
+#include "basestation/store.h"
+#include "basestation/tasks.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REPLAY_CHUNK  256
+#define REPLAY_BUDGET 2048 /* rows per loop turn, all connections */
+
+/* {"type":"message","seq":N,"from":..,"to"|"room":..,"data":..,"ts":..} */
+static struct shbuf *frame_message(const struct stored_msg *m)
+{
+	struct sb b;
+	struct shbuf *f;
+
+	sb_init(&b, 96 + m->data_len);
+	sb_adds(&b, "{\"type\":\"message\",\"seq\":");
+	sb_addi(&b, m->seq);
+	sb_adds(&b, ",\"from\":");
+	sb_add_jstr(&b, m->sender);
+	if (m->room) {
+		sb_adds(&b, ",\"room\":");
+		sb_add_jstr(&b, m->room);
+	} else {
+		sb_adds(&b, ",\"to\":");
+		sb_add_jstr(&b, m->to);
+	}
+	sb_adds(&b, ",\"data\":");
+	sb_add(&b, m->data, m->data_len);
+	sb_adds(&b, ",\"ts\":");
+	sb_addi(&b, m->ts);
+	sb_add(&b, "}", 1);
+	f = shbuf_frame_text(b.p, b.n);
+	sb_free(&b);
+	return f;
+}
+
+static struct post *post_new(enum post_kind kind)
+{
+	struct post *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		fatal("out of memory");
+	p->kind = kind;
+	return p;
+}
+
+static void fail_sender(struct conn *from, struct evhttp_request *req,
+			json_t *ref, const char *why)
+{
+	if (from)
+		conn_send_error(from, ref, "internal", "%s", why);
+	if (req)
+		http_reply_json(req, 503, json_pack("{s:s}", "error", why));
+}
+
+void router_send(struct conn *from, const char *from_uid, const char *to_uid,
+		 const char *room, json_t *data, json_t *ref,
+		 struct evhttp_request *req)
+{
+	struct stored_msg m = {0};
+	char *key = NULL, *text = NULL;
+	struct post *p;
+	int64_t seq;
+	int found;
+
+	if (server_write_begin() < 0) {
+		fail_sender(from, req, ref, "store unavailable");
+		return;
+	}
+	if (ref) {
+		key = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
+		found = store_idem_get(srv->store, from_uid, key, &seq);
+		if (found < 0)
+			goto fail;
+		if (found) {
+			/* A resend: ack again with the original seq. */
+			p = post_new(POST_ACK);
+			p->seq = seq;
+			p->conn_id = from ? from->id : 0;
+			p->ref = json_incref(ref);
+			p->req = req;
+			server_post(p);
+			free(key);
+			return;
+		}
+	}
+	text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (text == NULL)
+		goto fail;
+	m.seq = srv->last_seq + 1;
+	m.ts = now_ms();
+	m.sender = from_uid;
+	m.to = room ? NULL : to_uid;
+	m.room = room;
+	m.data = text;
+	m.data_len = strlen(text);
+	if (store_msg_insert(srv->store, &m) < 0 ||
+	    (key && store_idem_put(srv->store, from_uid, key, m.seq, m.ts) < 0))
+		goto fail;
+	srv->last_seq = m.seq;
+	p = post_new(POST_MESSAGE);
+	p->seq = m.seq;
+	p->conn_id = from ? from->id : 0;
+	p->ref = ref ? json_incref(ref) : NULL;
+	p->frame = frame_message(&m);
+	if (room)
+		p->room = registry_room(room, 1);
+	else
+		p->to = registry_user(to_uid, 0);
+	p->req = req;
+	server_post(p);
+	free(text);
+	free(key);
+	return;
+fail:
+	free(text);
+	free(key);
+	fail_sender(from, req, ref, "could not store the message");
+}
+
+static void send_ack(struct post *p)
+{
+	struct conn *c;
+	json_t *o;
+
+	if (p->req) {
+		http_reply_json(p->req, 200,
+				json_pack("{s:I}", "seq", (json_int_t)p->seq));
+		return;
+	}
+	c = conn_find(p->conn_id);
+	if (c == NULL || c->state != CONN_OPEN)
+		return;
+	o = json_pack("{s:s, s:I}", "type", "ack", "seq", (json_int_t)p->seq);
+	if (p->ref)
+		json_object_set(o, "ref", p->ref);
+	metrics.acks++;
+	conn_send_json(c, o);
+}
+
+void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame)
+{
+	if (c->state != CONN_OPEN || seq <= c->last_seq)
+		return;
+	if (c->replaying) {
+		struct held *h = malloc(sizeof(*h));
+		if (h == NULL)
+			fatal("out of memory");
+		h->next = NULL;
+		h->seq = seq;
+		h->frame = frame;
+		shbuf_ref(frame);
+		if (c->held_tail)
+			c->held_tail->next = h;
+		else
+			c->held_head = h;
+		c->held_tail = h;
+		return;
+	}
+	c->last_seq = seq;
+	conn_send_frame(c, frame);
+}
+
+static void fan_out(struct post *p)
+{
+	if (p->room) {
+		struct room *r = p->room;
+		/* Deliveries cannot change the room's connection list: a slow
+		 * consumer is detached, so iterate over a copy of the count
+		 * and re-check the slot. */
+		for (int i = 0; i < r->nconns;) {
+			struct conn *c = r->conns[i];
+			if (c->id != p->conn_id)
+				router_deliver(c, p->seq, p->frame);
+			if (i < r->nconns && r->conns[i] == c)
+				i++;
+		}
+	} else if (p->to) {
+		struct conn *c = p->to->conns, *next;
+		for (; c; c = next) {
+			next = c->unext;
+			router_deliver(c, p->seq, p->frame);
+		}
+	}
+}
+
+void router_post_commit(int ok)
+{
+	struct post *p;
+
+	while ((p = srv->post_head) != NULL) {
+		srv->post_head = p->next;
+		if (srv->post_head == NULL)
+			srv->post_tail = &srv->post_head;
+		switch (p->kind) {
+		case POST_MESSAGE:
+			if (ok) {
+				metrics.stored++;
+				fan_out(p);
+				send_ack(p);
+			} else {
+				fail_sender(conn_find(p->conn_id), p->req,
+					    p->ref, "commit failed");
+			}
+			break;
+		case POST_ACK:
+			if (ok)
+				send_ack(p);
+			else
+				fail_sender(conn_find(p->conn_id), p->req,
+					    p->ref, "commit failed");
+			break;
+		case POST_REPLY: {
+			struct conn *c = conn_find(p->conn_id);
+			if (c && ok)
+				conn_send_frame(c, p->frame);
+			else if (c)
+				conn_send_error(c, p->ref, "internal",
+						"commit failed");
+			break;
+		}
+		case POST_TASK:
+			tasks_post_commit(p, ok);
+			break;
+		}
+		shbuf_unref(p->frame);
+		json_decref(p->ref);
+		json_decref(p->http_body);
+		free(p);
+	}
+}
+
+/* ---- rooms ---- */
+
+static void reply_after_commit(struct conn *c, json_t *obj, json_t *ref)
+{
+	struct post *p = post_new(POST_REPLY);
+	char *s;
+	if (ref)
+		json_object_set(obj, "ref", ref);
+	s = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	p->conn_id = c->id;
+	p->ref = ref ? json_incref(ref) : NULL;
+	p->frame = shbuf_frame_text(s, strlen(s));
+	free(s);
+	server_post(p);
+}
+
+void router_join(struct conn *c, const char *name, json_t *ref)
+{
+	struct user *u = c->user;
+	struct room *r = registry_room(name, 1);
+
+	if (!registry_is_member(u, r)) {
+		if (u->nrooms >= srv->cfg->max_rooms) {
+			conn_send_error(c, ref, "forbidden",
+					"at most %d rooms per user",
+					srv->cfg->max_rooms);
+			return;
+		}
+		if (server_write_begin() < 0 ||
+		    store_member_put(srv->store, name, u->uid, srv->last_seq,
+				     now_ms()) < 0) {
+			conn_send_error(c, ref, "internal",
+					"store unavailable");
+			return;
+		}
+		registry_join(u, r, srv->last_seq);
+		log_info("room.join", "room=%s uid=%s", log_val(name),
+			 log_val(u->uid));
+	}
+	if (store_in_tx(srv->store))
+		reply_after_commit(
+			c,
+			json_pack("{s:s, s:s}", "type", "joined", "room", name),
+			ref);
+	else {
+		json_t *o =
+			json_pack("{s:s, s:s}", "type", "joined", "room", name);
+		if (ref)
+			json_object_set(o, "ref", ref);
+		conn_send_json(c, o);
+	}
+}
+
+void router_leave(struct conn *c, const char *name, json_t *ref)
+{
+	struct user *u = c->user;
+	struct room *r = registry_room(name, 0);
+	json_t *o = json_pack("{s:s, s:s}", "type", "left", "room", name);
+
+	if (r && registry_is_member(u, r)) {
+		if (server_write_begin() < 0 ||
+		    store_member_del(srv->store, name, u->uid) < 0) {
+			json_decref(o);
+			conn_send_error(c, ref, "internal",
+					"store unavailable");
+			return;
+		}
+		registry_leave(u, r);
+		log_info("room.leave", "room=%s uid=%s", log_val(name),
+			 log_val(u->uid));
+		reply_after_commit(c, o, ref);
+		return;
+	}
+	if (ref)
+		json_object_set(o, "ref", ref);
+	conn_send_json(c, o);
+}
+
+void router_presence(struct conn *c, const char *name, json_t *ref)
+{
+	struct room *r = registry_room(name, 0);
+	json_t *online = json_array();
+	struct member *m, *tmp;
+
+	if (r) {
+		HASH_ITER(hh, r->members, m, tmp)
+		{
+			if (m->user->nconns > 0)
+				json_array_append_new(
+					online, json_string(m->user->uid));
+		}
+	}
+	json_t *o = json_pack("{s:s, s:s, s:o}", "type", "presence", "room",
+			      name, "online", online);
+	if (ref)
+		json_object_set(o, "ref", ref);
+	conn_send_json(c, o);
+}
+
+/* ---- replay: resume and offline inbox ---- */
+
+static void replay_enqueue(struct conn *c)
+{
+	if (c->in_replay_queue)
+		return;
+	c->in_replay_queue = 1;
+	c->rnext = NULL;
+	if (srv->replay_tail)
+		srv->replay_tail->rnext = c;
+	else
+		srv->replay_head = c;
+	srv->replay_tail = c;
+	event_active(srv->replay_ev, EV_TIMEOUT, 0);
+}
+
+void router_replay_start(struct conn *c, int64_t since, int report,
+			 int epoch_ok, json_t *ref)
+{
+	if (c->replaying) {
+		conn_send_error(c, ref, "bad_request",
+				"a replay is already running");
+		return;
+	}
+	c->replay_report = report;
+	c->replay_complete = 1;
+	if (since < 0) {
+		/* Offline inbox: only for the user's first connection. */
+		if (c->user->nconns > 1)
+			return;
+		since = c->user->cursor;
+	}
+	if (!epoch_ok) {
+		/* The client's seq names another history: all of ours. */
+		c->replay_complete = 0;
+		c->replay_since = since;
+		since = 0;
+	} else {
+		c->replay_since = since;
+	}
+	if (since < srv->pruned_max_seq)
+		c->replay_complete = 0;
+	if (since < c->last_seq)
+		since = c->last_seq;
+	c->replaying = 1;
+	c->replay_count = 0;
+	c->replay_upto = srv->committed_seq;
+	c->last_seq = since;
+	json_decref(c->replay_ref);
+	c->replay_ref = ref ? json_incref(ref) : NULL;
+	replay_enqueue(c);
+}
+
+static void replay_row(void *arg, const struct stored_msg *m)
+{
+	struct conn *c = arg;
+	struct shbuf *f;
+	if (m->seq <= c->last_seq)
+		return;
+	f = frame_message(m);
+	c->last_seq = m->seq;
+	conn_send_frame(c, f);
+	shbuf_unref(f);
+	c->replay_count++;
+	metrics.replayed++;
+}
+
+static void replay_finish(struct conn *c)
+{
+	struct held *h;
+
+	c->replaying = 0;
+	if (c->replay_report) {
+		json_t *o =
+			json_pack("{s:s, s:I, s:I, s:b}", "type", "resumed",
+				  "since", (json_int_t)c->replay_since, "last",
+				  (json_int_t)(c->last_seq > c->replay_upto
+						       ? c->last_seq
+						       : c->replay_upto),
+				  "complete", c->replay_complete);
+		if (c->replay_ref)
+			json_object_set(o, "ref", c->replay_ref);
+		conn_send_json(c, o);
+	}
+	if (c->last_seq < c->replay_upto)
+		c->last_seq = c->replay_upto;
+	json_decref(c->replay_ref);
+	c->replay_ref = NULL;
+	/* Live messages that arrived meanwhile, in seq order, no repeats. */
+	while ((h = c->held_head) != NULL) {
+		c->held_head = h->next;
+		if (c->state == CONN_OPEN && h->seq > c->last_seq) {
+			c->last_seq = h->seq;
+			conn_send_frame(c, h->frame);
+		}
+		shbuf_unref(h->frame);
+		free(h);
+	}
+	c->held_tail = NULL;
+}
+
+/* One chunk for c. Returns 1 when c's replay is over. */
+static int replay_chunk(struct conn *c, int *budget)
+{
+	int limit = REPLAY_CHUNK, n;
+	int left = srv->cfg->max_replay - c->replay_count;
+
+	if (c->state != CONN_OPEN)
+		return 1;
+	if (left <= 0) {
+		/* The rest is skipped: say so. */
+		c->replay_complete = 0;
+		replay_finish(c);
+		return 1;
+	}
+	if (limit > left)
+		limit = left;
+	n = store_replay(srv->store, c->user->uid, c->last_seq, c->replay_upto,
+			 limit, replay_row, c);
+	if (n < 0) {
+		c->replay_complete = 0;
+		replay_finish(c);
+		return 1;
+	}
+	*budget -= n;
+	if (n < limit && c->replay_count < srv->cfg->max_replay) {
+		replay_finish(c);
+		return 1;
+	}
+	if (c->state == CONN_OPEN &&
+	    conn_out_buffered(c) > srv->cfg->max_outbuf / 2) {
+		c->wait_drain = 1; /* conn.c calls us again when it drains */
+		return 0;
+	}
+	return 0;
+}
+
+void router_replay_continue(void)
+{
+	int budget = REPLAY_BUDGET;
+	struct conn *c;
+
+	while (budget > 0 && (c = srv->replay_head) != NULL) {
+		srv->replay_head = c->rnext;
+		if (srv->replay_head == NULL)
+			srv->replay_tail = NULL;
+		c->in_replay_queue = 0;
+		if (!replay_chunk(c, &budget) && !c->wait_drain)
+			replay_enqueue(c);
+	}
+	if (srv->replay_head)
+		event_active(srv->replay_ev, EV_TIMEOUT, 0);
+}
+
+void router_replay_continue_conn(struct conn *c)
+{
+	if (c->replaying)
+		replay_enqueue(c);
+}
+
+/* ---- retention ---- */
+
+void router_prune(void)
+{
+	const struct config *cfg = srv->cfg;
+	int64_t now = now_ms(), max_deleted = 0;
+	int64_t before =
+		cfg->retention_age > 0 ? now - cfg->retention_age * 1000 : 0;
+	int64_t below = cfg->retention_count > 0 && srv->committed_seq >
+							    cfg->retention_count
+				? srv->committed_seq - cfg->retention_count
+				: 0;
+	int n;
+
+	if (server_write_begin() < 0)
+		return;
+	/* Small steps: at most 500 rows per call, a few ms. */
+	n = store_prune(srv->store, before, below, now - 86400 * 1000LL, 500,
+			&max_deleted);
+	if (n > 0) {
+		metrics.retention += (uint64_t)n;
+		if (max_deleted > srv->pruned_max_seq) {
+			srv->pruned_max_seq = max_deleted;
+			store_counter_set(srv->store, "pruned_max_seq",
+					  max_deleted);
+		}
+		store_counter_set(srv->store, "pruned_total",
+				  (int64_t)metrics.retention);
+		log_info("store.prune", "deleted=%d upto=%lld", n,
+			 (long long)srv->pruned_max_seq);
+	}
+}

@@ -1,0 +1,395 @@
+/* Defaults, flags and environment for `basestation serve`. */
+#include "basestation/config.h"
+#include "basestation/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_kind {
+	OPT_STR,
+	OPT_INT,
+	OPT_SIZE,
+	OPT_DBL,
+	OPT_I64,
+	OPT_BOOL,
+	OPT_ORIGIN,
+	OPT_PROXY,
+	OPT_LEVEL,
+	OPT_SYNC
+};
+
+struct opt {
+	const char *flag; /* without leading -- */
+	const char *env;  /* NULL: no environment variable */
+	enum opt_kind kind;
+	size_t off;
+	const char *arg;
+	const char *help;
+};
+
+#define O(f) offsetof(struct config, f)
+static const struct opt opts[] = {
+	{"listen", "BASESTATION_LISTEN", OPT_STR, O(listen), "ADDR:PORT",
+	 "WebSocket listener (default 0.0.0.0:8080; port 0 picks one)"},
+	{"http", "BASESTATION_HTTP", OPT_STR, O(http), "ADDR:PORT",
+	 "HTTP API, admin, metrics and pages (default 127.0.0.1:8081; off)"},
+	{"db", "BASESTATION_DB", OPT_STR, O(db), "PATH",
+	 "SQLite database (default ./basestation.db)"},
+	{"api-key", "BASESTATION_API_KEY", OPT_STR, O(api_key), "KEY",
+	 "key for /api/* (default none: /api answers 401)"},
+	{"admin-key", "BASESTATION_ADMIN_KEY", OPT_STR, O(admin_key), "KEY",
+	 "key for /admin/* (default none: /admin answers 401)"},
+	{"origin", "BASESTATION_ORIGINS", OPT_ORIGIN, 0, "URL",
+	 "allowed browser Origin, repeatable, * = any (default: the Host's "
+	 "hostname)"},
+	{"jwt-secret", "BASESTATION_JWT_SECRET", OPT_STR, O(jwt_secret),
+	 "SECRET", "also accept HS256 JWTs signed with SECRET (sub = uid)"},
+	{"heartbeat", "BASESTATION_HEARTBEAT", OPT_INT, O(heartbeat), "SECONDS",
+	 "server ping interval (default 25)"},
+	{"idle-timeout", "BASESTATION_IDLE_TIMEOUT", OPT_INT, O(idle_timeout),
+	 "SECONDS", "drop a client silent this long (default 60)"},
+	{"handshake-timeout", "BASESTATION_HANDSHAKE_TIMEOUT", OPT_INT,
+	 O(handshake_timeout), "SECONDS",
+	 "drop a client whose request head is not complete (default 10)"},
+	{"max-message", "BASESTATION_MAX_MESSAGE", OPT_SIZE, O(max_message),
+	 "BYTES", "largest message accepted (default 65536)"},
+	{"max-outbuf", "BASESTATION_MAX_OUTBUF", OPT_SIZE, O(max_outbuf),
+	 "BYTES", "close a client with more buffered output (default 1048576)"},
+	{"max-connections", "BASESTATION_MAX_CONNECTIONS", OPT_INT,
+	 O(max_connections), "N",
+	 "WebSocket connections in total (default "
+	 "100000; 503 beyond)"},
+	{"max-per-ip", "BASESTATION_MAX_PER_IP", OPT_INT, O(max_per_ip), "N",
+	 "connections per remote address (default 0 = unlimited)"},
+	{"rate", "BASESTATION_RATE", OPT_DBL, O(rate), "N",
+	 "messages per second per connection, 0 = unlimited (default 1000)"},
+	{"burst", "BASESTATION_BURST", OPT_DBL, O(burst), "N",
+	 "rate limit bucket size (default 2000)"},
+	{"retention-age", "BASESTATION_RETENTION_AGE", OPT_I64,
+	 O(retention_age), "SECONDS",
+	 "delete messages older than this, 0 = never (default 604800)"},
+	{"retention-count", "BASESTATION_RETENTION_COUNT", OPT_I64,
+	 O(retention_count), "N",
+	 "keep at most N messages, 0 = unlimited (default 1000000)"},
+	{"task-retention", "BASESTATION_TASK_RETENTION", OPT_I64,
+	 O(task_retention), "SECONDS",
+	 "keep finished tasks this long (default 604800)"},
+	{"max-rooms", "BASESTATION_MAX_ROOMS", OPT_INT, O(max_rooms), "N",
+	 "rooms one user may join (default 256)"},
+	{"max-replay", "BASESTATION_MAX_REPLAY", OPT_INT, O(max_replay), "N",
+	 "messages replayed per resume (default 10000)"},
+	{"max-http-body", "BASESTATION_MAX_HTTP_BODY", OPT_INT,
+	 O(max_http_body), "BYTES",
+	 "largest HTTP request body (default "
+	 "1048576)"},
+	{"trusted-proxy", "BASESTATION_TRUSTED_PROXIES", OPT_PROXY, 0, "ADDR",
+	 "honour X-Forwarded-For from this address, repeatable"},
+	{"web-root", "BASESTATION_WEB_ROOT", OPT_STR, O(web_root), "DIR",
+	 "folder of the demo and admin pages"},
+	{"sync", "BASESTATION_SYNC", OPT_SYNC, O(sync_full), "normal|full",
+	 "SQLite synchronous mode (default normal: acked survives a crash; "
+	 "full: also power loss)"},
+	{"log-level", "BASESTATION_LOG_LEVEL", OPT_LEVEL, O(log_level), "LEVEL",
+	 "debug, info, warn or error (default info)"},
+	{"demo", "BASESTATION_DEMO", OPT_BOOL, O(demo), NULL,
+	 "create demo users, print their links, run a demo producer"},
+};
+#undef O
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	if (d == NULL)
+		fatal("out of memory");
+	return d;
+}
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->listen = xstrdup("0.0.0.0:8080");
+	c->http = xstrdup("127.0.0.1:8081");
+	c->db = xstrdup("./basestation.db");
+	c->heartbeat = 25;
+	c->idle_timeout = 60;
+	c->handshake_timeout = 10;
+	c->max_message = 65536;
+	c->max_outbuf = 1 << 20;
+	c->max_connections = 100000;
+	c->rate = 1000;
+	c->burst = 2000;
+	c->retention_age = 7 * 86400;
+	c->retention_count = 1000000;
+	c->task_retention = 7 * 86400;
+	c->max_rooms = 256;
+	c->max_replay = 10000;
+	c->max_http_body = 1 << 20;
+	c->log_level = LOG_INFO;
+}
+
+static int add_list(char **list, int *n, const char *v, FILE *err,
+		    const char *what)
+{
+	if (*n >= CONFIG_MAX_LIST) {
+		fprintf(err, "basestation: too many %s values\n", what);
+		return -1;
+	}
+	list[(*n)++] = xstrdup(v);
+	return 0;
+}
+
+static int parse_num(const char *v, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (errno || end == v || *end != '\0' || d < lo || d > hi)
+		return -1;
+	*out = d;
+	return 0;
+}
+
+/* Store value v for option o. Comma lists are split for env values. */
+static int set_opt(struct config *c, const struct opt *o, const char *v,
+		   int from_env, FILE *err)
+{
+	char *base = (char *)c;
+	double d;
+
+	switch (o->kind) {
+	case OPT_STR: {
+		char **dst = (char **)(base + o->off);
+		free(*dst);
+		*dst = xstrdup(v);
+		return 0;
+	}
+	case OPT_BOOL:
+		*(int *)(base + o->off) =
+			!(strcmp(v, "0") == 0 || strcmp(v, "false") == 0 ||
+			  strcmp(v, "no") == 0 || *v == '\0');
+		return 0;
+	case OPT_INT:
+		if (parse_num(v, 0, 1e9, &d) < 0 || d != (int)d)
+			goto bad;
+		*(int *)(base + o->off) = (int)d;
+		return 0;
+	case OPT_SIZE:
+		if (parse_num(v, 1, 1e12, &d) < 0 || d != (double)(size_t)d)
+			goto bad;
+		*(size_t *)(base + o->off) = (size_t)d;
+		return 0;
+	case OPT_I64:
+		if (parse_num(v, 0, 1e15, &d) < 0 || d != (double)(int64_t)d)
+			goto bad;
+		*(int64_t *)(base + o->off) = (int64_t)d;
+		return 0;
+	case OPT_DBL:
+		if (parse_num(v, 0, 1e9, &d) < 0)
+			goto bad;
+		*(double *)(base + o->off) = d;
+		return 0;
+	case OPT_LEVEL: {
+		int l = log_level_parse(v);
+		if (l < 0)
+			goto bad;
+		c->log_level = l;
+		return 0;
+	}
+	case OPT_SYNC:
+		if (strcmp(v, "normal") == 0)
+			c->sync_full = 0;
+		else if (strcmp(v, "full") == 0)
+			c->sync_full = 1;
+		else
+			goto bad;
+		return 0;
+	case OPT_ORIGIN:
+	case OPT_PROXY: {
+		char tmp[1024], *save = NULL, *tok;
+		if (!from_env) {
+			tok = (char *)v;
+			goto one;
+		}
+		snprintf(tmp, sizeof(tmp), "%s", v);
+		for (tok = strtok_r(tmp, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			while (isspace((unsigned char)*tok))
+				tok++;
+			if (*tok == '\0')
+				continue;
+		one:
+			if (o->kind == OPT_ORIGIN) {
+				if (strcmp(tok, "*") == 0)
+					c->origin_any = 1;
+				else if (add_list(c->origins, &c->norigins, tok,
+						  err, "--origin") < 0)
+					return -1;
+			} else if (add_list(c->trusted_proxies, &c->ntrusted,
+					    tok, err, "--trusted-proxy") < 0) {
+				return -1;
+			}
+			if (!from_env)
+				break;
+		}
+		return 0;
+	}
+	}
+bad:
+	fprintf(err, "basestation: invalid value for %s%s: %s\n",
+		from_env ? "" : "--", from_env ? o->env : o->flag, v);
+	return -1;
+}
+
+int config_from_env(struct config *c, FILE *err)
+{
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
+		if (v && set_opt(c, &opts[i], v, 1, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int config_from_args(struct config *c, int argc, char **argv, FILE *err)
+{
+	int env_origins = c->norigins, env_proxies = c->ntrusted;
+	int seen_origin = 0, seen_proxy = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		const struct opt *o = NULL;
+		size_t nlen;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			config_usage(stdout);
+			return 1;
+		}
+		if (strncmp(a, "--", 2) != 0) {
+			fprintf(err,
+				"basestation serve: unexpected argument: "
+				"%s\n",
+				a);
+			return -1;
+		}
+		a += 2;
+		nlen = strcspn(a, "=");
+		if (a[nlen] == '=')
+			val = a + nlen + 1;
+		for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+			if (strlen(opts[k].flag) == nlen &&
+			    strncmp(opts[k].flag, a, nlen) == 0)
+				o = &opts[k];
+		if (o == NULL) {
+			fprintf(err, "basestation serve: unknown flag: %s\n",
+				argv[i]);
+			return -1;
+		}
+		if (o->kind == OPT_BOOL && val == NULL) {
+			val = "1";
+		} else if (val == NULL) {
+			if (i + 1 >= argc) {
+				fprintf(err,
+					"basestation serve: --%s needs a "
+					"value\n",
+					o->flag);
+				return -1;
+			}
+			val = argv[++i];
+		}
+		/* A flag replaces the environment's list, it does not add. */
+		if (o->kind == OPT_ORIGIN && !seen_origin++) {
+			for (int k = 0; k < env_origins; k++)
+				free(c->origins[k]);
+			c->norigins = 0;
+			c->origin_any = 0;
+		}
+		if (o->kind == OPT_PROXY && !seen_proxy++) {
+			for (int k = 0; k < env_proxies; k++)
+				free(c->trusted_proxies[k]);
+			c->ntrusted = 0;
+		}
+		if (set_opt(c, o, val, 0, err) < 0)
+			return -1;
+	}
+	if (c->idle_timeout > 0 && c->heartbeat >= c->idle_timeout)
+		fprintf(err,
+			"basestation: warning: --heartbeat %d is not below "
+			"--idle-timeout %d\n",
+			c->heartbeat, c->idle_timeout);
+	if (c->burst < 1)
+		c->burst = 1;
+	return 0;
+}
+
+void config_usage(FILE *f)
+{
+	fputs("usage: basestation serve [flags]\n\n"
+	      "Run the broker. SIGTERM/SIGINT stop it gracefully.\n\n"
+	      "flags (environment variable in brackets; flags win):\n",
+	      f);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		char left[64];
+		snprintf(left, sizeof(left), "--%s%s%s", opts[i].flag,
+			 opts[i].arg ? " " : "",
+			 opts[i].arg ? opts[i].arg : "");
+		fprintf(f, "  %-30s %s", left, opts[i].help);
+		if (opts[i].env)
+			fprintf(f, " [%s]", opts[i].env);
+		fputc('\n', f);
+	}
+	fputs("  --help                         this text\n", f);
+}
+
+void config_free(struct config *c)
+{
+	free(c->listen);
+	free(c->http);
+	free(c->db);
+	free(c->api_key);
+	free(c->admin_key);
+	free(c->jwt_secret);
+	free(c->web_root);
+	for (int i = 0; i < c->norigins; i++)
+		free(c->origins[i]);
+	for (int i = 0; i < c->ntrusted; i++)
+		free(c->trusted_proxies[i]);
+	memset(c, 0, sizeof(*c));
+}
+
+int config_split_addr(const char *addr, char *host, size_t hostsz, int *port)
+{
+	const char *colon;
+	char *end;
+	size_t hl;
+	long p;
+
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+		if (rb == NULL || rb[1] != ':')
+			return -1;
+		hl = (size_t)(rb - addr - 1);
+		if (hl >= hostsz)
+			return -1;
+		memcpy(host, addr + 1, hl);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (colon == NULL)
+			return -1;
+		hl = (size_t)(colon - addr);
+		if (hl >= hostsz)
+			return -1;
+		memcpy(host, addr, hl);
+	}
+	host[hl] = '\0';
+	if (hl == 0)
+		snprintf(host, hostsz, "0.0.0.0");
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || p < 0 || p > 65535)
+		return -1;
+	*port = (int)p;
+	return 0;
+}

@@ -1,0 +1,396 @@
+/*
+ * HTTP routing and the /api endpoints. JSON in and out; everything under
+ * /api needs the API key and under /admin the admin key (constant-time).
+ */
+#include "basestation/broker.h"
+#include "basestation/http.h"
+#include "basestation/log.h"
+#include "basestation/metrics.h"
+#include "basestation/store.h"
+#include "basestation/tasks.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+static const char *reason_phrase(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Status";
+	}
+}
+
+void http_reply_json(struct evhttp_request *req, int status, json_t *body)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *s = json_dumps(body, JSON_COMPACT);
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Cache-Control", "no-store");
+	if (s) {
+		evbuffer_add(b, s, strlen(s));
+		evbuffer_add(b, "\n", 1);
+	}
+	evhttp_send_reply(req, status, reason_phrase(status), b);
+	evbuffer_free(b);
+	free(s);
+	json_decref(body);
+}
+
+void http_error(struct evhttp_request *req, int status, const char *msg)
+{
+	http_reply_json(req, status, json_pack("{s:s}", "error", msg));
+}
+
+json_t *http_body_json(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	json_t *j;
+	char msg[256];
+
+	if (len == 0) {
+		http_error(req, 400, "a JSON object body is required");
+		return NULL;
+	}
+	j = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+		       JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL) {
+		snprintf(msg, sizeof(msg), "invalid JSON: %s", jerr.text);
+		http_error(req, 400, msg);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		http_error(req, 400, "the body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* 1 when the request carries "Authorization: Bearer <key>". */
+static int has_key(struct evhttp_request *req, const char *key)
+{
+	const char *h = evhttp_find_header(
+		evhttp_request_get_input_headers(req), "Authorization");
+	if (key == NULL || h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return 0;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return auth_ct_equal(h, strlen(h), key, strlen(key));
+}
+
+static void api_tokens(struct evhttp_request *req)
+{
+	json_t *b = http_body_json(req), *uid, *role, *ttl;
+	char token[128];
+	int64_t exp;
+	int r = ROLE_USER;
+
+	if (b == NULL)
+		return;
+	uid = json_object_get(b, "uid");
+	role = json_object_get(b, "role");
+	ttl = json_object_get(b, "ttl");
+	if (!json_is_string(uid) ||
+	    !auth_uid_valid(json_string_value(uid), json_string_length(uid)) ||
+	    strlen(json_string_value(uid)) != json_string_length(uid)) {
+		http_error(req, 400,
+			   "'uid' must be a non-empty string of at "
+			   "most 128 bytes without control characters");
+		goto out;
+	}
+	if (role && !json_is_null(role)) {
+		r = json_is_string(role)
+			    ? auth_role_parse(json_string_value(role))
+			    : -1;
+		if (r < 0) {
+			http_error(req, 400,
+				   "'role' must be user, producer or "
+				   "admin");
+			goto out;
+		}
+	}
+	if (ttl && !json_is_null(ttl) &&
+	    (!json_is_integer(ttl) || json_integer_value(ttl) < 0 ||
+	     json_integer_value(ttl) > 100LL * 365 * 86400)) {
+		http_error(req, 400, "'ttl' must be seconds (integer >= 0)");
+		goto out;
+	}
+	if (auth_token_issue(
+		    store_db(srv->store), json_string_value(uid),
+		    (enum auth_role)r,
+		    ttl && json_is_integer(ttl) ? json_integer_value(ttl) : 0,
+		    token, sizeof(token), &exp) < 0) {
+		http_error(req, 500, "could not store the token");
+		goto out;
+	}
+	log_info("token.issue", "uid=%s role=%s via=http",
+		 log_val(json_string_value(uid)),
+		 auth_role_name((enum auth_role)r));
+	json_t *o = json_pack("{s:s, s:s, s:s}", "token", token, "uid",
+			      json_string_value(uid), "role",
+			      auth_role_name((enum auth_role)r));
+	json_object_set_new(o, "expires_at",
+			    exp ? json_integer(exp) : json_null());
+	http_reply_json(req, 201, o);
+out:
+	json_decref(b);
+}
+
+static void api_publish(struct evhttp_request *req)
+{
+	json_t *b = http_body_json(req), *to, *room, *data, *from;
+	const char *sender = "system";
+
+	if (b == NULL)
+		return;
+	to = json_object_get(b, "to");
+	room = json_object_get(b, "room");
+	data = json_object_get(b, "data");
+	from = json_object_get(b, "from");
+	if ((to == NULL) == (room == NULL)) {
+		http_error(req, 400,
+			   "exactly one of 'to' or 'room' is required");
+		goto out;
+	}
+	if ((to &&
+	     (!json_is_string(to) ||
+	      !commands_valid_name(json_string_value(to), AUTH_UID_MAX))) ||
+	    (room && (!json_is_string(room) ||
+		      !commands_valid_name(json_string_value(room), 128)))) {
+		http_error(req, 400,
+			   "'to' / 'room' must be a string of 1..128 "
+			   "bytes without control characters");
+		goto out;
+	}
+	if (data == NULL) {
+		http_error(req, 400, "'data' is required");
+		goto out;
+	}
+	if (from && !json_is_null(from)) {
+		if (!json_is_string(from) ||
+		    !commands_valid_name(json_string_value(from),
+					 AUTH_UID_MAX)) {
+			http_error(req, 400, "'from' must be a uid string");
+			goto out;
+		}
+		sender = json_string_value(from);
+	}
+	router_send(NULL, sender, to ? json_string_value(to) : NULL,
+		    room ? json_string_value(room) : NULL, data, NULL, req);
+out:
+	json_decref(b);
+}
+
+static void healthz(struct evhttp_request *req)
+{
+	if (!store_writable(srv->store)) {
+		http_reply_json(req, 503,
+				json_pack("{s:s, s:s}", "status", "error",
+					  "error", "database is not writable"));
+		return;
+	}
+	http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void metrics_page(struct evhttp_request *req)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t rooms = 0;
+	struct room *r, *tmp;
+	HASH_ITER(hh, srv->rooms, r, tmp)
+	{
+		if (r->nmembers > 0)
+			rooms++;
+	}
+	metrics_render(b, (uint64_t)srv->nconns, (uint64_t)srv->users_online,
+		       rooms, tasks_count(), (uint64_t)srv->committed_seq);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+/* /api/tasks, /api/tasks/{id}, /api/tasks/{id}/progress */
+static void api_tasks(struct evhttp_request *req, const char *rest,
+		      enum evhttp_cmd_type m)
+{
+	char id[256];
+	const char *slash;
+	size_t n;
+
+	if (*rest == '\0') {
+		if (m != EVHTTP_REQ_POST) {
+			http_error(req, 405, "use POST");
+			return;
+		}
+		json_t *b = http_body_json(req);
+		if (b) {
+			tasks_http_create(req, b);
+			json_decref(b);
+		}
+		return;
+	}
+	if (*rest != '/') {
+		http_error(req, 404, "not found");
+		return;
+	}
+	rest++;
+	slash = strchr(rest, '/');
+	n = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (n == 0 || n >= sizeof(id)) {
+		http_error(req, 404, "not found");
+		return;
+	}
+	memcpy(id, rest, n);
+	id[n] = '\0';
+	char *dec = evhttp_uridecode(id, 0, NULL);
+	if (dec == NULL || !commands_valid_name(dec, 128)) {
+		free(dec);
+		http_error(req, 400, "bad task id");
+		return;
+	}
+	if (slash == NULL) {
+		if (m != EVHTTP_REQ_GET)
+			http_error(req, 405, "use GET");
+		else
+			tasks_http_get(req, dec);
+	} else if (strcmp(slash, "/progress") == 0) {
+		if (m != EVHTTP_REQ_POST) {
+			http_error(req, 405, "use POST");
+		} else {
+			json_t *b = http_body_json(req);
+			if (b) {
+				tasks_http_progress(req, dec, b);
+				json_decref(b);
+			}
+		}
+	} else {
+		http_error(req, 404, "not found");
+	}
+	free(dec);
+}
+
+static void route(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	(void)arg;
+
+	metrics.http_requests++;
+	if (path == NULL || *path != '/') {
+		http_error(req, 400, "bad request target");
+		return;
+	}
+	if (strcmp(path, "/healthz") == 0) {
+		healthz(req);
+	} else if (strcmp(path, "/metrics") == 0) {
+		metrics_page(req);
+	} else if (strncmp(path, "/api/", 5) == 0) {
+		if (!has_key(req, srv->cfg->api_key)) {
+			http_error(req, 401, "missing or wrong API key");
+			return;
+		}
+		if (strcmp(path, "/api/tokens") == 0 && m == EVHTTP_REQ_POST)
+			api_tokens(req);
+		else if (strcmp(path, "/api/publish") == 0 &&
+			 m == EVHTTP_REQ_POST)
+			api_publish(req);
+		else if (strncmp(path, "/api/tasks", 10) == 0)
+			api_tasks(req, path + 10, m);
+		else
+			http_error(req, 404, "not found");
+	} else if (strncmp(path, "/admin/", 7) == 0 && !static_exists(path)) {
+		if (!has_key(req, srv->cfg->admin_key)) {
+			http_error(req, 401, "missing or wrong admin key");
+			return;
+		}
+		if (strcmp(path, "/admin/connections") == 0 &&
+		    m == EVHTTP_REQ_GET)
+			admin_connections(req);
+		else if (strcmp(path, "/admin/sql") == 0 &&
+			 m == EVHTTP_REQ_POST)
+			admin_sql(req);
+		else
+			http_error(req, 404, "not found");
+	} else if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD) {
+		static_serve(req, path);
+	} else {
+		http_error(req, 405, "method not allowed");
+	}
+}
+
+int http_start(const char *addr, int *port_out)
+{
+	char host[64];
+	int port;
+	struct evhttp_bound_socket *bs;
+
+	if (config_split_addr(addr, host, sizeof(host), &port) < 0)
+		return -1;
+	srv->http = evhttp_new(srv->base);
+	if (srv->http == NULL)
+		return -1;
+	evhttp_set_max_body_size(srv->http,
+				 (ev_ssize_t)srv->cfg->max_http_body);
+	evhttp_set_max_headers_size(srv->http, 16384);
+	evhttp_set_timeout(srv->http, 30);
+	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+						      EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(srv->http, route, NULL);
+	bs = evhttp_bind_socket_with_handle(srv->http, host, (uint16_t)port);
+	if (bs == NULL)
+		return -1;
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		getsockname(evhttp_bound_socket_get_fd(bs),
+			    (struct sockaddr *)&ss, &sl);
+		*port_out =
+			ntohs(ss.ss_family == AF_INET6
+				      ? ((struct sockaddr_in6 *)&ss)->sin6_port
+				      : ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return 0;
+}
+
+void http_stop(void)
+{
+	if (srv && srv->http) {
+		evhttp_free(srv->http);
+		srv->http = NULL;
+	}
+}

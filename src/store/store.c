@@ -1,0 +1,598 @@
+/*
+ * SQLite store. One read-write connection owned by the event loop; writes
+ * are grouped into one transaction per loop turn by the caller.
+ */
+#include "basestation/store.h"
+#include "basestation/log.h"
+#include "basestation/metrics.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern const char *const schema_migrations[];
+extern const int schema_count;
+
+enum {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_MSG_INSERT,
+	ST_IDEM_GET,
+	ST_IDEM_PUT,
+	ST_MEMBER_PUT,
+	ST_MEMBER_DEL,
+	ST_USER_PUT,
+	ST_REPLAY,
+	ST_PRUNE_AGE,
+	ST_PRUNE_SEQ,
+	ST_PRUNE_IDEM,
+	ST_COUNTER_GET,
+	ST_COUNTER_SET,
+	ST_TASK_PUT,
+	ST_TASK_DEL,
+	ST_N
+};
+
+static const char *const sql_text[ST_N] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_MSG_INSERT] = "INSERT INTO messages (seq, ts, sender, to_uid, "
+			  "room, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_IDEM_GET] = "SELECT seq FROM idem WHERE sender = ?1 AND ref = ?2",
+	[ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem (sender, ref, seq, ts) "
+			"VALUES (?1, ?2, ?3, ?4)",
+	[ST_MEMBER_PUT] = "INSERT OR IGNORE INTO members (room, uid, "
+			  "joined_seq, joined_at) VALUES (?1, ?2, ?3, ?4)",
+	[ST_MEMBER_DEL] = "DELETE FROM members WHERE room = ?1 AND uid = ?2",
+	[ST_USER_PUT] = "INSERT INTO users (uid, cursor, last_seen) VALUES "
+			"(?1, ?2, ?3) ON CONFLICT (uid) DO UPDATE SET "
+			"cursor = excluded.cursor, last_seen = "
+			"excluded.last_seen",
+	[ST_REPLAY] =
+		"SELECT seq, ts, sender, to_uid, room, data FROM messages "
+		"WHERE to_uid = ?1 AND seq > ?2 AND seq <= ?3 "
+		"UNION ALL "
+		"SELECT m.seq, m.ts, m.sender, m.to_uid, m.room, m.data "
+		"FROM members r JOIN messages m ON m.room = r.room "
+		"AND m.seq > max(?2, r.joined_seq) AND m.seq <= ?3 "
+		"WHERE r.uid = ?1 ORDER BY 1 LIMIT ?4",
+	[ST_PRUNE_AGE] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM "
+			 "messages WHERE ts < ?1 ORDER BY seq LIMIT ?2) "
+			 "RETURNING seq",
+	[ST_PRUNE_SEQ] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM "
+			 "messages WHERE seq <= ?1 ORDER BY seq LIMIT ?2) "
+			 "RETURNING seq",
+	[ST_PRUNE_IDEM] = "DELETE FROM idem WHERE (sender, ref) IN (SELECT "
+			  "sender, ref FROM idem WHERE ts < ?1 LIMIT ?2)",
+	[ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
+	[ST_COUNTER_SET] = "INSERT INTO counters (name, value) VALUES (?1, ?2) "
+			   "ON CONFLICT (name) DO UPDATE SET value = "
+			   "excluded.value",
+	[ST_TASK_PUT] = "INSERT OR REPLACE INTO tasks (id, title, owner, "
+			"watchers, status, steps, done, total, note, version, "
+			"created_at, updated_at, finished_at) VALUES (?1, ?2, "
+			"?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[ST_TASK_DEL] = "DELETE FROM tasks WHERE id = ?1",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_N];
+	int in_tx;
+	char epoch[33];
+};
+
+static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errsz)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errsz, "%s", msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int user_version(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Apply every migration newer than PRAGMA user_version, each in its own
+ * transaction together with the version bump. */
+static int migrate(sqlite3 *db, char *err, size_t errsz)
+{
+	int v = user_version(db);
+	char sql[64];
+
+	if (v < 0) {
+		snprintf(err, errsz, "cannot read user_version: %s",
+			 sqlite3_errmsg(db));
+		return -1;
+	}
+	if (v > schema_count) {
+		snprintf(err, errsz,
+			 "database schema version %d is newer than this "
+			 "binary (%d)",
+			 v, schema_count);
+		return -1;
+	}
+	for (int i = v; i < schema_count; i++) {
+		if (exec_sql(db, "BEGIN IMMEDIATE", err, errsz) < 0)
+			return -1;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", i + 1);
+		if (exec_sql(db, schema_migrations[i], err, errsz) < 0 ||
+		    exec_sql(db, sql, err, errsz) < 0) {
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+		if (i == 0) {
+			/* The epoch names this history; made once. */
+			unsigned char r[16];
+			char q[128];
+			RAND_bytes(r, sizeof(r));
+			int o = snprintf(q, sizeof(q),
+					 "INSERT INTO meta VALUES ('epoch', '");
+			for (int k = 0; k < 16; k++)
+				o += snprintf(q + o, sizeof(q) - (size_t)o,
+					      "%02x", r[k]);
+			snprintf(q + o, sizeof(q) - (size_t)o, "')");
+			if (exec_sql(db, q, err, errsz) < 0) {
+				sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+				return -1;
+			}
+		}
+		if (exec_sql(db, "COMMIT", err, errsz) < 0)
+			return -1;
+		log_info("store.migrate", "version=%d", i + 1);
+	}
+	return 0;
+}
+
+struct store *store_open(const char *path, int sync_full, char *err,
+			 size_t errsz)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	sqlite3_stmt *st = NULL;
+
+	if (s == NULL)
+		fatal("out of memory");
+	if (sqlite3_open_v2(path, &s->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				    SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, errsz, "cannot open %s: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 2000);
+	sqlite3_extended_result_codes(s->db, 1);
+	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", err, errsz) < 0 ||
+	    exec_sql(s->db,
+		     sync_full ? "PRAGMA synchronous = FULL"
+			       : "PRAGMA synchronous = NORMAL",
+		     err, errsz) < 0 ||
+	    exec_sql(s->db, "PRAGMA foreign_keys = ON", err, errsz) < 0 ||
+	    exec_sql(s->db, "PRAGMA wal_autocheckpoint = 4000", err, errsz) <
+		    0 ||
+	    migrate(s->db, err, errsz) < 0)
+		goto fail;
+	for (int i = 0; i < ST_N; i++) {
+		if (sqlite3_prepare_v3(s->db, sql_text[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &s->st[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(err, errsz, "prepare %d: %s", i,
+				 sqlite3_errmsg(s->db));
+			goto fail;
+		}
+	}
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT value FROM meta WHERE key = 'epoch'", -1,
+			       &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		snprintf(err, errsz, "no epoch in meta: %s",
+			 sqlite3_errmsg(s->db));
+		goto fail;
+	}
+	snprintf(s->epoch, sizeof(s->epoch), "%s",
+		 (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return s;
+fail:
+	sqlite3_finalize(st);
+	store_close(s);
+	return NULL;
+}
+
+void store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->in_tx)
+		store_commit(s);
+	for (int i = 0; i < ST_N; i++)
+		sqlite3_finalize(s->st[i]);
+	if (s->db) {
+		sqlite3_exec(s->db, "PRAGMA optimize", NULL, NULL, NULL);
+		sqlite3_close(s->db);
+	}
+	free(s);
+}
+
+sqlite3 *store_db(struct store *s)
+{
+	return s->db;
+}
+
+const char *store_epoch(const struct store *s)
+{
+	return s->epoch;
+}
+
+int store_schema_version(struct store *s)
+{
+	return user_version(s->db);
+}
+
+/* Run a prepared statement that returns no rows; reset it. */
+static int run(struct store *s, int which)
+{
+	sqlite3_stmt *st = s->st[which];
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		log_error("store.error", "stmt=%d rc=%d msg=%s", which, rc,
+			  log_val(sqlite3_errmsg(s->db)));
+		return -1;
+	}
+	return 0;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int64_t store_max_seq(struct store *s)
+{
+	sqlite3_stmt *st;
+	int64_t v = 0;
+	if (sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM messages", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	/* Never reuse a seq that retention removed. */
+	int64_t pruned = store_counter_get(s, "pruned_max_seq");
+	return v > pruned ? v : pruned;
+}
+
+int store_in_tx(const struct store *s)
+{
+	return s->in_tx;
+}
+
+int store_begin(struct store *s)
+{
+	if (s->in_tx)
+		return 0;
+	if (run(s, ST_BEGIN) < 0)
+		return -1;
+	s->in_tx = 1;
+	return 0;
+}
+
+int store_commit(struct store *s)
+{
+	struct timespec a, b;
+	if (!s->in_tx)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	if (run(s, ST_COMMIT) < 0) {
+		store_rollback(s);
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	metrics_commit_observe((double)(b.tv_sec - a.tv_sec) +
+			       (double)(b.tv_nsec - a.tv_nsec) / 1e9);
+	s->in_tx = 0;
+	return 0;
+}
+
+void store_rollback(struct store *s)
+{
+	if (!s->in_tx)
+		return;
+	if (sqlite3_get_autocommit(s->db) == 0)
+		run(s, ST_ROLLBACK);
+	s->in_tx = 0;
+}
+
+int store_writable(struct store *s)
+{
+	if (s->in_tx)
+		return 1;
+	/* A write that changes nothing still needs the write lock and a
+	 * writable file. */
+	char err[128];
+	if (exec_sql(s->db,
+		     "BEGIN IMMEDIATE; INSERT OR REPLACE INTO meta VALUES "
+		     "('healthz', strftime('%s','now')); COMMIT",
+		     err, sizeof(err)) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		log_warn("store.unhealthy", "msg=%s", log_val(err));
+		return 0;
+	}
+	return 1;
+}
+
+int store_msg_insert(struct store *s, const struct stored_msg *m)
+{
+	sqlite3_stmt *st = s->st[ST_MSG_INSERT];
+	sqlite3_bind_int64(st, 1, m->seq);
+	sqlite3_bind_int64(st, 2, m->ts);
+	bind_text(st, 3, m->sender);
+	bind_text(st, 4, m->to);
+	bind_text(st, 5, m->room);
+	sqlite3_bind_text(st, 6, m->data, (int)m->data_len, SQLITE_STATIC);
+	return run(s, ST_MSG_INSERT);
+}
+
+int store_idem_get(struct store *s, const char *sender, const char *ref,
+		   int64_t *seq)
+{
+	sqlite3_stmt *st = s->st[ST_IDEM_GET];
+	int rc, found = 0;
+	bind_text(st, 1, sender);
+	bind_text(st, 2, ref);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(st, 0);
+		found = 1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return -1;
+	return found;
+}
+
+int store_idem_put(struct store *s, const char *sender, const char *ref,
+		   int64_t seq, int64_t ts)
+{
+	sqlite3_stmt *st = s->st[ST_IDEM_PUT];
+	bind_text(st, 1, sender);
+	bind_text(st, 2, ref);
+	sqlite3_bind_int64(st, 3, seq);
+	sqlite3_bind_int64(st, 4, ts);
+	return run(s, ST_IDEM_PUT);
+}
+
+int store_member_put(struct store *s, const char *room, const char *uid,
+		     int64_t joined_seq, int64_t ts)
+{
+	sqlite3_stmt *st = s->st[ST_MEMBER_PUT];
+	bind_text(st, 1, room);
+	bind_text(st, 2, uid);
+	sqlite3_bind_int64(st, 3, joined_seq);
+	sqlite3_bind_int64(st, 4, ts);
+	return run(s, ST_MEMBER_PUT);
+}
+
+int store_member_del(struct store *s, const char *room, const char *uid)
+{
+	sqlite3_stmt *st = s->st[ST_MEMBER_DEL];
+	bind_text(st, 1, room);
+	bind_text(st, 2, uid);
+	return run(s, ST_MEMBER_DEL);
+}
+
+int store_user_put(struct store *s, const char *uid, int64_t cursor,
+		   int64_t last_seen)
+{
+	sqlite3_stmt *st = s->st[ST_USER_PUT];
+	bind_text(st, 1, uid);
+	sqlite3_bind_int64(st, 2, cursor);
+	sqlite3_bind_int64(st, 3, last_seen);
+	return run(s, ST_USER_PUT);
+}
+
+int store_load_members(struct store *s, store_member_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT room, uid, joined_seq FROM members "
+			       "ORDER BY room",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		cb(arg, (const char *)sqlite3_column_text(st, 0),
+		   (const char *)sqlite3_column_text(st, 1),
+		   sqlite3_column_int64(st, 2));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_load_users(struct store *s, store_user_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if (sqlite3_prepare_v2(s->db, "SELECT uid, cursor FROM users", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		cb(arg, (const char *)sqlite3_column_text(st, 0),
+		   sqlite3_column_int64(st, 1));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,
+		 int limit, store_msg_cb cb, void *arg)
+{
+	sqlite3_stmt *st = s->st[ST_REPLAY];
+	int rc, n = 0;
+
+	bind_text(st, 1, uid);
+	sqlite3_bind_int64(st, 2, since);
+	sqlite3_bind_int64(st, 3, upto);
+	sqlite3_bind_int(st, 4, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct stored_msg m = {
+			.seq = sqlite3_column_int64(st, 0),
+			.ts = sqlite3_column_int64(st, 1),
+			.sender = (const char *)sqlite3_column_text(st, 2),
+			.to = (const char *)sqlite3_column_text(st, 3),
+			.room = (const char *)sqlite3_column_text(st, 4),
+			.data = (const char *)sqlite3_column_text(st, 5),
+			.data_len = (size_t)sqlite3_column_bytes(st, 5),
+		};
+		cb(arg, &m);
+		n++;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store.error", "op=replay msg=%s",
+			  log_val(sqlite3_errmsg(s->db)));
+		return -1;
+	}
+	return n;
+}
+
+static int prune_with(struct store *s, int which, int64_t arg, int max_rows,
+		      int64_t *max_deleted)
+{
+	sqlite3_stmt *st = s->st[which];
+	int rc, n = 0;
+	sqlite3_bind_int64(st, 1, arg);
+	sqlite3_bind_int(st, 2, max_rows);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(st, 0);
+		if (seq > *max_deleted)
+			*max_deleted = seq;
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		log_error("store.error", "op=prune msg=%s",
+			  log_val(sqlite3_errmsg(s->db)));
+		return -1;
+	}
+	return n;
+}
+
+int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
+		int64_t idem_before_ts, int max_rows, int64_t *max_deleted)
+{
+	int n = 0, k;
+	if (before_ts > 0) {
+		k = prune_with(s, ST_PRUNE_AGE, before_ts, max_rows,
+			       max_deleted);
+		if (k < 0)
+			return -1;
+		n += k;
+	}
+	if (below_seq > 0 && n < max_rows) {
+		k = prune_with(s, ST_PRUNE_SEQ, below_seq, max_rows - n,
+			       max_deleted);
+		if (k < 0)
+			return -1;
+		n += k;
+	}
+	if (idem_before_ts > 0) {
+		sqlite3_stmt *st = s->st[ST_PRUNE_IDEM];
+		sqlite3_bind_int64(st, 1, idem_before_ts);
+		sqlite3_bind_int(st, 2, max_rows);
+		if (run(s, ST_PRUNE_IDEM) < 0)
+			return -1;
+	}
+	return n;
+}
+
+int64_t store_counter_get(struct store *s, const char *name)
+{
+	sqlite3_stmt *st = s->st[ST_COUNTER_GET];
+	int64_t v = 0;
+	bind_text(st, 1, name);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return v;
+}
+
+int store_counter_set(struct store *s, const char *name, int64_t v)
+{
+	sqlite3_stmt *st = s->st[ST_COUNTER_SET];
+	bind_text(st, 1, name);
+	sqlite3_bind_int64(st, 2, v);
+	return run(s, ST_COUNTER_SET);
+}
+
+int store_task_put(struct store *s, const char *id, const char *title,
+		   const char *owner, const char *watchers_json,
+		   const char *status, const char *steps_json, int64_t done,
+		   int64_t total, const char *note, int64_t version,
+		   int64_t created_at, int64_t updated_at, int64_t finished_at)
+{
+	sqlite3_stmt *st = s->st[ST_TASK_PUT];
+	bind_text(st, 1, id);
+	bind_text(st, 2, title);
+	bind_text(st, 3, owner);
+	bind_text(st, 4, watchers_json);
+	bind_text(st, 5, status);
+	bind_text(st, 6, steps_json);
+	if (done >= 0)
+		sqlite3_bind_int64(st, 7, done);
+	if (total >= 0)
+		sqlite3_bind_int64(st, 8, total);
+	bind_text(st, 9, note);
+	sqlite3_bind_int64(st, 10, version);
+	sqlite3_bind_int64(st, 11, created_at);
+	sqlite3_bind_int64(st, 12, updated_at);
+	if (finished_at > 0)
+		sqlite3_bind_int64(st, 13, finished_at);
+	return run(s, ST_TASK_PUT);
+}
+
+int store_task_del(struct store *s, const char *id)
+{
+	sqlite3_stmt *st = s->st[ST_TASK_DEL];
+	bind_text(st, 1, id);
+	return run(s, ST_TASK_DEL);
+}
+
+int store_load_tasks(struct store *s, store_task_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT id, title, owner, watchers, status, "
+			       "steps, done, total, note, version, created_at, "
+			       "updated_at, finished_at FROM tasks",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		cb(arg, st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

@@ -1,0 +1,132 @@
+/* Prometheus exposition of the global counters. */
+#include "basestation/metrics.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+
+struct metrics metrics;
+
+static const double commit_le[METRICS_COMMIT_BUCKETS] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+	0.01,	0.025,	 0.05,	 0.1,	0.25,	1.0};
+
+void metrics_commit_observe(double seconds)
+{
+	metrics.commits++;
+	metrics.commit_sum += seconds;
+	for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++)
+		if (seconds <= commit_le[i]) {
+			metrics.commit_bucket[i]++;
+			break;
+		}
+}
+
+static void counter(struct evbuffer *o, const char *name, const char *help,
+		    uint64_t v)
+{
+	evbuffer_add_printf(o,
+			    "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n",
+			    name, help, name, name, v);
+}
+
+static void gauge(struct evbuffer *o, const char *name, const char *help,
+		  uint64_t v)
+{
+	evbuffer_add_printf(o,
+			    "# HELP %s %s\n# TYPE %s gauge\n%s %" PRIu64 "\n",
+			    name, help, name, name, v);
+}
+
+void metrics_render(struct evbuffer *o, uint64_t connections,
+		    uint64_t users_online, uint64_t rooms, uint64_t tasks,
+		    uint64_t last_seq)
+{
+	static const char *reasons[REFUSE_N] = {
+		"bad_request", "unauthorized", "forbidden", "not_found",
+		"version",     "limit",	       "timeout"};
+	static const int statuses[REFUSE_N] = {400, 401, 403, 404, 426, 503, 0};
+	const struct metrics *m = &metrics;
+	uint64_t cum = 0;
+
+	gauge(o, "basestation_connections", "Open WebSocket connections.",
+	      connections);
+	gauge(o, "basestation_users_online",
+	      "Users with at least one connection.", users_online);
+	gauge(o, "basestation_rooms", "Rooms with at least one member.", rooms);
+	gauge(o, "basestation_tasks", "Tasks stored.", tasks);
+	gauge(o, "basestation_last_seq", "Newest message sequence number.",
+	      last_seq);
+	counter(o, "basestation_connections_opened_total",
+		"WebSocket connections accepted.", m->conns_opened);
+	counter(o, "basestation_connections_closed_total",
+		"WebSocket connections closed.", m->conns_closed);
+	evbuffer_add_printf(o, "# HELP basestation_connections_refused_total "
+			       "Upgrades refused, by reason and HTTP status.\n"
+			       "# TYPE basestation_connections_refused_total "
+			       "counter\n");
+	for (int i = 0; i < REFUSE_N; i++)
+		evbuffer_add_printf(o,
+				    "basestation_connections_refused_total{"
+				    "reason=\"%s\",status=\"%d\"} %" PRIu64
+				    "\n",
+				    reasons[i], statuses[i], m->refused[i]);
+	counter(o, "basestation_messages_in_total",
+		"WebSocket messages received.", m->msgs_in);
+	counter(o, "basestation_messages_out_total", "WebSocket messages sent.",
+		m->msgs_out);
+	counter(o, "basestation_bytes_in_total", "WebSocket bytes received.",
+		m->bytes_in);
+	counter(o, "basestation_bytes_out_total",
+		"WebSocket bytes queued to "
+		"send.",
+		m->bytes_out);
+	counter(o, "basestation_messages_stored_total",
+		"Messages committed to the store.", m->stored);
+	counter(o, "basestation_acks_total", "Acks sent after commit.",
+		m->acks);
+	counter(o, "basestation_replayed_total",
+		"Messages sent from the store on resume or inbox.",
+		m->replayed);
+	evbuffer_add_printf(o,
+			    "# HELP basestation_drops_total Connections or "
+			    "messages dropped, by reason.\n"
+			    "# TYPE basestation_drops_total counter\n"
+			    "basestation_drops_total{reason=\"slow_consumer\"} "
+			    "%" PRIu64 "\n"
+			    "basestation_drops_total{reason=\"rate_limit\"} "
+			    "%" PRIu64 "\n"
+			    "basestation_drops_total{reason=\"retention\"} "
+			    "%" PRIu64 "\n"
+			    "basestation_drops_total{reason=\"idle\"} "
+			    "%" PRIu64 "\n"
+			    "basestation_drops_total{reason=\"protocol\"} "
+			    "%" PRIu64 "\n",
+			    m->drop_slow, m->drop_rate, m->retention,
+			    m->idle_close, m->protocol_close);
+	counter(o, "basestation_rate_limited_total",
+		"Frames answered with rate_limited.", m->rate_limited);
+	counter(o, "basestation_errors_sent_total", "Error frames sent.",
+		m->errors_sent);
+	counter(o, "basestation_task_updates_total", "Task changes stored.",
+		m->task_updates);
+	counter(o, "basestation_http_requests_total", "HTTP requests served.",
+		m->http_requests);
+	evbuffer_add_printf(o,
+			    "# HELP basestation_db_commit_seconds Time to "
+			    "commit one group of writes.\n"
+			    "# TYPE basestation_db_commit_seconds histogram\n");
+	for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
+		cum += m->commit_bucket[i];
+		evbuffer_add_printf(
+			o,
+			"basestation_db_commit_seconds_bucket{le=\"%g\"}"
+			" %" PRIu64 "\n",
+			commit_le[i], cum);
+	}
+	evbuffer_add_printf(o,
+			    "basestation_db_commit_seconds_bucket{le=\"+Inf\"} "
+			    "%" PRIu64 "\n"
+			    "basestation_db_commit_seconds_sum %.6f\n"
+			    "basestation_db_commit_seconds_count %" PRIu64 "\n",
+			    m->commits, m->commit_sum, m->commits);
+}

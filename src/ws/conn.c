@@ -1,0 +1,788 @@
+/*
+ * A WebSocket connection on a bufferevent: the HTTP upgrade, frames in and
+ * out, heartbeats, closing. The codec (ws/frame.c, ws/handshake.c) does the
+ * parsing; this file only moves bytes and applies policy.
+ *
+ * A connection is never freed inside its own callback: conn_kill() marks it
+ * dead and the reap event frees it once the stack has unwound.
+ */
+#include "basestation/broker.h"
+#include "basestation/log.h"
+#include "basestation/metrics.h"
+#include "basestation/shbuf.h"
+#include "basestation/store.h"
+#include "basestation/tasks.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define CLOSE_LINGER_MS	 2000
+#define REFUSE_LINGER_MS 2000
+#define SLOW_CLOSE_MS	 5000
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+struct conn *conn_find(uint64_t id)
+{
+	struct conn *c;
+	HASH_FIND(hh, srv->conns, &id, sizeof(id), c);
+	return c;
+}
+
+uint64_t conn_out_buffered(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Mark dead; freed by conn_reap() from its own event. */
+static void conn_kill(struct conn *c)
+{
+	if (c->state == CONN_DEAD)
+		return;
+	if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
+		registry_detach(c);
+	c->state = CONN_DEAD;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	c->qnext = srv->reap;
+	srv->reap = c;
+	event_active(srv->reap_ev, EV_TIMEOUT, 0);
+}
+
+void conn_close_now(struct conn *c)
+{
+	conn_kill(c);
+}
+
+static void conn_destroy(struct conn *c)
+{
+	struct held *h, *hn;
+
+	HASH_DEL(srv->conns, c);
+	srv->nsockets--;
+	if (c->ip)
+		registry_ip_put(c->ip);
+	for (h = c->held_head; h; h = hn) {
+		hn = h->next;
+		shbuf_unref(h->frame);
+		free(h);
+	}
+	tasks_unsubscribe_all(c);
+	json_decref(c->replay_ref);
+	ws_parser_finish(&c->parser);
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+void conn_reap(void)
+{
+	while (srv->reap) {
+		struct conn *c = srv->reap;
+		srv->reap = c->qnext;
+		/* It may still sit in the replay queue; unlink it there. */
+		if (c->in_replay_queue) {
+			struct conn **pp = &srv->replay_head;
+			srv->replay_tail = NULL;
+			while (*pp) {
+				if (*pp == c)
+					*pp = c->rnext;
+				else {
+					srv->replay_tail = *pp;
+					pp = &(*pp)->rnext;
+				}
+			}
+		}
+		conn_destroy(c);
+	}
+}
+
+static void format_remote(const struct sockaddr *sa, char *out, size_t n)
+{
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  out, (socklen_t)n);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)n);
+	else
+		snprintf(out, n, "unix");
+}
+
+void conn_accept(int fd, const struct sockaddr *sa, int salen)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	(void)salen;
+	if (c == NULL)
+		fatal("out of memory");
+	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		log_error("conn.error",
+			  "msg=\"bufferevent_socket_new failed\"");
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->id = ++srv->next_conn_id;
+	c->state = CONN_HANDSHAKE;
+	c->deadline = mono_ms() + (int64_t)srv->cfg->handshake_timeout * 1000;
+	format_remote(sa, c->remote, sizeof(c->remote));
+	HASH_ADD(hh, srv->conns, id, sizeof(c->id), c);
+	srv->nsockets++;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb,
+			  c);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+/* ---- refusing an upgrade ---- */
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 426:
+		return "Upgrade Required";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
+	}
+}
+
+static void conn_refuse(struct conn *c, int status, const char *why)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	enum refuse_reason r;
+
+	switch (status) {
+	case 401:
+		r = REFUSE_UNAUTHORIZED;
+		break;
+	case 403:
+		r = REFUSE_FORBIDDEN;
+		break;
+	case 404:
+		r = REFUSE_NOT_FOUND;
+		break;
+	case 426:
+		r = REFUSE_VERSION;
+		break;
+	case 503:
+		r = REFUSE_LIMIT;
+		break;
+	default:
+		r = REFUSE_BAD_REQUEST;
+	}
+	metrics.refused[r]++;
+	log_info("conn.refused", "conn=%llu remote=%s status=%d reason=%s",
+		 (unsigned long long)c->id, c->remote, status, log_val(why));
+	evbuffer_add_printf(
+		out,
+		"HTTP/1.1 %d %s\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\n"
+		"Content-Length: %zu\r\n"
+		"Connection: close\r\n"
+		"%s"
+		"\r\n%s\n",
+		status, status_text(status), strlen(why) + 1,
+		status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", why);
+	c->state = CONN_REFUSING;
+	c->deadline = mono_ms() + REFUSE_LINGER_MS;
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* ---- the upgrade ---- */
+
+static void trim(const char **p, size_t *n)
+{
+	while (*n && (**p == ' ' || **p == '\t')) {
+		(*p)++;
+		(*n)--;
+	}
+	while (*n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+		(*n)--;
+}
+
+/* Verify one token candidate; 0 ok. */
+static int check_token(const char *tok, size_t len, struct auth_identity *id)
+{
+	int64_t now = now_ms();
+	if (len == 0 || len > AUTH_TOKEN_MAX)
+		return -1;
+	if (srv->cfg->jwt_secret && memchr(tok, '.', len) &&
+	    auth_jwt_verify(srv->cfg->jwt_secret, tok, len, now, id) == 0)
+		return 0;
+	return auth_token_verify(store_db(srv->store), tok, len, now, id) == 0
+		       ? 0
+		       : -1;
+}
+
+/* Hostname part of an origin or Host value: strip scheme, port, path. */
+static void host_of(const char *p, size_t n, char *out, size_t outsz)
+{
+	const char *s = memmem(p, n, "://", 3);
+	size_t k = 0;
+	if (s) {
+		n -= (size_t)(s + 3 - p);
+		p = s + 3;
+	}
+	if (n && *p == '[') {
+		while (k < n && p[k] != ']')
+			k++;
+		if (k < n)
+			k++;
+	} else {
+		while (k < n && p[k] != ':' && p[k] != '/')
+			k++;
+	}
+	if (k >= outsz)
+		k = outsz - 1;
+	memcpy(out, p, k);
+	out[k] = '\0';
+}
+
+static int origin_allowed(const struct ws_request *req)
+{
+	const struct config *cfg = srv->cfg;
+	char oh[256], hh[256];
+
+	if (req->origin.p == NULL)
+		return 1; /* not a browser */
+	if (cfg->origin_any)
+		return 1;
+	if (cfg->norigins > 0) {
+		for (int i = 0; i < cfg->norigins; i++) {
+			size_t l = strlen(cfg->origins[i]);
+			while (l && cfg->origins[i][l - 1] == '/')
+				l--;
+			if (l == req->origin.n &&
+			    strncasecmp(cfg->origins[i], req->origin.p, l) == 0)
+				return 1;
+		}
+		return 0;
+	}
+	if (req->host.p == NULL)
+		return 0;
+	host_of(req->origin.p, req->origin.n, oh, sizeof(oh));
+	host_of(req->host.p, req->host.n, hh, sizeof(hh));
+	return oh[0] && strcasecmp(oh, hh) == 0;
+}
+
+static int trusted_proxy(const char *ip)
+{
+	for (int i = 0; i < srv->cfg->ntrusted; i++)
+		if (strcmp(srv->cfg->trusted_proxies[i], ip) == 0)
+			return 1;
+	return 0;
+}
+
+/* The client address: the peer, or the last X-Forwarded-For entry when the
+ * peer is a proxy the operator named. */
+static void apply_forwarded(struct conn *c, const struct ws_request *req)
+{
+	const char *p, *comma;
+	size_t n;
+	char ip[48];
+	struct in6_addr a6;
+
+	if (req->forwarded_for.p == NULL || !trusted_proxy(c->remote))
+		return;
+	p = req->forwarded_for.p;
+	n = req->forwarded_for.n;
+	comma = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == ',')
+			comma = p + i;
+	if (comma) {
+		n -= (size_t)(comma + 1 - p);
+		p = comma + 1;
+	}
+	trim(&p, &n);
+	if (n == 0 || n >= sizeof(ip))
+		return;
+	memcpy(ip, p, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, &a6) == 1 ||
+	    inet_pton(AF_INET6, ip, &a6) == 1)
+		snprintf(c->remote, sizeof(c->remote), "%s", ip);
+}
+
+static void conn_open(struct conn *c, const struct auth_identity *id);
+
+/* Parse and judge the request head. Returns 1 when the connection was
+ * upgraded or refused, 0 when more bytes are needed. */
+static int conn_handshake(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t len = evbuffer_get_length(in);
+	size_t take = len > WS_HS_MAX_BYTES ? WS_HS_MAX_BYTES : len;
+	const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)take);
+	struct ws_request req;
+	struct auth_identity id;
+	char tmp[AUTH_TOKEN_MAX + 1], accept[29], uidq[AUTH_UID_MAX + 2];
+	const char *proto_echo = NULL;
+	size_t proto_echo_len = 0;
+	int n, head, status, have_token = 0, offered_v1 = 0;
+
+	n = head = ws_request_parse(buf, take, &req);
+	if (n == WS_HS_NEED_MORE) {
+		if (len >= WS_HS_MAX_BYTES) {
+			conn_refuse(c, 400, "request head too large");
+			return 1;
+		}
+		return 0;
+	}
+	if (n < 0) {
+		conn_refuse(c, 400, "malformed request head");
+		return 1;
+	}
+	status = ws_request_check(&req);
+	if (status) {
+		conn_refuse(c, status,
+			    status == 404   ? "no such path; use /ws"
+			    : status == 426 ? "Sec-WebSocket-Version must be 13"
+					    : "not a valid WebSocket upgrade");
+		return 1;
+	}
+	apply_forwarded(c, &req);
+	if (srv->stopping || srv->nconns >= srv->cfg->max_connections) {
+		conn_refuse(c, 503, "connection limit reached");
+		return 1;
+	}
+	if (srv->cfg->max_per_ip > 0) {
+		struct ipcount *ip = registry_ip_get(c->remote, 0);
+		if (ip && ip->n >= srv->cfg->max_per_ip) {
+			conn_refuse(c, 503,
+				    "too many connections from this "
+				    "address");
+			return 1;
+		}
+	}
+
+	/* Identity: query token, then Bearer, then subprotocol values. */
+	int qlen = ws_query_get(req.query.p, req.query.n, "token", tmp,
+				sizeof(tmp));
+	if (qlen >= 0) {
+		have_token = 1;
+		if (check_token(tmp, (size_t)qlen, &id) < 0)
+			goto unauthorized;
+	} else if (req.authorization.p && req.authorization.n > 7 &&
+		   strncasecmp(req.authorization.p, "Bearer ", 7) == 0) {
+		const char *t = req.authorization.p + 7;
+		size_t tl = req.authorization.n - 7;
+		trim(&t, &tl);
+		have_token = 1;
+		if (check_token(t, tl, &id) < 0)
+			goto unauthorized;
+	}
+	if (req.protocol.p) {
+		const char *p = req.protocol.p, *end = p + req.protocol.n;
+		while (p < end) {
+			const char *comma = memchr(p, ',', (size_t)(end - p));
+			const char *e = comma ? comma : end;
+			size_t l = (size_t)(e - p);
+			const char *v = p;
+			trim(&v, &l);
+			if (l == 14 && memcmp(v, "basestation.v1", 14) == 0) {
+				offered_v1 = 1;
+			} else if (l && !have_token) {
+				if (check_token(v, l, &id) == 0) {
+					have_token = 1;
+					proto_echo = v;
+					proto_echo_len = l;
+				}
+			}
+			p = e + 1;
+		}
+		if (!have_token && req.protocol.n > 0 && !offered_v1)
+			goto unauthorized;
+	}
+	if (!have_token) {
+		conn_refuse(c, 401, "missing token");
+		return 1;
+	}
+
+	n = ws_query_get(req.query.p, req.query.n, "uid", uidq, sizeof(uidq));
+	if (n == -1)
+		n = ws_query_get(req.query.p, req.query.n, "id", uidq,
+				 sizeof(uidq));
+	if (n != -1 && (n < 0 || strcmp(uidq, id.uid) != 0)) {
+		conn_refuse(c, 403, "uid does not match the token");
+		return 1;
+	}
+	if (!origin_allowed(&req)) {
+		conn_refuse(c, 403, "origin not allowed");
+		return 1;
+	}
+
+	/* Accepted. */
+	ws_accept_key(req.key.p, req.key.n, accept);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 101 Switching Protocols\r\n"
+			    "Upgrade: websocket\r\n"
+			    "Connection: Upgrade\r\n"
+			    "Sec-WebSocket-Accept: %s\r\n",
+			    accept);
+	if (offered_v1)
+		evbuffer_add_printf(
+			out, "Sec-WebSocket-Protocol: basestation.v1\r\n");
+	else if (proto_echo)
+		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %.*s\r\n",
+				    (int)proto_echo_len, proto_echo);
+	evbuffer_add(out, "\r\n", 2);
+
+	/* Resume parameters before the head is drained. */
+	int64_t since = -1;
+	int epoch_ok = 1;
+	char num[32], ep[64];
+	if (ws_query_get(req.query.p, req.query.n, "since", num, sizeof(num)) >
+	    0) {
+		char *e;
+		long long v = strtoll(num, &e, 10);
+		if (*e == '\0' && v >= 0)
+			since = v;
+	}
+	if (ws_query_get(req.query.p, req.query.n, "epoch", ep, sizeof(ep)) >=
+	    0)
+		epoch_ok = strcmp(ep, store_epoch(srv->store)) == 0;
+
+	evbuffer_drain(in, (size_t)head);
+	conn_open(c, &id);
+	if (c->state != CONN_OPEN)
+		return 1;
+	if (since >= 0)
+		router_replay_start(c, since, 1, epoch_ok, NULL);
+	else
+		router_replay_start(c, -1, 0, 1, NULL);
+	return 1;
+
+unauthorized:
+	conn_refuse(c, 401, "invalid, revoked or expired token");
+	return 1;
+}
+
+static void conn_open(struct conn *c, const struct auth_identity *id)
+{
+	json_t *hello;
+
+	c->state = CONN_OPEN;
+	c->role = id->role;
+	c->since_ms = now_ms();
+	c->last_rx = c->last_ping = mono_ms();
+	c->tokens = srv->cfg->burst;
+	c->tokens_at = c->last_rx;
+	ws_parser_init(&c->parser, srv->cfg->max_message, 1);
+	c->ip = registry_ip_get(c->remote, 1);
+	registry_attach(c, id->uid);
+	srv->nconns++;
+	metrics.conns_opened++;
+	log_info("conn.open", "conn=%llu uid=%s role=%s remote=%s token=%s",
+		 (unsigned long long)c->id, log_val(id->uid),
+		 auth_role_name(id->role), c->remote,
+		 id->prefix[0] ? id->prefix : "jwt");
+	hello = json_pack("{s:s, s:s, s:I, s:i, s:I, s:s}", "type", "connect",
+			  "uid", id->uid, "conn", (json_int_t)c->id,
+			  "heartbeat", srv->cfg->heartbeat, "seq",
+			  (json_int_t)srv->committed_seq, "epoch",
+			  store_epoch(srv->store));
+	conn_send_json(c, hello);
+}
+
+/* ---- frames out ---- */
+
+static void queue_bytes(struct conn *c, const void *hdr, size_t hl,
+			const void *payload, size_t pl)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add(out, hdr, hl);
+	if (pl)
+		evbuffer_add(out, payload, pl);
+	metrics.msgs_out++;
+	metrics.bytes_out += hl + pl;
+}
+
+/* 1 when c has more buffered than allowed: then it is cut. */
+static int check_slow(struct conn *c, size_t adding)
+{
+	if (conn_out_buffered(c) + adding <= srv->cfg->max_outbuf)
+		return 0;
+	metrics.drop_slow++;
+	log_warn("conn.slow", "conn=%llu uid=%s buffered=%llu",
+		 (unsigned long long)c->id,
+		 c->user ? log_val(c->user->uid) : "-",
+		 (unsigned long long)conn_out_buffered(c));
+	c->slow = 1;
+	conn_close(c, WS_CLOSE_POLICY, "slow consumer");
+	return 1;
+}
+
+void conn_send_frame(struct conn *c, struct shbuf *frame)
+{
+	if (c->state != CONN_OPEN || check_slow(c, frame->len))
+		return;
+	shbuf_add(bufferevent_get_output(c->bev), frame);
+	metrics.msgs_out++;
+	metrics.bytes_out += frame->len;
+}
+
+static void conn_send_text(struct conn *c, const char *s, size_t n)
+{
+	uint8_t hdr[10];
+	size_t hl;
+	if (c->state != CONN_OPEN || check_slow(c, n + 10))
+		return;
+	hl = ws_frame_header(hdr, WS_OP_TEXT, n);
+	queue_bytes(c, hdr, hl, s, n);
+}
+
+void conn_send_json(struct conn *c, json_t *obj)
+{
+	char *s;
+	if (obj == NULL)
+		return;
+	s = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	if (s == NULL)
+		return;
+	conn_send_text(c, s, strlen(s));
+	free(s);
+}
+
+void conn_send_error(struct conn *c, const json_t *ref, const char *code,
+		     const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	json_t *o;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code,
+		      "message", msg);
+	if (ref)
+		json_object_set(o, "ref", (json_t *)ref);
+	metrics.errors_sent++;
+	conn_send_json(c, o);
+}
+
+static void send_control(struct conn *c, enum ws_opcode op, const void *p,
+			 size_t n)
+{
+	uint8_t hdr[10];
+	size_t hl = ws_frame_header(hdr, op, n);
+	queue_bytes(c, hdr, hl, p, n);
+}
+
+void conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+	uint8_t body[125];
+	size_t rl = reason ? strlen(reason) : 0;
+
+	if (c->state != CONN_OPEN)
+		return;
+	if (rl > 123)
+		rl = 123;
+	body[0] = (uint8_t)(code >> 8);
+	body[1] = (uint8_t)(code & 0xff);
+	if (rl)
+		memcpy(body + 2, reason, rl);
+	send_control(c, WS_OP_CLOSE, body, 2 + rl);
+	registry_detach(c);
+	c->state = CONN_CLOSING;
+	c->deadline = mono_ms() + (c->slow ? SLOW_CLOSE_MS : CLOSE_LINGER_MS);
+	bufferevent_enable(c->bev, EV_WRITE);
+	log_info("conn.close", "conn=%llu code=%u reason=%s",
+		 (unsigned long long)c->id, code,
+		 log_val(reason ? reason : ""));
+}
+
+/* ---- frames in ---- */
+
+static void handle_event(struct conn *c, const struct ws_event *ev)
+{
+	switch (ev->type) {
+	case WS_EV_TEXT:
+		metrics.msgs_in++;
+		commands_handle(c, ev->data, ev->len);
+		break;
+	case WS_EV_PING:
+		send_control(c, WS_OP_PONG, ev->data, ev->len);
+		break;
+	case WS_EV_PONG:
+	case WS_EV_NONE:
+		break;
+	case WS_EV_CLOSE: {
+		uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS
+					? WS_CLOSE_NORMAL
+					: ev->close_code;
+		conn_close(c, code, NULL);
+		break;
+	}
+	case WS_EV_ERROR:
+		metrics.protocol_close++;
+		log_info("conn.protocol_error", "conn=%llu code=%u",
+			 (unsigned long long)c->id, ev->close_code);
+		conn_close(
+			c, ev->close_code,
+			ev->close_code == WS_CLOSE_TOO_BIG ? "message too big"
+			: ev->close_code == WS_CLOSE_BAD_DATA ? "invalid UTF-8"
+			: ev->close_code == WS_CLOSE_UNSUPPORTED
+				? "binary messages "
+				  "are not "
+				  "supported"
+				: "protocol "
+				  "error");
+		break;
+	}
+}
+
+static void read_frames(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	while (c->state == CONN_OPEN) {
+		struct evbuffer_iovec v;
+		struct ws_event ev;
+		size_t used;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			break;
+		used = ws_parser_feed(&c->parser, v.iov_base, v.iov_len, &ev);
+		metrics.bytes_in += used;
+		handle_event(c, &ev);
+		evbuffer_drain(in, used);
+		if (ev.type == WS_EV_ERROR)
+			break;
+	}
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	switch (c->state) {
+	case CONN_HANDSHAKE:
+		if (!conn_handshake(c))
+			return;
+		if (c->state == CONN_OPEN)
+			read_frames(c);
+		break;
+	case CONN_OPEN:
+		c->last_rx = mono_ms();
+		read_frames(c);
+		break;
+	default:
+		/* Closing: discard what the peer still sends. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		break;
+	}
+	if (c->state == CONN_CLOSING || c->state == CONN_REFUSING)
+		evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_OPEN) {
+		if (c->wait_drain) {
+			c->wait_drain = 0;
+			router_replay_continue_conn(c);
+		}
+		return;
+	}
+	if ((c->state == CONN_CLOSING || c->state == CONN_REFUSING) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		/* All written: half-close and linger for the peer's FIN so an
+		 * unread byte on our side does not turn into an RST that
+		 * destroys the close frame in flight. */
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+		bufferevent_disable(bev, EV_WRITE);
+		bufferevent_enable(bev, EV_READ);
+		c->deadline = mono_ms() + CLOSE_LINGER_MS;
+	}
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)bev;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (c->state == CONN_OPEN) {
+			log_info("conn.gone", "conn=%llu uid=%s reason=%s",
+				 (unsigned long long)c->id,
+				 log_val(c->user ? c->user->uid : "-"),
+				 (what & BEV_EVENT_EOF) ? "eof" : "error");
+		}
+		conn_kill(c);
+	}
+}
+
+/* Heartbeats, idle and handshake deadlines. Called a few times a second. */
+void conn_tick(int64_t now)
+{
+	struct conn *c, *tmp;
+	const struct config *cfg = srv->cfg;
+
+	HASH_ITER(hh, srv->conns, c, tmp)
+	{
+		switch (c->state) {
+		case CONN_HANDSHAKE:
+			if (now >= c->deadline) {
+				metrics.refused[REFUSE_TIMEOUT]++;
+				log_info("conn.refused",
+					 "conn=%llu remote=%s reason=timeout",
+					 (unsigned long long)c->id, c->remote);
+				conn_kill(c);
+			}
+			break;
+		case CONN_REFUSING:
+		case CONN_CLOSING:
+			if (now >= c->deadline)
+				conn_kill(c);
+			break;
+		case CONN_OPEN:
+			if (cfg->idle_timeout > 0 &&
+			    now - c->last_rx >=
+				    (int64_t)cfg->idle_timeout * 1000) {
+				metrics.idle_close++;
+				conn_close(c, WS_CLOSE_GOING_AWAY,
+					   "idle timeout");
+			} else if (cfg->heartbeat > 0 &&
+				   now - c->last_ping >=
+					   (int64_t)cfg->heartbeat * 1000) {
+				c->last_ping = now;
+				send_control(c, WS_OP_PING, NULL, 0);
+			}
+			break;
+		case CONN_DEAD:
+			break;
+		}
+	}
+}

@@ -1,0 +1,261 @@
+// Shared helpers for the black-box tests: start the real binary on free
+// ports with a fresh database, issue tokens through the CLI, connect with
+// the `ws` client or a raw socket.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import crypto from 'node:crypto';
+import WebSocket from 'ws';
+
+export const BIN = process.env.BASESTATION_BIN ||
+  path.resolve(import.meta.dirname, '../../build/basestation');
+export const API_KEY = 'test-api-key';
+export const ADMIN_KEY = 'test-admin-key';
+
+export function tempDb() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bs-test-'));
+  return { dir, db: path.join(dir, 'test.db') };
+}
+
+// Start `basestation serve`. Resolves once the ready line is logged.
+export async function startServer(opts = {}) {
+  const { dir, db } = opts.db ? { dir: null, db: opts.db } : tempDb();
+  const args = ['serve', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0',
+    '--db', db, '--api-key', API_KEY, '--admin-key', ADMIN_KEY,
+    ...(opts.args || [])];
+  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
+  const srv = { proc, db, dir, logs: '', stdout: '', exited: null };
+  proc.stdout.on('data', (d) => { srv.stdout += d; });
+  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => { srv.exited = { code, sig }; resolve(srv.exited); }));
+  srv.exitedPromise = exited;
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + srv.logs)), 10000);
+    proc.stderr.on('data', (d) => {
+      srv.logs += d;
+      const m = /event=server\.ready .*ws_port=(\d+) .*http_port=(\d+)/.exec(srv.logs);
+      if (m && !srv.wsPort) {
+        srv.wsPort = Number(m[1]);
+        srv.httpPort = Number(m[2]);
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    proc.on('exit', () => { clearTimeout(timer); reject(new Error('server exited early:\n' + srv.logs)); });
+  });
+  srv.url = (q = '') => `ws://127.0.0.1:${srv.wsPort}/ws${q}`;
+  srv.http = `http://127.0.0.1:${srv.httpPort}`;
+  // Graceful stop; resolves with the exit status.
+  srv.stop = async () => {
+    if (!srv.exited) proc.kill('SIGTERM');
+    const r = await exited;
+    return r;
+  };
+  srv.kill9 = async () => { srv.killed = true; if (!srv.exited) proc.kill('SIGKILL'); return exited; };
+  // Stop and check the exit: 0, within 5 s (under ASan a leak or an error
+  // report turns into a non-zero status and fails the test here).
+  srv.cleanup = async () => {
+    const t0 = Date.now();
+    const r = await srv.stop();
+    if (dir && !opts.keepDb) rmSync(dir, { recursive: true, force: true });
+    if (!srv.killed && (r.code !== 0 || Date.now() - t0 > 5000)) {
+      throw new Error(`server exit ${JSON.stringify(r)} after ${Date.now() - t0} ms\n` + srv.logs.slice(-4000));
+    }
+  };
+  return srv;
+}
+
+export function token(db, uid, role = 'user', ttl) {
+  const args = ['token', 'issue', '--uid', uid, '--role', role, '--db', db];
+  if (ttl !== undefined) args.push('--ttl', String(ttl));
+  return execFileSync(BIN, args, { encoding: 'utf8' }).trim();
+}
+
+// A `ws` client that queues every JSON message it receives.
+export class Client {
+  constructor(url, opts = {}) {
+    this.queue = [];
+    this.waiters = [];
+    this.all = [];
+    this.ws = new WebSocket(url, opts.protocols || [], { headers: opts.headers || {}, ...(opts.wsOptions || {}) });
+    this.closed = new Promise((resolve) => this.ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.on('open', resolve);
+      this.ws.on('error', reject);
+      this.ws.on('unexpected-response', (req, res) => reject(Object.assign(new Error('HTTP ' + res.statusCode), { status: res.statusCode, headers: res.headers })));
+    });
+    this.ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString());
+      this.all.push(msg);
+      const i = this.waiters.findIndex((w) => w.pred(msg));
+      if (i >= 0) { const [w] = this.waiters.splice(i, 1); clearTimeout(w.timer); w.resolve(msg); } else this.queue.push(msg);
+    });
+  }
+  send(obj) { this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)); }
+  // Next message matching pred (removed from the queue).
+  next(pred = () => true, ms = 5000) {
+    if (typeof pred === 'string') { const t = pred; pred = (m) => m.type === t; }
+    const i = this.queue.findIndex(pred);
+    if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0]);
+    return new Promise((resolve, reject) => {
+      const w = { pred, resolve };
+      w.timer = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error('timeout waiting for message; queue=' + JSON.stringify(this.queue).slice(0, 500)));
+      }, ms);
+      this.waiters.push(w);
+    });
+  }
+  // Resolves true when nothing matching pred arrives within ms.
+  async none(pred, ms = 300) {
+    try { await this.next(pred, ms); return false; } catch { return true; }
+  }
+  close() { try { this.ws.close(); } catch {} return this.closed; }
+  terminate() { this.ws.terminate(); }
+}
+
+export async function connect(srv, uid, opts = {}) {
+  const tok = opts.token || token(srv.db, uid, opts.role || 'user');
+  const q = new URLSearchParams({ token: tok, ...(opts.query || {}) });
+  const c = new Client(srv.url('?' + q), opts);
+  await c.opened;
+  c.hello = await c.next('connect');
+  c.token = tok;
+  return c;
+}
+
+// Send raw bytes and collect the reply until the server closes or ms pass.
+export function rawExchange(port, data, ms = 3000) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    let done = false;
+    const finish = () => { if (done) return; done = true; clearTimeout(t); s.destroy(); resolve(Buffer.concat(chunks)); };
+    const t = setTimeout(finish, ms);
+    s.on('connect', () => s.write(data));
+    s.on('data', (d) => chunks.push(d));
+    s.on('end', finish);
+    s.on('close', finish);
+    s.on('error', finish);
+  });
+}
+
+export function upgradeRequest(port, { path = '/ws', query = '', headers = {}, omit = [] } = {}) {
+  const h = {
+    Host: `127.0.0.1:${port}`,
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': crypto.randomBytes(16).toString('base64'),
+    'Sec-WebSocket-Version': '13',
+    ...headers,
+  };
+  for (const k of omit) delete h[k];
+  let s = `GET ${path}${query} HTTP/1.1\r\n`;
+  for (const [k, v] of Object.entries(h)) s += `${k}: ${v}\r\n`;
+  return s + '\r\n';
+}
+
+export function statusOf(buf) {
+  const m = /^HTTP\/1\.1 (\d{3})/.exec(buf.toString('latin1'));
+  return m ? Number(m[1]) : null;
+}
+
+// Encode a client frame (masked unless mask === false).
+export function frame(opcode, payload = Buffer.alloc(0), { fin = true, mask = true, rsv = 0, len } = {}) {
+  payload = Buffer.from(payload);
+  const n = len ?? payload.length;
+  const head = [((fin ? 0x80 : 0) | (rsv << 4) | opcode)];
+  const m = mask ? 0x80 : 0;
+  if (n < 126) head.push(m | n);
+  else if (n < 65536) head.push(m | 126, n >> 8, n & 255);
+  else { head.push(m | 127); const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); head.push(...b); }
+  let body = payload;
+  const parts = [Buffer.from(head)];
+  if (mask) {
+    const key = crypto.randomBytes(4);
+    body = Buffer.from(payload.map((x, i) => x ^ key[i & 3]));
+    parts.push(key);
+  }
+  parts.push(body);
+  return Buffer.concat(parts);
+}
+
+// Raw WebSocket: handshake done, then raw frames in and parsed frames out.
+export async function rawWs(srv, uid = 'raw', opts = {}) {
+  const tok = token(srv.db, uid);
+  const s = net.connect(srv.wsPort, '127.0.0.1');
+  await new Promise((r) => s.on('connect', r));
+  s.write(upgradeRequest(srv.wsPort, { query: '?token=' + tok }));
+  let buf = Buffer.alloc(0);
+  const frames = [];
+  let waiters = [];
+  let ended = false;
+  const pump = () => {
+    for (;;) {
+      if (!s.upgraded) {
+        const i = buf.indexOf('\r\n\r\n');
+        if (i < 0) return;
+        s.head = buf.subarray(0, i).toString();
+        buf = buf.subarray(i + 4);
+        s.upgraded = true;
+        continue;
+      }
+      if (buf.length < 2) return;
+      let n = buf[1] & 127, off = 2;
+      if (n === 126) { if (buf.length < 4) return; n = buf.readUInt16BE(2); off = 4; }
+      else if (n === 127) { if (buf.length < 10) return; n = Number(buf.readBigUInt64BE(2)); off = 10; }
+      if (buf.length < off + n) return;
+      const f = { fin: !!(buf[0] & 0x80), opcode: buf[0] & 15, payload: buf.subarray(off, off + n) };
+      if (f.opcode === 8) f.code = n >= 2 ? f.payload.readUInt16BE(0) : 1005;
+      if (f.opcode === 1) { try { f.json = JSON.parse(f.payload.toString()); } catch {} }
+      buf = buf.subarray(off + n);
+      frames.push(f);
+    }
+  };
+  const notify = () => { const ws = waiters; waiters = []; ws.forEach((w) => w()); };
+  s.on('data', (d) => { buf = Buffer.concat([buf, d]); pump(); notify(); });
+  s.on('close', () => { ended = true; notify(); });
+  s.on('error', () => {});
+  const api = {
+    socket: s,
+    frames,
+    write: (b) => s.write(b),
+    get ended() { return ended; },
+    // Wait for a frame matching pred (not consumed).
+    async waitFor(pred, ms = 5000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const f = frames.find(pred);
+        if (f) return f;
+        if (ended || Date.now() > deadline) return null;
+        await new Promise((r) => { waiters.push(r); setTimeout(r, 50); });
+      }
+    },
+    async closeCode(ms = 5000) {
+      const f = await api.waitFor((x) => x.opcode === 8, ms);
+      return f ? f.code : null;
+    },
+    async waitEnd(ms = 5000) {
+      const deadline = Date.now() + ms;
+      while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return ended;
+    },
+    destroy: () => s.destroy(),
+  };
+  await api.waitFor((f) => f.json && f.json.type === 'connect');
+  return api;
+}
+
+export async function api(srv, method, p, body, key = API_KEY) {
+  const headers = {};
+  if (key) headers.Authorization = 'Bearer ' + key;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(srv.http + p, { method, headers, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)) });
+  const text = await res.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch {}
+  return { status: res.status, json, text, headers: res.headers };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

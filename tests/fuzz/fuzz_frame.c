@@ -1,0 +1,142 @@
+/*
+ * libFuzzer harness for the frame parser.
+ *
+ * Input byte 0 picks the configuration: bits 0-5 the chunk size (1..63, or
+ * 63 = the whole input at once), bit 6 require_mask off, bit 7 a small
+ * max_message. The rest is fed through the parser, checking invariants on
+ * every call; then it is fed again in one piece and both runs must produce
+ * the same events.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "basestation/ws.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define REQUIRE(c)                                                             \
+	do {                                                                   \
+		if (!(c)) {                                                    \
+			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
+				__FILE__, __LINE__, #c);                       \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+struct summary {
+	uint64_t hash; /* over every event's type, code and payload */
+	size_t events;
+};
+
+static uint64_t mix(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001B3ull;
+	return h;
+}
+
+static void check_event(const struct ws_parser *p, const struct ws_event *ev)
+{
+	switch (ev->type) {
+	case WS_EV_TEXT:
+		REQUIRE(ev->len <= p->max_message);
+		REQUIRE(ev->data != NULL);
+		REQUIRE(ws_utf8_valid(ev->data, ev->len));
+		break;
+	case WS_EV_PING:
+	case WS_EV_PONG:
+		REQUIRE(ev->len <= 125);
+		REQUIRE(ev->data != NULL);
+		break;
+	case WS_EV_CLOSE:
+		REQUIRE(ev->len <= 123);
+		REQUIRE(ev->close_code == WS_CLOSE_NO_STATUS ||
+			(ev->close_code >= 1000 && ev->close_code <= 4999));
+		REQUIRE(ev->close_code != WS_CLOSE_NO_STATUS || ev->len == 0);
+		REQUIRE(ws_utf8_valid(ev->data, ev->len));
+		break;
+	case WS_EV_ERROR:
+		REQUIRE(ev->close_code == WS_CLOSE_PROTOCOL ||
+			ev->close_code == WS_CLOSE_UNSUPPORTED ||
+			ev->close_code == WS_CLOSE_BAD_DATA ||
+			ev->close_code == WS_CLOSE_TOO_BIG ||
+			ev->close_code == WS_CLOSE_INTERNAL);
+		REQUIRE(ev->len == 0);
+		break;
+	default:
+		REQUIRE(0);
+	}
+}
+
+static void run(const uint8_t *in, size_t n, size_t chunk, size_t max,
+		int require_mask, struct summary *sum)
+{
+	struct ws_parser p;
+	size_t off = 0;
+	int dead = 0;
+
+	sum->hash = 0xCBF29CE484222325ull;
+	sum->events = 0;
+	ws_parser_init(&p, max, require_mask);
+	while (off < n && !dead) {
+		size_t end = n - off > chunk ? off + chunk : n;
+		while (off < end) {
+			struct ws_event ev;
+			size_t used =
+				ws_parser_feed(&p, in + off, end - off, &ev);
+			uint8_t tag[4];
+
+			REQUIRE(used <= end - off);
+			REQUIRE(ws_parser_heap(&p) <= max);
+			off += used;
+			if (ev.type == WS_EV_NONE) {
+				/* no event: every byte was consumed */
+				REQUIRE(off == end);
+				REQUIRE(ev.len == 0);
+				break;
+			}
+			/* an event on live input always consumes bytes */
+			REQUIRE(used > 0);
+			check_event(&p, &ev);
+			tag[0] = (uint8_t)ev.type;
+			tag[1] = (uint8_t)(ev.close_code >> 8);
+			tag[2] = (uint8_t)ev.close_code;
+			tag[3] = (uint8_t)ev.len;
+			sum->hash = mix(sum->hash, tag, sizeof(tag));
+			sum->hash = mix(sum->hash, ev.data, ev.len);
+			sum->events++;
+			if (ev.type == WS_EV_ERROR) {
+				/* dead: ERROR again, nothing consumed */
+				struct ws_event again;
+				REQUIRE(ws_parser_feed(&p, in, n, &again) == 0);
+				REQUIRE(again.type == WS_EV_ERROR);
+				REQUIRE(again.close_code == ev.close_code);
+				REQUIRE(ws_parser_heap(&p) == 0);
+				dead = 1;
+				break;
+			}
+		}
+	}
+	ws_parser_finish(&p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct summary a, b;
+	size_t chunk, max;
+	int require_mask;
+
+	if (size < 1)
+		return 0;
+	chunk = (data[0] & 0x3F) == 0x3F ? SIZE_MAX : (data[0] & 0x3F) + 1u;
+	require_mask = !(data[0] & 0x40);
+	max = (data[0] & 0x80) ? 100 : 1u << 20;
+	data++;
+	size--;
+
+	run(data, size, chunk, max, require_mask, &a);
+	run(data, size, SIZE_MAX, max, require_mask, &b);
+	REQUIRE(a.events == b.events && a.hash == b.hash);
+	return 0;
+}

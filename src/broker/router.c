@@ -398,12 +398,22 @@ void router_replay_start(struct conn *c, int64_t since, int report,
 	replay_enqueue(c);
 }
 
+/* Send one replayed row, unless c's output is half full: then stop this
+ * chunk (the row is fetched again from last_seq once the output drains). */
 static void replay_row(void *arg, const struct stored_msg *m)
 {
 	struct conn *c = arg;
 	struct shbuf *f;
-	if (m->seq <= c->last_seq)
+	uint64_t buffered;
+
+	if (c->wait_drain || m->seq <= c->last_seq || c->state != CONN_OPEN)
 		return;
+	buffered = conn_out_buffered(c);
+	if (buffered > 0 &&
+	    buffered + m->data_len + 128 > srv->cfg->max_outbuf / 2) {
+		c->wait_drain = 1;
+		return;
+	}
 	f = frame_message(m);
 	c->last_seq = m->seq;
 	conn_send_frame(c, f);
@@ -470,14 +480,11 @@ static int replay_chunk(struct conn *c, int *budget)
 		return 1;
 	}
 	*budget -= n;
-	if (n < limit && c->replay_count < srv->cfg->max_replay) {
+	if (c->wait_drain)
+		return 0; /* conn.c calls us again when the output drains */
+	if (n < limit) {
 		replay_finish(c);
 		return 1;
-	}
-	if (c->state == CONN_OPEN &&
-	    conn_out_buffered(c) > srv->cfg->max_outbuf / 2) {
-		c->wait_drain = 1; /* conn.c calls us again when it drains */
-		return 0;
 	}
 	return 0;
 }

@@ -1,0 +1,99 @@
+// Tasks over WebSocket: producers create and update, subscribers get the
+// snapshot first and then every version in order; permissions.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, connect, api, sleep } from './lib.mjs';
+
+let srv;
+before(async () => { srv = await startServer(); });
+after(async () => { await srv.cleanup(); });
+
+test('producer creates and updates; owner, watcher and admin watch; others forbidden', async () => {
+  const prod = await connect(srv, 'worker', { role: 'producer' });
+  prod.send({ type: 'task.create', id: 'ws1', title: 'Build', steps: ['compile', 'link'], owner: 'alice', watchers: ['bob'], ref: 'c' });
+  const created = await prod.next('task');
+  assert.equal(created.ref, 'c');
+  assert.equal(created.task.id, 'ws1'); assert.equal(created.task.version, 1);
+  const subs = {};
+  for (const [uid, role] of [['alice', 'user'], ['bob', 'user'], ['root', 'admin']]) {
+    const c = await connect(srv, uid, { role });
+    c.send({ type: 'subscribe', task: 'ws1', ref: 's' });
+    const snap = await c.next('task');
+    assert.equal(snap.task.version, 1); assert.equal(snap.ref, 's');
+    subs[uid] = c;
+  }
+  const eve = await connect(srv, 'eve');
+  eve.send({ type: 'subscribe', task: 'ws1', ref: 'e' });
+  const e = await eve.next('error');
+  assert.equal(e.code, 'forbidden'); assert.equal(e.ref, 'e');
+  eve.send({ type: 'subscribe', task: 'nope' });
+  assert.equal((await eve.next('error')).code, 'not_found');
+  eve.send({ type: 'task.update', task: 'ws1', step: 0, status: 'running' });
+  assert.equal((await eve.next('error')).code, 'forbidden');
+  eve.send({ type: 'task.create', title: 'x' });
+  assert.equal((await eve.next('error')).code, 'forbidden');
+
+  prod.send({ type: 'task.update', task: 'ws1', step: 0, status: 'running', ref: 'u1' });
+  const ack = await prod.next('ack');
+  assert.equal(ack.ref, 'u1'); assert.equal(ack.version, 2);
+  for (const c of Object.values(subs)) {
+    const m = await c.next('task');
+    assert.equal(m.task.version, 2); assert.equal(m.task.steps[0].status, 'running');
+  }
+  prod.send({ type: 'task.update', task: 'ws1', step: 5, status: 'running', ref: 'bad' });
+  const be = await prod.next('error');
+  assert.equal(be.code, 'bad_request'); assert.equal(be.ref, 'bad');
+  prod.send({ type: 'task.update', task: 'missing', done: 1 });
+  assert.equal((await prod.next('error')).code, 'not_found');
+  // unsubscribe stops pushes
+  subs.bob.send({ type: 'unsubscribe', task: 'ws1', ref: 'x' });
+  assert.deepEqual(await subs.bob.next('unsubscribed'), { type: 'unsubscribed', task: 'ws1', ref: 'x' });
+  prod.send({ type: 'task.update', task: 'ws1', step: 0, status: 'finish' });
+  await prod.next('ack');
+  assert.equal((await subs.alice.next('task')).task.version, 3);
+  assert.ok(await subs.bob.none('task', 300));
+  for (const c of [prod, eve, ...Object.values(subs)]) await c.close();
+});
+
+test('a subscriber that leaves while the task advances returns to the current snapshot', async () => {
+  await api(srv, 'POST', '/api/tasks', { id: 'nav', title: 'Nav', steps: ['a', 'b', 'c'], owner: 'nina' });
+  let c = await connect(srv, 'nina');
+  c.send({ type: 'subscribe', task: 'nav' });
+  assert.equal((await c.next('task')).task.version, 1);
+  await c.close();
+  await api(srv, 'POST', '/api/tasks/nav/progress', { step: 0, status: 'finish' });
+  await api(srv, 'POST', '/api/tasks/nav/progress', { step: 1, status: 'running' });
+  c = await connect(srv, 'nina');
+  c.send({ type: 'subscribe', task: 'nav' });
+  const snap = (await c.next('task')).task;
+  assert.equal(snap.version, 3);
+  assert.deepEqual(snap.steps.map((s) => s.status), ['finish', 'running', 'pending']);
+  assert.equal(typeof snap.steps[1].duration, 'number');
+  await c.close();
+});
+
+test('1,000 updates, 50 subscribers: strictly increasing versions ending at the last', async () => {
+  await api(srv, 'POST', '/api/tasks', { id: 'hot', title: 'Hot', total: 1000, owner: 'p', watchers: [] });
+  const subs = [];
+  for (let i = 0; i < 50; i++) {
+    const c = await connect(srv, 'root' + i, { role: 'admin' });
+    c.versions = [];
+    c.ws.on('message', (d) => { const m = JSON.parse(d); if (m.type === 'task') c.versions.push(m.task.version); });
+    c.send({ type: 'subscribe', task: 'hot' });
+    subs.push(c);
+  }
+  const prod = await connect(srv, 'pp', { role: 'producer' });
+  for (let i = 1; i <= 1000; i++) prod.send({ type: 'task.update', task: 'hot', done: i });
+  let lastAck = 0;
+  for (let i = 0; i < 1000; i++) lastAck = (await prod.next('ack', 10000)).version;
+  assert.equal(lastAck, 1001);
+  const deadline = Date.now() + 10000;
+  while (subs.some((c) => c.versions.at(-1) !== 1001) && Date.now() < deadline) await sleep(50);
+  for (const c of subs) {
+    assert.equal(c.versions.at(-1), 1001);
+    for (let i = 1; i < c.versions.length; i++) assert.ok(c.versions[i] > c.versions[i - 1], 'not increasing');
+  }
+  const r = await api(srv, 'GET', '/api/tasks/hot');
+  assert.equal(r.json.status, 'done'); assert.equal(r.json.version, 1001);
+  await Promise.all([prod, ...subs].map((c) => c.close()));
+});

@@ -20,7 +20,8 @@ struct auth_identity {
 	char prefix[9];	    /* first 8 hex chars of sha256(token), for logs */
 };
 
-/* "user" / "producer" / "admin" -> role; -1 for anything else. */
+/* "user" / "producer" / "admin" -> role; -1 for anything else.
+ * auth_role_name of a value outside the enum is "unknown". */
 int auth_role_parse(const char *s);
 const char *auth_role_name(enum auth_role r);
 

@@ -202,9 +202,9 @@ int auth_jwt_verify(const char *secret, const char *token, size_t len,
 	}
 	role = json_object_get(claims, "role");
 	if (role != NULL) {
-		r = json_is_string(role) ? auth_role_parse(json_string_value(
-						   role))
-					 : -1;
+		r = json_is_string(role)
+			    ? auth_role_parse(json_string_value(role))
+			    : -1;
 		if (r < 0)
 			goto fail;
 	}

@@ -44,7 +44,7 @@ const char *auth_role_name(enum auth_role r)
 	case ROLE_ADMIN:
 		return "admin";
 	}
-	return "user";
+	return "unknown"; /* not a role: fails the tokens.role CHECK */
 }
 
 /* Length of the well-formed UTF-8 sequence at s (n bytes left) encoding a
@@ -311,8 +311,8 @@ int auth_token_verify(sqlite3 *db, const char *token, size_t len,
 	role = auth_role_parse((const char *)sqlite3_column_text(st, 1));
 	uid = sqlite3_column_text(st, 0);
 	uidlen = sqlite3_column_bytes(st, 0);
-	if (role < 0 || uid == NULL || !auth_uid_valid((const char *)uid,
-						       (size_t)uidlen))
+	if (role < 0 || uid == NULL ||
+	    !auth_uid_valid((const char *)uid, (size_t)uidlen))
 		goto fail; /* a row we did not write: refuse */
 
 	memset(id, 0, sizeof(*id));

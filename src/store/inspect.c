@@ -74,17 +74,28 @@ static const char *const pragmas_with_arg[] = {
 
 /* Pragmas allowed only in their query form (no value). */
 static const char *const pragmas_query[] = {
-	"user_version",	   "schema_version", "application_id", "page_count",
-	"page_size",	   "freelist_count", "journal_mode",   "encoding",
-	"compile_options", "function_list",  "module_list",    "pragma_list",
+	"user_version",	   "schema_version",
+	"application_id",  "page_count",
+	"page_size",	   "freelist_count",
+	"journal_mode",	   "encoding",
+	"compile_options", "function_list",
+	"module_list",	   "pragma_list",
 	"collation_list",  NULL,
 };
 
 /* Functions with side effects or reach outside the database. */
 static const char *const functions_denied[] = {
-	"load_extension", "readfile",		"writefile", "edit",
-	"fts3_tokenizer", "fts5",		"eval",	     "icu_load_collation",
-	"lsdir",	  "sqlite_dbdata_ptr", NULL,
+	"load_extension",
+	"readfile",
+	"writefile",
+	"edit",
+	"fts3_tokenizer",
+	"fts5",
+	"eval",
+	"icu_load_collation",
+	"lsdir",
+	"sqlite_dbdata_ptr",
+	NULL,
 };
 
 static const char *const functions_sqlite_allowed[] = {
@@ -196,8 +207,11 @@ static bool pragma_allowed(struct auth_ctx *c, const char *name,
 static bool is_schema_table(const char *name)
 {
 	static const char *const names[] = {
-		"sqlite_master", "sqlite_temp_master", "sqlite_schema",
-		"sqlite_temp_schema", NULL,
+		"sqlite_master",
+		"sqlite_temp_master",
+		"sqlite_schema",
+		"sqlite_temp_schema",
+		NULL,
 	};
 
 	return name != NULL && name_in(name, names);
@@ -248,8 +262,7 @@ static int authorize(void *arg, int action, const char *a3, const char *a4,
 		if ((action == SQLITE_INSERT || action == SQLITE_UPDATE ||
 		     action == SQLITE_DELETE) &&
 		    is_schema_table(a3))
-			snprintf(c->denied, sizeof(c->denied),
-				 "schema change");
+			snprintf(c->denied, sizeof(c->denied), "schema change");
 		else if (action == SQLITE_PRAGMA || action == SQLITE_FUNCTION)
 			snprintf(c->denied, sizeof(c->denied), "%s %s",
 				 action_name(action),
@@ -578,12 +591,12 @@ fail:
 }
 
 json_t *inspect_query(const char *db_path, const char *sql, json_t *params,
-		      const struct inspect_limits *lim, char *err,
-		      size_t errsz)
+		      const struct inspect_limits *lim, char *err, size_t errsz)
 {
 	struct auth_ctx actx = {0};
 	struct progress_ctx pctx = {0};
-	int max_rows = INSPECT_DEFAULT_MAX_ROWS, time_ms = INSPECT_DEFAULT_TIME_MS;
+	int max_rows = INSPECT_DEFAULT_MAX_ROWS,
+	    time_ms = INSPECT_DEFAULT_TIME_MS;
 	size_t max_sql = INSPECT_DEFAULT_MAX_SQL, sqllen;
 	int64_t start = mono_ns();
 	sqlite3 *db = NULL;
@@ -640,6 +653,10 @@ json_t *inspect_query(const char *db_path, const char *sql, json_t *params,
 	}
 	if (st == NULL) {
 		set_err(err, errsz, "empty statement");
+		goto fail;
+	}
+	if (actx.denied[0] != '\0') { /* a denial always fails prepare */
+		set_err(err, errsz, "not authorized: %s", actx.denied);
 		goto fail;
 	}
 	if (tail != NULL && !tail_is_empty(tail)) {
@@ -700,9 +717,8 @@ json_t *inspect_query(const char *db_path, const char *sql, json_t *params,
 	if (result == NULL || json_object_set(result, "columns", columns) ||
 	    json_object_set(result, "rows", rows) ||
 	    json_object_set_new(result, "truncated", json_boolean(truncated)) ||
-	    json_object_set_new(
-		    result, "elapsed_ms",
-		    json_integer((mono_ns() - start) / 1000000)))
+	    json_object_set_new(result, "elapsed_ms",
+				json_integer((mono_ns() - start) / 1000000)))
 		goto nomem;
 	set_err(err, errsz, "%s", "");
 	goto out;
@@ -805,8 +821,7 @@ static size_t text_width(const char *s)
 	return w;
 }
 
-static void put_cell(FILE *f, const char *s, size_t width, int align,
-		     bool last)
+static void put_cell(FILE *f, const char *s, size_t width, int align, bool last)
 {
 	size_t w = text_width(s), pad = width > w ? width - w : 0;
 

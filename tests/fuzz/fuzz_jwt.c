@@ -1,28 +1,86 @@
 /*
- * libFuzzer harness: arbitrary bytes as an HS256 JWT. Must never crash,
- * leak or read outside the input (the input is not NUL-terminated).
+ * libFuzzer harness for auth_jwt_verify (fixed secret). Each input is used
+ * twice:
+ *   1. as the token itself (not NUL-terminated: reads must stay in bounds);
+ *   2. if it contains a NUL byte, as "header JSON\0payload JSON", encoded
+ *      and signed here, so the header/claims checks past the signature are
+ *      reached too.
+ * A token that verifies must give a well-formed identity.
  */
 #include "basestation/auth.h"
 
 #include <stdint.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #define FUZZ_JWT_SECRET "fuzz-secret"
+/* between the exp/nbf values of the seeds, so both outcomes are reached */
+#define FUZZ_JWT_NOW INT64_C(1700000000000)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void check(const char *token, size_t len)
 {
 	struct auth_identity id;
 
-	/* far from exp/nbf of the seed tokens, so both outcomes are reached */
-	if (auth_jwt_verify(FUZZ_JWT_SECRET, (const char *)data, size,
-			    INT64_C(1700000000000), &id) == 0) {
-		/* a valid identity must be well-formed */
-		if (!auth_uid_valid(id.uid, strlen(id.uid)) ||
-		    strlen(id.prefix) != 8 || (int)id.role < ROLE_USER ||
-		    (int)id.role > ROLE_ADMIN)
-			__builtin_trap();
+	if (auth_jwt_verify(FUZZ_JWT_SECRET, token, len, FUZZ_JWT_NOW, &id) !=
+	    0)
+		return;
+	if (!auth_uid_valid(id.uid, strlen(id.uid)) || strlen(id.prefix) != 8 ||
+	    (int)id.role < ROLE_USER || (int)id.role > ROLE_ADMIN)
+		__builtin_trap();
+}
+
+static size_t b64url(const uint8_t *in, size_t n, char *out)
+{
+	static const char a[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+		"wxyz0123456789-_";
+	size_t i, o = 0;
+	uint32_t v;
+
+	for (i = 0; i < n; i += 3) {
+		v = (uint32_t)in[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[o++] = a[(v >> 18) & 63];
+		out[o++] = a[(v >> 12) & 63];
+		if (i + 1 < n)
+			out[o++] = a[(v >> 6) & 63];
+		if (i + 2 < n)
+			out[o++] = a[v & 63];
 	}
+	return o;
+}
+
+static void check_signed(const uint8_t *data, size_t size)
+{
+	static char tok[AUTH_TOKEN_MAX * 2];
+	const uint8_t *nul = memchr(data, 0, size);
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	size_t n;
+
+	if (nul == NULL || size > AUTH_TOKEN_MAX)
+		return;
+	n = b64url(data, (size_t)(nul - data), tok);
+	tok[n++] = '.';
+	n += b64url(nul + 1, size - (size_t)(nul - data) - 1, tok + n);
+	if (HMAC(EVP_sha256(), FUZZ_JWT_SECRET, (int)strlen(FUZZ_JWT_SECRET),
+		 (const unsigned char *)tok, n, mac, &maclen) == NULL)
+		return;
+	tok[n++] = '.';
+	n += b64url(mac, maclen, tok + n);
+	check(tok, n);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	check((const char *)data, size);
+	check_signed(data, size);
 	return 0;
 }

@@ -77,8 +77,9 @@ static int64_t now_ms(void)
 
 static void b64url(const unsigned char *in, size_t n, char *out)
 {
-	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
-				"wxyz0123456789-_";
+	static const char a[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+		"wxyz0123456789-_";
 	size_t i, o = 0;
 	unsigned v;
 
@@ -139,6 +140,7 @@ static void test_roles(void)
 	CHECK(strcmp(auth_role_name(ROLE_USER), "user") == 0);
 	CHECK(strcmp(auth_role_name(ROLE_PRODUCER), "producer") == 0);
 	CHECK(strcmp(auth_role_name(ROLE_ADMIN), "admin") == 0);
+	CHECK(strcmp(auth_role_name((enum auth_role)9), "unknown") == 0);
 }
 
 static void test_uid(void)
@@ -147,7 +149,7 @@ static void test_uid(void)
 
 	CHECK(auth_uid_valid("alice", 5));
 	CHECK(auth_uid_valid("user-42_x.y@z", 13));
-	CHECK(auth_uid_valid("zo\xc3\xab", 4));		/* zoë */
+	CHECK(auth_uid_valid("zo\xc3\xab", 4));			  /* zoë */
 	CHECK(auth_uid_valid("\xe6\x97\xa5\xf0\x9f\x98\x80", 7)); /* 日😀 */
 	CHECK(!auth_uid_valid("", 0));
 	CHECK(!auth_uid_valid(NULL, 3));
@@ -157,10 +159,10 @@ static void test_uid(void)
 	CHECK(!auth_uid_valid("a\x7f", 2));
 	CHECK(!auth_uid_valid("a\0b", 3));
 	CHECK(!auth_uid_valid("\xff", 1));
-	CHECK(!auth_uid_valid("\xc0\xaf", 2));	   /* overlong '/' */
-	CHECK(!auth_uid_valid("\xed\xa0\x80", 3)); /* surrogate */
-	CHECK(!auth_uid_valid("\xc2\x85", 2));	   /* C1 NEL */
-	CHECK(!auth_uid_valid("\xc3", 1));	   /* truncated */
+	CHECK(!auth_uid_valid("\xc0\xaf", 2));	       /* overlong '/' */
+	CHECK(!auth_uid_valid("\xed\xa0\x80", 3));     /* surrogate */
+	CHECK(!auth_uid_valid("\xc2\x85", 2));	       /* C1 NEL */
+	CHECK(!auth_uid_valid("\xc3", 1));	       /* truncated */
 	CHECK(!auth_uid_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
 	memset(big, 'a', sizeof(big));
 	CHECK(auth_uid_valid(big, AUTH_UID_MAX));
@@ -258,8 +260,8 @@ static void test_tokens(void)
 		char longer[80];
 
 		snprintf(longer, sizeof(longer), "%sx", tok);
-		CHECK(auth_token_verify(db, longer, strlen(longer), now,
-					&id) == -1);
+		CHECK(auth_token_verify(db, longer, strlen(longer), now, &id) ==
+		      -1);
 	}
 
 	/* revoke */

@@ -5,7 +5,6 @@
  * runs against a WAL database while another process holds a write
  * transaction.
  */
-#define _GNU_SOURCE
 #include "basestation/inspect.h"
 #include "bs_config.h"
 
@@ -135,15 +134,14 @@ static void refused(const char *sql, const char *want, int line)
 #define REFUSED(sql, want) refused(sql, want, __LINE__)
 
 /* Runs sql and expects a result with nrows rows. */
-static json_t *ok_rows(const char *sql, json_t *params, size_t nrows,
-		       int line)
+static json_t *ok_rows(const char *sql, json_t *params, size_t nrows, int line)
 {
 	char err[256] = "";
 	json_t *r = q(sql, params, err, sizeof(err));
 
 	if (r == NULL) {
-		fprintf(stderr, "%s:%d: [%s] failed: %s\n", __FILE__, line,
-			sql, err);
+		fprintf(stderr, "%s:%d: [%s] failed: %s\n", __FILE__, line, sql,
+			err);
 		failures++;
 		return NULL;
 	}
@@ -172,11 +170,13 @@ static char *snapshot(const char *path)
 		"(SELECT group_concat(hex(hash) || prefix || uid || role || "
 		"created_at || ifnull(expires_at, '-') || "
 		"ifnull(revoked_at, '-'), '|') FROM tokens) || '#' || "
-		"(SELECT group_concat(seq || ts || sender || room || data, '|') "
+		"(SELECT group_concat(seq || ts || sender || room || data, "
+		"'|') "
 		"FROM messages) || '#' || "
 		"(SELECT group_concat(key || value) FROM meta) || '#' || "
 		"(SELECT count(*) FROM idem) || (SELECT count(*) FROM members) "
-		"|| (SELECT count(*) FROM users) || (SELECT count(*) FROM tasks) "
+		"|| (SELECT count(*) FROM users) || (SELECT count(*) FROM "
+		"tasks) "
 		"|| (SELECT count(*) FROM counters) || '#' || "
 		"(SELECT user_version FROM pragma_user_version) || "
 		"(SELECT journal_mode FROM pragma_journal_mode)";
@@ -224,8 +224,8 @@ static void test_select(void)
 		CHECK(strcmp(json_string_value(cell(r, 0, 1)), "admin") == 0);
 		CHECK(json_is_null(cell(r, 0, 2)));
 		CHECK(json_integer_value(cell(r, 1, 2)) == 99999);
-		CHECK(strcmp(json_string_value(json_object_get(cell(r, 0, 3),
-							       "$blob")),
+		CHECK(strcmp(json_string_value(
+				     json_object_get(cell(r, 0, 3), "$blob")),
 			     "00ff10") == 0);
 		CHECK(json_is_real(cell(r, 0, 4)) &&
 		      json_real_value(cell(r, 0, 4)) == 1.0);
@@ -242,24 +242,23 @@ static void test_select(void)
 		CHECK(json_real_value(cell(r, 0, 1)) == 2.5);
 		CHECK(strcmp(json_string_value(cell(r, 0, 2)), "x") == 0);
 		CHECK(json_is_null(cell(r, 0, 3)));
-		CHECK(strcmp(json_string_value(json_object_get(cell(r, 0, 4),
-							       "$blob")),
+		CHECK(strcmp(json_string_value(
+				     json_object_get(cell(r, 0, 4), "$blob")),
 			     "") == 0);
 		CHECK(strcmp(json_string_value(cell(r, 0, 5)), "") == 0);
 		CHECK(json_integer_value(cell(r, 0, 6)) == INT64_MAX);
 		CHECK(strcmp(json_string_value(cell(r, 0, 7)), "Infinity") ==
 		      0);
 		/* invalid UTF-8 is replaced, never passed on */
-		CHECK(strcmp(json_string_value(cell(r, 0, 8)),
-			     "\xef\xbf\xbd"
-			     "A") == 0);
+		CHECK(strcmp(json_string_value(cell(r, 0, 8)), "\xef\xbf\xbd"
+							       "A") == 0);
 	}
 	json_decref(r);
 
 	/* trailing semicolons, comments and whitespace are fine */
 	json_decref(OK_ROWS("SELECT 1;", NULL, 1));
-	json_decref(OK_ROWS("  SELECT 1 ; ;\n-- done\n/* really */  ", NULL,
-			    1));
+	json_decref(
+		OK_ROWS("  SELECT 1 ; ;\n-- done\n/* really */  ", NULL, 1));
 	json_decref(OK_ROWS("SELECT 1; -- unterminated comment", NULL, 1));
 	json_decref(OK_ROWS("SELECT 1; /* unterminated", NULL, 1));
 	json_decref(OK_ROWS("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
@@ -268,9 +267,10 @@ static void test_select(void)
 	json_decref(OK_ROWS("SELECT sqlite_version(), sqlite_source_id(), "
 			    "sqlite_compileoption_used('THREADSAFE')",
 			    NULL, 1));
-	json_decref(OK_ROWS("SELECT count(*) FROM messages WHERE room = 'lobby' "
-			    "AND json_extract(data, '$.n') > 5",
-			    NULL, 1));
+	json_decref(
+		OK_ROWS("SELECT count(*) FROM messages WHERE room = 'lobby' "
+			"AND json_extract(data, '$.n') > 5",
+			NULL, 1));
 	json_decref(OK_ROWS("SELECT value FROM json_each('[1,2,3]')", NULL, 3));
 	json_decref(OK_ROWS("SELECT m.seq, j.value FROM messages m, "
 			    "json_each(m.data) j WHERE m.seq <= 2",
@@ -456,8 +456,7 @@ static void test_refused(void)
 	snprintf(tmp_vac, sizeof(tmp_vac), "VACUUM INTO '%s/vac.db'", dir);
 
 	REFUSED("DELETE FROM tokens", "not authorized: DELETE");
-	REFUSED("INSERT INTO meta VALUES ('k', 'v')",
-		"not authorized: INSERT");
+	REFUSED("INSERT INTO meta VALUES ('k', 'v')", "not authorized: INSERT");
 	REFUSED("INSERT INTO meta SELECT 'k', 'v'", "not authorized: INSERT");
 	REFUSED("REPLACE INTO meta VALUES ('schema', '2')",
 		"not authorized: INSERT");
@@ -573,9 +572,9 @@ static void test_wal(void)
 
 	/* another connection in this process with an open write transaction */
 	CHECK(sqlite3_open(wal_path, &db) == SQLITE_OK);
-	CHECK(sqlite3_exec(db,
-			   "BEGIN IMMEDIATE; INSERT INTO meta VALUES ('x', '2')",
-			   NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(
+		      db, "BEGIN IMMEDIATE; INSERT INTO meta VALUES ('x', '2')",
+		      NULL, NULL, NULL) == SQLITE_OK);
 	r = inspect_query(wal_path, count, NULL, &lim, err, sizeof(err));
 	CHECK(r != NULL && json_integer_value(cell(r, 0, 0)) == 1);
 	if (r == NULL)
@@ -656,12 +655,11 @@ static void test_print_table(void)
 	free(buf);
 	json_decref(r);
 
-	r = inspect_query(db_path, "SELECT hash, 0.1 FROM tokens ORDER BY uid",
-			  NULL,
-			  &(struct inspect_limits){.max_rows = 1,
-						   .time_ms = 1000,
-						   .max_sql = 100},
-			  err, sizeof(err));
+	r = inspect_query(
+		db_path, "SELECT hash, 0.1 FROM tokens ORDER BY uid", NULL,
+		&(struct inspect_limits){
+			.max_rows = 1, .time_ms = 1000, .max_sql = 100},
+		err, sizeof(err));
 	CHECK(r != NULL);
 	buf = NULL;
 	f = open_memstream(&buf, &len);
@@ -713,9 +711,9 @@ int main(void)
 
 	/* clean up the temp dir (ignore what SQLite may have left) */
 	{
-		static const char *const names[] = {"t.db", "w.db", "w.db-wal",
-						    "w.db-shm", "t.db-journal",
-						    NULL};
+		static const char *const names[] = {"t.db",	    "w.db",
+						    "w.db-wal",	    "w.db-shm",
+						    "t.db-journal", NULL};
 		char p[96];
 		int i;
 

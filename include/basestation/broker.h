@@ -11,6 +11,7 @@
 #include <uthash.h>
 
 #include "basestation/auth.h"
+#include "basestation/commands.h"
 #include "basestation/config.h"
 #include "basestation/ws.h"
 
@@ -230,8 +231,5 @@ void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame);
 
 /* ---- commands.c ---- */
 void commands_handle(struct conn *c, const uint8_t *data, size_t len);
-int commands_valid_name(const char *s, size_t max);
-/* 0 ok; -1 invalid ref (must be string <= 64 or integer). */
-int commands_ref_ok(const json_t *ref);
 
 #endif

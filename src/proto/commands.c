@@ -3,16 +3,17 @@
  * Bad input gets an `error` frame and the connection stays open; only a
  * client that keeps flooding past its rate limit is closed (1008).
  */
+#include "basestation/commands.h"
 #include "basestation/broker.h"
 #include "basestation/log.h"
 #include "basestation/metrics.h"
 #include "basestation/store.h"
 #include "basestation/tasks.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Room names, uids and task ids: 1..max bytes, no control characters. */
 int commands_valid_name(const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -32,6 +33,166 @@ int commands_ref_ok(const json_t *ref)
 		return 0;
 	return -1;
 }
+
+static int fail(struct command *cmd, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct command *cmd, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	cmd->code = code;
+	va_start(ap, fmt);
+	vsnprintf(cmd->err, sizeof(cmd->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A name field: a string of 1..max bytes, no NUL, no control characters. */
+static int get_name(struct command *cmd, const char *field, size_t max)
+{
+	json_t *v = json_object_get(cmd->msg, field);
+	if (!json_is_string(v))
+		return fail(cmd, "bad_request", "field '%s' must be a string",
+			    field);
+	if (strlen(json_string_value(v)) != json_string_length(v) ||
+	    !commands_valid_name(json_string_value(v), max))
+		return fail(cmd, "bad_request",
+			    "field '%s' must be 1..%zu bytes without control "
+			    "characters",
+			    field, max);
+	cmd->target = json_string_value(v);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	enum cmd_type type;
+} types[] = {
+	{"ping", CMD_PING},
+	{"headerBeat", CMD_PING}, /* seed 002's heartbeat */
+	{"heartbeat", CMD_PING},
+	{"send", CMD_SEND},
+	{"publish", CMD_PUBLISH},
+	{"join", CMD_JOIN},
+	{"leave", CMD_LEAVE},
+	{"presence", CMD_PRESENCE},
+	{"resume", CMD_RESUME},
+	{"subscribe", CMD_SUBSCRIBE},
+	{"unsubscribe", CMD_UNSUBSCRIBE},
+	{"task.create", CMD_TASK_CREATE},
+	{"task.update", CMD_TASK_UPDATE},
+};
+
+/* The seed documents' shapes, for page code that predates the protocol. */
+static int parse_seed(struct command *cmd)
+{
+	json_t *id;
+
+	if (json_object_get(cmd->msg, "test")) {
+		cmd->type = CMD_SEED_TEST;
+		return 0;
+	}
+	if (json_object_get(cmd->msg, "keepalive")) {
+		cmd->type = CMD_PING;
+		return 0;
+	}
+	id = json_object_get(cmd->msg, "id");
+	if (json_is_integer(id)) {
+		snprintf(cmd->seed_id, sizeof(cmd->seed_id), "%lld",
+			 (long long)json_integer_value(id));
+		cmd->target = cmd->seed_id;
+		cmd->type = CMD_SEED_TASK;
+		return 0;
+	}
+	if (json_is_string(id)) {
+		if (get_name(cmd, "id", COMMANDS_NAME_MAX) < 0)
+			return -1;
+		cmd->type = CMD_SEED_TASK;
+		return 0;
+	}
+	return fail(cmd, "bad_request", "field 'type' is required");
+}
+
+int commands_parse(const uint8_t *data, size_t len, struct command *cmd)
+{
+	json_error_t jerr;
+	json_t *tv, *ref;
+	const char *type;
+	size_t i;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->msg = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES,
+			      &jerr);
+	if (cmd->msg == NULL)
+		return fail(cmd, "bad_request", "invalid JSON: %s", jerr.text);
+	if (!json_is_object(cmd->msg))
+		return fail(cmd, "bad_request",
+			    "a frame must be a JSON object");
+	ref = json_object_get(cmd->msg, "ref");
+	if (commands_ref_ok(ref) < 0)
+		return fail(cmd, "bad_request",
+			    "'ref' must be a string of at most 64 characters "
+			    "or an integer");
+	cmd->ref = ref;
+	tv = json_object_get(cmd->msg, "type");
+	if (tv == NULL)
+		return parse_seed(cmd);
+	if (!json_is_string(tv))
+		return fail(cmd, "bad_request",
+			    "field 'type' must be a string");
+	type = json_string_value(tv);
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(type, types[i].name) == 0)
+			break;
+	if (i == sizeof(types) / sizeof(types[0]))
+		return fail(cmd, "unknown_type", "unknown type '%.64s'", type);
+	cmd->type = types[i].type;
+
+	switch (cmd->type) {
+	case CMD_SEND:
+	case CMD_PUBLISH:
+		if (get_name(cmd, cmd->type == CMD_SEND ? "to" : "room",
+			     COMMANDS_NAME_MAX) < 0)
+			return -1;
+		cmd->data = json_object_get(cmd->msg, "data");
+		if (cmd->data == NULL)
+			return fail(cmd, "bad_request",
+				    "field 'data' is required");
+		return 0;
+	case CMD_JOIN:
+	case CMD_LEAVE:
+	case CMD_PRESENCE:
+		return get_name(cmd, "room", COMMANDS_NAME_MAX);
+	case CMD_SUBSCRIBE:
+	case CMD_UNSUBSCRIBE:
+		return get_name(cmd, "task", COMMANDS_NAME_MAX);
+	case CMD_RESUME: {
+		json_t *since = json_object_get(cmd->msg, "since");
+		json_t *epoch = json_object_get(cmd->msg, "epoch");
+		if (!json_is_integer(since) || json_integer_value(since) < 0)
+			return fail(cmd, "bad_request",
+				    "field 'since' must be an integer >= 0");
+		cmd->since = json_integer_value(since);
+		if (epoch && !json_is_null(epoch)) {
+			if (!json_is_string(epoch))
+				return fail(cmd, "bad_request",
+					    "field 'epoch' must be a string");
+			cmd->epoch = json_string_value(epoch);
+		}
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+void commands_free(struct command *cmd)
+{
+	json_decref(cmd->msg);
+	cmd->msg = NULL;
+}
+
+/* ---- dispatch ---- */
 
 /* Token bucket. Returns 0 to go on, -1 when the frame is refused. */
 static int rate_check(struct conn *c, const json_t *ref)
@@ -61,30 +222,8 @@ static int rate_check(struct conn *c, const json_t *ref)
 		return -1;
 	}
 	conn_send_error(c, ref, "rate_limited",
-			"more than %g messages per "
-			"second",
-			cfg->rate);
+			"more than %g messages per second", cfg->rate);
 	return -1;
-}
-
-static const char *get_name(struct conn *c, json_t *msg, const char *field,
-			    const json_t *ref, size_t max)
-{
-	json_t *v = json_object_get(msg, field);
-	if (!json_is_string(v)) {
-		conn_send_error(c, ref, "bad_request",
-				"field '%s' must be a string", field);
-		return NULL;
-	}
-	if (!commands_valid_name(json_string_value(v), max) ||
-	    strlen(json_string_value(v)) != json_string_length(v)) {
-		conn_send_error(c, ref, "bad_request",
-				"field '%s' must be 1..%zu bytes without "
-				"control characters",
-				field, max);
-		return NULL;
-	}
-	return json_string_value(v);
 }
 
 static void pong(struct conn *c, const json_t *ref)
@@ -95,164 +234,77 @@ static void pong(struct conn *c, const json_t *ref)
 	conn_send_json(c, o);
 }
 
-static void cmd_send(struct conn *c, json_t *msg, json_t *ref, int room)
+static void dispatch(struct conn *c, struct command *cmd)
 {
-	const char *target =
-		get_name(c, msg, room ? "room" : "to", ref, AUTH_UID_MAX);
-	json_t *data = json_object_get(msg, "data");
+	struct room *r;
 
-	if (target == NULL)
-		return;
-	if (data == NULL) {
-		conn_send_error(c, ref, "bad_request",
-				"field 'data' is "
-				"required");
-		return;
-	}
-	if (room) {
-		struct room *r = registry_room(target, 0);
-		if (r == NULL || !registry_is_member(c->user, r)) {
-			conn_send_error(c, ref, "forbidden",
-					"join room '%s' before publishing",
-					target);
-			return;
-		}
-		router_send(c, c->user->uid, NULL, target, data, ref, NULL);
-	} else {
-		router_send(c, c->user->uid, target, NULL, data, ref, NULL);
-	}
-}
-
-static void cmd_resume(struct conn *c, json_t *msg, json_t *ref)
-{
-	json_t *since = json_object_get(msg, "since");
-	json_t *epoch = json_object_get(msg, "epoch");
-	int epoch_ok = 1;
-
-	if (!json_is_integer(since) || json_integer_value(since) < 0) {
-		conn_send_error(c, ref, "bad_request",
-				"field 'since' must be an integer >= 0");
-		return;
-	}
-	if (epoch && !json_is_null(epoch)) {
-		if (!json_is_string(epoch)) {
-			conn_send_error(c, ref, "bad_request",
-					"field 'epoch' must be a string");
-			return;
-		}
-		epoch_ok = strcmp(json_string_value(epoch),
-				  store_epoch(srv->store)) == 0;
-	}
-	router_replay_start(c, json_integer_value(since), 1, epoch_ok, ref);
-}
-
-/* The seed documents' shapes, for page code that predates the protocol. */
-static int seed_compat(struct conn *c, json_t *msg)
-{
-	json_t *id;
-
-	if (json_object_get(msg, "test")) {
+	switch (cmd->type) {
+	case CMD_PING:
+		pong(c, cmd->ref);
+		break;
+	case CMD_SEED_TEST:
 		conn_send_json(c, json_pack("{s:s}", "test", "ok"));
-		return 1;
+		break;
+	case CMD_SEND:
+		router_send(c, c->user->uid, cmd->target, NULL, cmd->data,
+			    cmd->ref, NULL);
+		break;
+	case CMD_PUBLISH:
+		r = registry_room(cmd->target, 0);
+		if (r == NULL || !registry_is_member(c->user, r)) {
+			conn_send_error(c, cmd->ref, "forbidden",
+					"join room '%s' before publishing",
+					cmd->target);
+			break;
+		}
+		router_send(c, c->user->uid, NULL, cmd->target, cmd->data,
+			    cmd->ref, NULL);
+		break;
+	case CMD_JOIN:
+		router_join(c, cmd->target, cmd->ref);
+		break;
+	case CMD_LEAVE:
+		router_leave(c, cmd->target, cmd->ref);
+		break;
+	case CMD_PRESENCE:
+		router_presence(c, cmd->target, cmd->ref);
+		break;
+	case CMD_RESUME:
+		router_replay_start(
+			c, cmd->since, 1,
+			cmd->epoch == NULL ||
+				strcmp(cmd->epoch, store_epoch(srv->store)) ==
+					0,
+			cmd->ref);
+		break;
+	case CMD_SUBSCRIBE:
+		tasks_ws_subscribe(c, cmd->target, cmd->ref, 0);
+		break;
+	case CMD_SEED_TASK:
+		tasks_ws_subscribe(c, cmd->target, NULL, 1);
+		break;
+	case CMD_UNSUBSCRIBE:
+		tasks_ws_unsubscribe(c, cmd->target, cmd->ref);
+		break;
+	case CMD_TASK_CREATE:
+		tasks_ws_create(c, cmd->msg, cmd->ref);
+		break;
+	case CMD_TASK_UPDATE:
+		tasks_ws_update(c, cmd->msg, cmd->ref);
+		break;
 	}
-	if (json_object_get(msg, "keepalive")) {
-		pong(c, NULL);
-		return 1;
-	}
-	id = json_object_get(msg, "id");
-	if (id && (json_is_string(id) || json_is_integer(id))) {
-		char buf[32];
-		const char *tid = buf;
-		if (json_is_integer(id))
-			snprintf(buf, sizeof(buf), "%lld",
-				 (long long)json_integer_value(id));
-		else
-			tid = json_string_value(id);
-		tasks_ws_subscribe(c, tid, NULL, 1);
-		return 1;
-	}
-	return 0;
 }
 
 void commands_handle(struct conn *c, const uint8_t *data, size_t len)
 {
-	json_error_t jerr;
-	json_t *msg, *ref, *tv;
-	const char *type;
+	struct command cmd;
+	int rc = commands_parse(data, len, &cmd);
 
-	msg = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES,
-			 &jerr);
-	if (msg == NULL) {
-		if (rate_check(c, NULL) == 0)
-			conn_send_error(c, NULL, "bad_request",
-					"invalid JSON: %s", jerr.text);
-		return;
-	}
-	ref = json_object_get(msg, "ref");
-	if (!json_is_object(msg)) {
-		if (rate_check(c, NULL) == 0)
-			conn_send_error(c, NULL, "bad_request",
-					"a frame must be a JSON object");
-		goto out;
-	}
-	if (rate_check(c, commands_ref_ok(ref) == 0 ? ref : NULL) < 0)
-		goto out;
-	if (commands_ref_ok(ref) < 0) {
-		conn_send_error(c, NULL, "bad_request",
-				"'ref' must be a string of at most 64 "
-				"characters or an integer");
-		goto out;
-	}
-	tv = json_object_get(msg, "type");
-	if (tv == NULL) {
-		if (!seed_compat(c, msg))
-			conn_send_error(c, ref, "bad_request",
-					"field 'type' is required");
-		goto out;
-	}
-	if (!json_is_string(tv)) {
-		conn_send_error(c, ref, "bad_request",
-				"field 'type' must be a string");
-		goto out;
-	}
-	type = json_string_value(tv);
-	if (strcmp(type, "ping") == 0 || strcmp(type, "headerBeat") == 0 ||
-	    strcmp(type, "heartbeat") == 0) {
-		pong(c, ref);
-	} else if (strcmp(type, "send") == 0) {
-		cmd_send(c, msg, ref, 0);
-	} else if (strcmp(type, "publish") == 0) {
-		cmd_send(c, msg, ref, 1);
-	} else if (strcmp(type, "join") == 0 || strcmp(type, "leave") == 0 ||
-		   strcmp(type, "presence") == 0) {
-		const char *room = get_name(c, msg, "room", ref, 128);
-		if (room == NULL)
-			goto out;
-		if (type[0] == 'j')
-			router_join(c, room, ref);
-		else if (type[0] == 'l')
-			router_leave(c, room, ref);
+	if (rate_check(c, cmd.ref) == 0) {
+		if (rc < 0)
+			conn_send_error(c, cmd.ref, cmd.code, "%s", cmd.err);
 		else
-			router_presence(c, room, ref);
-	} else if (strcmp(type, "resume") == 0) {
-		cmd_resume(c, msg, ref);
-	} else if (strcmp(type, "subscribe") == 0 ||
-		   strcmp(type, "unsubscribe") == 0) {
-		const char *task = get_name(c, msg, "task", ref, 128);
-		if (task == NULL)
-			goto out;
-		if (type[0] == 's')
-			tasks_ws_subscribe(c, task, ref, 0);
-		else
-			tasks_ws_unsubscribe(c, task, ref);
-	} else if (strcmp(type, "task.create") == 0) {
-		tasks_ws_create(c, msg, ref);
-	} else if (strcmp(type, "task.update") == 0) {
-		tasks_ws_update(c, msg, ref);
-	} else {
-		conn_send_error(c, ref, "unknown_type", "unknown type '%.64s'",
-				type);
+			dispatch(c, &cmd);
 	}
-out:
-	json_decref(msg);
+	commands_free(&cmd);
 }

@@ -1,0 +1,57 @@
+/*
+ * Client frames: parsing and validation (no I/O, no server state), so the
+ * whole path from bytes to a validated command can be unit-tested and
+ * fuzzed. Dispatch lives in src/proto/commands.c too (commands_handle).
+ */
+#ifndef BASESTATION_COMMANDS_H
+#define BASESTATION_COMMANDS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define COMMANDS_NAME_MAX 128
+
+enum cmd_type {
+	CMD_PING,
+	CMD_SEND,
+	CMD_PUBLISH,
+	CMD_JOIN,
+	CMD_LEAVE,
+	CMD_PRESENCE,
+	CMD_RESUME,
+	CMD_SUBSCRIBE,
+	CMD_UNSUBSCRIBE,
+	CMD_TASK_CREATE, /* fields validated by tasks.c */
+	CMD_TASK_UPDATE,
+	CMD_SEED_TEST, /* {"test":…} */
+	CMD_SEED_TASK, /* {"id":X} */
+};
+
+struct command {
+	enum cmd_type type;
+	json_t *msg;	    /* the whole frame (owned) */
+	json_t *ref;	    /* borrowed from msg; NULL if absent or invalid */
+	const char *target; /* to / room / task, validated name */
+	json_t *data;	    /* send / publish payload (borrowed) */
+	int64_t since;	    /* resume */
+	const char *epoch;  /* resume, may be NULL */
+	char seed_id[32];   /* CMD_SEED_TASK with an integer id */
+	const char *code;   /* on error: bad_request / unknown_type */
+	char err[160];	    /* on error: the message */
+};
+
+/* 1 when s is 1..max bytes without control characters. */
+int commands_valid_name(const char *s, size_t max);
+/* 0 when ref is absent, an integer, or a string of at most 64 chars. */
+int commands_ref_ok(const json_t *ref);
+
+/*
+ * Parse one text frame. Returns 0 with *cmd filled, or -1 with cmd->code
+ * and cmd->err set (cmd->ref is set when the frame had a valid ref, so the
+ * error can carry it). Either way release with commands_free().
+ */
+int commands_parse(const uint8_t *data, size_t len, struct command *cmd);
+void commands_free(struct command *cmd);
+
+#endif

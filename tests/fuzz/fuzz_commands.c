@@ -1,0 +1,51 @@
+/*
+ * Fuzz the client-frame parser: bytes -> validated command or an error.
+ * Invariants: every success has the fields its type needs; every error has
+ * a code and a message; nothing leaks.
+ */
+#include "basestation/commands.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct command cmd;
+	int rc = commands_parse(data, size, &cmd);
+
+	if (rc < 0) {
+		if (cmd.code == NULL || cmd.err[0] == '\0')
+			abort();
+	} else {
+		switch (cmd.type) {
+		case CMD_SEND:
+		case CMD_PUBLISH:
+			if (cmd.data == NULL)
+				abort();
+			__attribute__((fallthrough));
+		case CMD_JOIN:
+		case CMD_LEAVE:
+		case CMD_PRESENCE:
+		case CMD_SUBSCRIBE:
+		case CMD_UNSUBSCRIBE:
+		case CMD_SEED_TASK:
+			if (cmd.target == NULL ||
+			    !commands_valid_name(cmd.target, COMMANDS_NAME_MAX))
+				abort();
+			break;
+		case CMD_RESUME:
+			if (cmd.since < 0)
+				abort();
+			break;
+		default:
+			break;
+		}
+	}
+	if (cmd.ref && commands_ref_ok(cmd.ref) != 0)
+		abort();
+	commands_free(&cmd);
+	return 0;
+}

@@ -23,15 +23,19 @@ export function tempDb() {
 export async function startServer(opts = {}) {
   const { dir, db } = opts.db ? { dir: null, db: opts.db } : tempDb();
   const args = ['serve', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0',
-    '--db', db, '--api-key', API_KEY, '--admin-key', ADMIN_KEY,
+    '--db', db, ...(opts.noKeys ? [] : ['--api-key', API_KEY, '--admin-key', ADMIN_KEY]),
     ...(opts.args || [])];
-  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
+  // BASESTATION_WRAPPER runs the server under a tool, e.g. valgrind.
+  const wrap = process.env.BASESTATION_WRAPPER ? process.env.BASESTATION_WRAPPER.split(' ') : [];
+  const proc = wrap.length
+    ? spawn(wrap[0], [...wrap.slice(1), BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } })
+    : spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
   const srv = { proc, db, dir, logs: '', stdout: '', exited: null };
   proc.stdout.on('data', (d) => { srv.stdout += d; });
   const exited = new Promise((resolve) => proc.on('exit', (code, sig) => { srv.exited = { code, sig }; resolve(srv.exited); }));
   srv.exitedPromise = exited;
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start:\n' + srv.logs)), 10000);
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + srv.logs)), wrap.length ? 60000 : 10000);
     proc.stderr.on('data', (d) => {
       srv.logs += d;
       const m = /event=server\.ready .*ws_port=(\d+) .*http_port=(\d+)/.exec(srv.logs);
@@ -59,7 +63,7 @@ export async function startServer(opts = {}) {
     const t0 = Date.now();
     const r = await srv.stop();
     if (dir && !opts.keepDb) rmSync(dir, { recursive: true, force: true });
-    if (!srv.killed && (r.code !== 0 || Date.now() - t0 > 5000)) {
+    if (!srv.killed && (r.code !== 0 || (!wrap.length && Date.now() - t0 > 5000))) {
       throw new Error(`server exit ${JSON.stringify(r)} after ${Date.now() - t0} ms\n` + srv.logs.slice(-4000));
     }
   };
@@ -259,3 +263,53 @@ export async function api(srv, method, p, body, key = API_KEY) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- appended helpers (handshake/frames/heartbeat/shutdown tests) ----
+
+// Like rawExchange, but also tells whether the server closed the TCP
+// connection (closed: true) before ms passed, after how long, and the
+// parsed status line and headers (names lower-cased).
+// until(text), when given, ends the wait early (closed: false) as soon as
+// it returns true for what has arrived.
+export function httpExchange(port, data, ms = 3000, until = null) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const s = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    let done = false;
+    const finish = (closed) => {
+      if (done) return;
+      done = true;
+      clearTimeout(t);
+      s.destroy();
+      const buf = Buffer.concat(chunks);
+      const text = buf.toString('latin1');
+      const headEnd = text.indexOf('\r\n\r\n');
+      const headers = {};
+      for (const line of text.slice(0, headEnd < 0 ? text.length : headEnd).split('\r\n').slice(1)) {
+        const i = line.indexOf(':');
+        if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+      resolve({ buf, text, status: statusOf(buf), headers, closed, ms: Date.now() - t0 });
+    };
+    const t = setTimeout(() => finish(false), ms);
+    s.on('connect', () => s.write(data));
+    s.on('data', (d) => { chunks.push(d); if (until && until(Buffer.concat(chunks).toString('latin1'))) finish(false); });
+    s.on('end', () => finish(true));
+    s.on('close', () => finish(true));
+    s.on('error', () => finish(true));
+  });
+}
+
+// Sec-WebSocket-Accept for a key (RFC 6455 §4.2.2).
+export function acceptKey(key) {
+  return crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+}
+
+// An HS256 JWT (header may be overridden, e.g. {alg:'none'}).
+export function jwt(secret, claims, header = { alg: 'HS256', typ: 'JWT' }) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = b64(header) + '.' + b64(claims);
+  const sig = header.alg === 'HS256' ? crypto.createHmac('sha256', secret).update(body).digest('base64url') : '';
+  return body + '.' + sig;
+}

@@ -27,8 +27,10 @@ static void new_job(void)
 	char id[32], title[64];
 	json_t *b, *steps = json_array();
 
-	demo_job++;
-	snprintf(id, sizeof(id), "demo-%d", demo_job);
+	/* Jobs of an earlier run stay in the database: number after them. */
+	do
+		snprintf(id, sizeof(id), "demo-%d", ++demo_job);
+	while (tasks_exists(id));
 	snprintf(title, sizeof(title), "Demo job #%d", demo_job);
 	for (size_t i = 0; i < 4; i++)
 		json_array_append_new(steps, json_string(demo_steps[i]));

@@ -29,6 +29,10 @@
 #define CLOSE_LINGER_MS	 2000
 #define REFUSE_LINGER_MS 2000
 #define SLOW_CLOSE_MS	 5000
+/* At most this many Sec-WebSocket-Protocol values are tried as tokens: each
+ * try costs a hash and a database lookup, and one request head can offer
+ * thousands of values. Browsers offer one or two. */
+#define MAX_TOKEN_CANDIDATES 4
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
@@ -343,9 +347,9 @@ static int conn_handshake(struct conn *c)
 	struct ws_request req;
 	struct auth_identity id;
 	char tmp[AUTH_TOKEN_MAX + 1], accept[29], uidq[AUTH_UID_MAX + 2];
-	const char *proto_echo = NULL;
-	size_t proto_echo_len = 0;
-	int n, head, status, have_token = 0, offered_v1 = 0;
+	const char *proto_echo = NULL, *tok = NULL;
+	size_t proto_echo_len = 0, tok_len = 0;
+	int n, head, status, have_token = 0, offered_v1 = 0, tried = 0;
 
 	n = head = ws_request_parse(buf, take, &req);
 	if (n == WS_HS_NEED_MORE) {
@@ -387,6 +391,8 @@ static int conn_handshake(struct conn *c)
 				sizeof(tmp));
 	if (qlen >= 0) {
 		have_token = 1;
+		tok = tmp;
+		tok_len = (size_t)qlen;
 		if (check_token(tmp, (size_t)qlen, &id) < 0)
 			goto unauthorized;
 	} else if (req.authorization.p && req.authorization.n > 7 &&
@@ -395,6 +401,8 @@ static int conn_handshake(struct conn *c)
 		size_t tl = req.authorization.n - 7;
 		trim(&t, &tl);
 		have_token = 1;
+		tok = t;
+		tok_len = tl;
 		if (check_token(t, tl, &id) < 0)
 			goto unauthorized;
 	}
@@ -408,12 +416,20 @@ static int conn_handshake(struct conn *c)
 			trim(&v, &l);
 			if (l == 14 && memcmp(v, "basestation.v1", 14) == 0) {
 				offered_v1 = 1;
-			} else if (l && !have_token) {
+			} else if (l && !have_token &&
+				   tried++ < MAX_TOKEN_CANDIDATES) {
 				if (check_token(v, l, &id) == 0) {
 					have_token = 1;
 					proto_echo = v;
 					proto_echo_len = l;
 				}
+			} else if (l && tok && !proto_echo && l == tok_len &&
+				   memcmp(v, tok, l) == 0) {
+				/* The token accepted from the query or the
+				 * Bearer header is offered here too: echo it,
+				 * or a browser fails the connection. */
+				proto_echo = v;
+				proto_echo_len = l;
 			}
 			p = e + 1;
 		}
@@ -589,12 +605,26 @@ void conn_send_error(struct conn *c, const json_t *ref, const char *code,
 	conn_send_json(c, o);
 }
 
+/* Queue a control frame as is: only conn_close() uses it directly (a close
+ * frame must go out even to a slow consumer); pings and pongs go through
+ * send_ping_pong(). */
 static void send_control(struct conn *c, enum ws_opcode op, const void *p,
 			 size_t n)
 {
 	uint8_t hdr[10];
 	size_t hl = ws_frame_header(hdr, op, n);
 	queue_bytes(c, hdr, hl, p, n);
+}
+
+/* Pings and pongs count against --max-outbuf like any other output: a
+ * client that pings without reading is a slow consumer (closed with 1008),
+ * not a way to grow our memory. */
+static void send_ping_pong(struct conn *c, enum ws_opcode op, const void *p,
+			   size_t n)
+{
+	if (c->state != CONN_OPEN || check_slow(c, n + 2))
+		return;
+	send_control(c, op, p, n);
 }
 
 void conn_close(struct conn *c, uint16_t code, const char *reason)
@@ -622,6 +652,23 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
 
 /* ---- frames in ---- */
 
+/* The reason sent with a close for a parser error. */
+static const char *close_reason(uint16_t code)
+{
+	switch (code) {
+	case WS_CLOSE_TOO_BIG:
+		return "message too big";
+	case WS_CLOSE_BAD_DATA:
+		return "invalid UTF-8";
+	case WS_CLOSE_UNSUPPORTED:
+		return "binary messages are not supported";
+	case WS_CLOSE_INTERNAL:
+		return "internal error";
+	default:
+		return "protocol error";
+	}
+}
+
 static void handle_event(struct conn *c, const struct ws_event *ev)
 {
 	switch (ev->type) {
@@ -630,7 +677,7 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 		commands_handle(c, ev->data, ev->len);
 		break;
 	case WS_EV_PING:
-		send_control(c, WS_OP_PONG, ev->data, ev->len);
+		send_ping_pong(c, WS_OP_PONG, ev->data, ev->len);
 		break;
 	case WS_EV_PONG:
 	case WS_EV_NONE:
@@ -646,16 +693,7 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 		metrics.protocol_close++;
 		log_info("conn.protocol_error", "conn=%llu code=%u",
 			 (unsigned long long)c->id, ev->close_code);
-		conn_close(
-			c, ev->close_code,
-			ev->close_code == WS_CLOSE_TOO_BIG ? "message too big"
-			: ev->close_code == WS_CLOSE_BAD_DATA ? "invalid UTF-8"
-			: ev->close_code == WS_CLOSE_UNSUPPORTED
-				? "binary messages "
-				  "are not "
-				  "supported"
-				: "protocol "
-				  "error");
+		conn_close(c, ev->close_code, close_reason(ev->close_code));
 		break;
 	}
 }
@@ -778,7 +816,7 @@ void conn_tick(int64_t now)
 				   now - c->last_ping >=
 					   (int64_t)cfg->heartbeat * 1000) {
 				c->last_ping = now;
-				send_control(c, WS_OP_PING, NULL, 0);
+				send_ping_pong(c, WS_OP_PING, NULL, 0);
 			}
 			break;
 		case CONN_DEAD:

@@ -385,8 +385,12 @@ void router_replay_start(struct conn *c, int64_t since, int report,
 	} else {
 		c->replay_since = since;
 	}
-	if (since < srv->pruned_max_seq)
+	/* Retention removed some of it, or the client has seen seqs we never
+	 * had (a database restored from an older backup): not whole. */
+	if (since < srv->pruned_max_seq || since > srv->committed_seq)
 		c->replay_complete = 0;
+	if (since > srv->committed_seq)
+		since = srv->committed_seq;
 	if (since < c->last_seq)
 		since = c->last_seq;
 	c->replaying = 1;

@@ -33,6 +33,8 @@
  * try costs a hash and a database lookup, and one request head can offer
  * thousands of values. Browsers offer one or two. */
 #define MAX_TOKEN_CANDIDATES 4
+/* Sockets allowed in their handshake beyond --max-connections. */
+#define HANDSHAKE_MARGIN 1024
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
@@ -133,6 +135,19 @@ void conn_accept(int fd, const struct sockaddr *sa, int salen)
 	(void)salen;
 	if (c == NULL)
 		fatal("out of memory");
+	/* Sockets still in their handshake are bounded too: past the limit
+	 * plus a margin for handshakes in flight, refuse without reading. */
+	if (srv->nsockets >= srv->cfg->max_connections + HANDSHAKE_MARGIN) {
+		static const char busy[] =
+			"HTTP/1.1 503 Service Unavailable\r\n"
+			"Content-Length: 0\r\n"
+			"Connection: close\r\n\r\n";
+		metrics.refused[REFUSE_LIMIT]++;
+		(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT);
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
 	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		log_error("conn.error",

@@ -89,3 +89,12 @@ test('resume racing live traffic: no gap, no duplicate, in order', async () => {
   assert.ok(res && res.complete === true);
   await Promise.all([pub.close(), r.close()]);
 });
+
+test('a since beyond our newest seq (restored backup) is not complete', async () => {
+  const a = await connect(srv, 'future');
+  const r = await connect(srv, 'future', { query: { since: String(a.hello.seq + 1000) } });
+  const res = await r.next('resumed');
+  assert.equal(res.complete, false);
+  assert.equal(res.since, a.hello.seq + 1000);
+  await a.close(); await r.close();
+});

@@ -55,6 +55,8 @@ static const struct opt opts[] = {
 	 "drop a client whose request head is not complete (default 10)"},
 	{"max-message", "BASESTATION_MAX_MESSAGE", OPT_SIZE, O(max_message),
 	 "BYTES", "largest message accepted (default 65536)"},
+	{"max-frames", "BASESTATION_MAX_FRAMES", OPT_INT, O(max_frames), "N",
+	 "frames in one fragmented message (default 1024)"},
 	{"max-outbuf", "BASESTATION_MAX_OUTBUF", OPT_SIZE, O(max_outbuf),
 	 "BYTES", "close a client with more buffered output (default 1048576)"},
 	{"max-connections", "BASESTATION_MAX_CONNECTIONS", OPT_INT,
@@ -116,6 +118,7 @@ void config_defaults(struct config *c)
 	c->idle_timeout = 60;
 	c->handshake_timeout = 10;
 	c->max_message = 65536;
+	c->max_frames = 1024;
 	c->max_outbuf = 1 << 20;
 	c->max_connections = 100000;
 	c->rate = 1000;

@@ -198,10 +198,12 @@ static int cmd_sql(int argc, char **argv)
 	json_t *res;
 
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 ||
-		    strcmp(argv[i], "-h") == 0) {
+		if (strcmp(argv[i], "--") == 0 && i + 1 < argc && sql == NULL) {
+			sql = argv[++i]; /* SQL that starts with '-' */
+		} else if (strcmp(argv[i], "--help") == 0 ||
+			   strcmp(argv[i], "-h") == 0) {
 			puts("usage: basestation sql [--json] [--max-rows N] "
-			     "\"SELECT ...\" [--db PATH]\n\n"
+			     "[--db PATH] [--] \"SELECT ...\"\n\n"
 			     "Run one read-only statement on its own read-only "
 			     "connection;\nworks while the broker runs. "
 			     "Writes, "
@@ -213,12 +215,26 @@ static int cmd_sql(int argc, char **argv)
 		} else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
 			db = argv[++i];
 		} else if (strcmp(argv[i], "--max-rows") == 0 && i + 1 < argc) {
-			max_rows = atoi(argv[++i]);
-			if (max_rows <= 0) {
+			char *e;
+			long v;
+			errno = 0;
+			v = strtol(argv[++i], &e, 10);
+			if (errno || *e || e == argv[i] || v <= 0 ||
+			    v > 1000000) {
 				fprintf(stderr, "basestation sql: bad "
 						"--max-rows\n");
 				return 2;
 			}
+			max_rows = (int)v;
+		} else if (argv[i][0] == '-' &&
+			   strpbrk(argv[i], " \t\n") == NULL) {
+			/* a flag: unknown, or one missing its value (SQL
+			 * holds a space or comes after "--") */
+			fprintf(stderr,
+				"basestation sql: bad or incomplete "
+				"option '%s'\n",
+				argv[i]);
+			return 2;
 		} else if (sql == NULL) {
 			sql = argv[i];
 		} else {

@@ -28,6 +28,7 @@ struct config {
 	int idle_timeout;      /* s */
 	int handshake_timeout; /* s */
 	size_t max_message;
+	int max_frames; /* frames per message */
 	size_t max_outbuf;
 	int max_connections;
 	int max_per_ip;

@@ -22,7 +22,11 @@ json_t *http_body_json(struct evhttp_request *req);
 
 /* admin.c */
 void admin_connections(struct evhttp_request *req);
+/* Runs the query on a worker thread; the answer comes from the loop. */
 void admin_sql(struct evhttp_request *req);
+/* Wait for the running queries (each ends within its time limit), answer
+ * them, release the pool. Called before evhttp_free. */
+void admin_sql_stop(void);
 
 /* static.c: serve a file below the web root; 404 when absent. */
 void static_serve(struct evhttp_request *req, const char *path);

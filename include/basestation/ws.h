@@ -66,6 +66,9 @@ struct ws_parser {
 	size_t max_message; /* max total payload of one (possibly fragmented)
 			       message; larger -> WS_EV_ERROR 1009 */
 	unsigned require_mask : 1; /* 1 on the server: unmasked -> 1002 */
+	uint32_t max_frames;	   /* frames per message, 0 = unlimited;
+				      more -> WS_EV_ERROR 1009 */
+	uint32_t frames;	   /* frames of the current message */
 	/* state (private) */
 	uint8_t state;
 	uint8_t hdr[14];

@@ -98,12 +98,14 @@ json_t *http_body_json(struct evhttp_request *req)
 	return j;
 }
 
-/* 1 when the request carries "Authorization: Bearer <key>". */
+/* 1 when the request carries "Authorization: Bearer <key>". A key that is
+ * not configured (NULL or empty) matches nothing. */
 static int has_key(struct evhttp_request *req, const char *key)
 {
 	const char *h = evhttp_find_header(
 		evhttp_request_get_input_headers(req), "Authorization");
-	if (key == NULL || h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+	if (key == NULL || *key == '\0' || h == NULL ||
+	    strncasecmp(h, "Bearer ", 7) != 0)
 		return 0;
 	h += 7;
 	while (*h == ' ')
@@ -169,6 +171,15 @@ out:
 	json_decref(b);
 }
 
+/* 1 when v is a string of 1..max bytes without control characters; an
+ * embedded NUL would otherwise cut the name short. */
+static int valid_name(const json_t *v, size_t max)
+{
+	return json_is_string(v) &&
+	       strlen(json_string_value(v)) == json_string_length(v) &&
+	       commands_valid_name(json_string_value(v), max);
+}
+
 static void api_publish(struct evhttp_request *req)
 {
 	json_t *b = http_body_json(req), *to, *room, *data, *from;
@@ -185,11 +196,8 @@ static void api_publish(struct evhttp_request *req)
 			   "exactly one of 'to' or 'room' is required");
 		goto out;
 	}
-	if ((to &&
-	     (!json_is_string(to) ||
-	      !commands_valid_name(json_string_value(to), AUTH_UID_MAX))) ||
-	    (room && (!json_is_string(room) ||
-		      !commands_valid_name(json_string_value(room), 128)))) {
+	if ((to && !valid_name(to, AUTH_UID_MAX)) ||
+	    (room && !valid_name(room, 128))) {
 		http_error(req, 400,
 			   "'to' / 'room' must be a string of 1..128 "
 			   "bytes without control characters");
@@ -200,9 +208,7 @@ static void api_publish(struct evhttp_request *req)
 		goto out;
 	}
 	if (from && !json_is_null(from)) {
-		if (!json_is_string(from) ||
-		    !commands_valid_name(json_string_value(from),
-					 AUTH_UID_MAX)) {
+		if (!valid_name(from, AUTH_UID_MAX)) {
 			http_error(req, 400, "'from' must be a uid string");
 			goto out;
 		}
@@ -214,9 +220,21 @@ out:
 	json_decref(b);
 }
 
+/* The busy timeout store_open() gives the broker's connection. */
+#define STORE_BUSY_MS 2000
+/* /healthz runs on the loop thread: it waits at most this long for a write
+ * lock held by another process before it answers 503. */
+#define HEALTHZ_BUSY_MS 100
+
 static void healthz(struct evhttp_request *req)
 {
-	if (!store_writable(srv->store)) {
+	sqlite3 *db = store_db(srv->store);
+	int ok;
+
+	sqlite3_busy_timeout(db, HEALTHZ_BUSY_MS);
+	ok = store_writable(srv->store);
+	sqlite3_busy_timeout(db, STORE_BUSY_MS);
+	if (!ok) {
 		http_reply_json(req, 503,
 				json_pack("{s:s, s:s}", "status", "error",
 					  "error", "database is not writable"));
@@ -243,6 +261,27 @@ static void metrics_page(struct evhttp_request *req)
 	evbuffer_free(b);
 }
 
+/* 1 when m is one of the methods in allowed (GET implies HEAD); else
+ * answers 405 with an Allow header and returns 0. */
+static int method_ok(struct evhttp_request *req, enum evhttp_cmd_type m,
+		     int allowed)
+{
+	char list[32] = "";
+
+	if (allowed & EVHTTP_REQ_GET)
+		allowed |= EVHTTP_REQ_HEAD;
+	if (m & allowed)
+		return 1;
+	if (allowed & EVHTTP_REQ_GET)
+		strcat(list, "GET, HEAD");
+	if (allowed & EVHTTP_REQ_POST)
+		strcat(list, list[0] ? ", POST" : "POST");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+			  list);
+	http_error(req, 405, "method not allowed");
+	return 0;
+}
+
 /* /api/tasks, /api/tasks/{id}, /api/tasks/{id}/progress */
 static void api_tasks(struct evhttp_request *req, const char *rest,
 		      enum evhttp_cmd_type m)
@@ -252,10 +291,8 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 	size_t n;
 
 	if (*rest == '\0') {
-		if (m != EVHTTP_REQ_POST) {
-			http_error(req, 405, "use POST");
+		if (!method_ok(req, m, EVHTTP_REQ_POST))
 			return;
-		}
 		json_t *b = http_body_json(req);
 		if (b) {
 			tasks_http_create(req, b);
@@ -283,14 +320,10 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 		return;
 	}
 	if (slash == NULL) {
-		if (m != EVHTTP_REQ_GET)
-			http_error(req, 405, "use GET");
-		else
+		if (method_ok(req, m, EVHTTP_REQ_GET))
 			tasks_http_get(req, dec);
 	} else if (strcmp(slash, "/progress") == 0) {
-		if (m != EVHTTP_REQ_POST) {
-			http_error(req, 405, "use POST");
-		} else {
+		if (method_ok(req, m, EVHTTP_REQ_POST)) {
 			json_t *b = http_body_json(req);
 			if (b) {
 				tasks_http_progress(req, dec, b);
@@ -315,41 +348,46 @@ static void route(struct evhttp_request *req, void *arg)
 		http_error(req, 400, "bad request target");
 		return;
 	}
+	/* The key is checked before the route: without it every path under
+	 * /api and /admin looks the same (401). */
 	if (strcmp(path, "/healthz") == 0) {
-		healthz(req);
+		if (method_ok(req, m, EVHTTP_REQ_GET))
+			healthz(req);
 	} else if (strcmp(path, "/metrics") == 0) {
-		metrics_page(req);
+		if (method_ok(req, m, EVHTTP_REQ_GET))
+			metrics_page(req);
 	} else if (strncmp(path, "/api/", 5) == 0) {
 		if (!has_key(req, srv->cfg->api_key)) {
 			http_error(req, 401, "missing or wrong API key");
 			return;
 		}
-		if (strcmp(path, "/api/tokens") == 0 && m == EVHTTP_REQ_POST)
-			api_tokens(req);
-		else if (strcmp(path, "/api/publish") == 0 &&
-			 m == EVHTTP_REQ_POST)
-			api_publish(req);
-		else if (strncmp(path, "/api/tasks", 10) == 0)
+		if (strcmp(path, "/api/tokens") == 0) {
+			if (method_ok(req, m, EVHTTP_REQ_POST))
+				api_tokens(req);
+		} else if (strcmp(path, "/api/publish") == 0) {
+			if (method_ok(req, m, EVHTTP_REQ_POST))
+				api_publish(req);
+		} else if (strncmp(path, "/api/tasks", 10) == 0) {
 			api_tasks(req, path + 10, m);
-		else
+		} else {
 			http_error(req, 404, "not found");
+		}
 	} else if (strncmp(path, "/admin/", 7) == 0 && !static_exists(path)) {
 		if (!has_key(req, srv->cfg->admin_key)) {
 			http_error(req, 401, "missing or wrong admin key");
 			return;
 		}
-		if (strcmp(path, "/admin/connections") == 0 &&
-		    m == EVHTTP_REQ_GET)
-			admin_connections(req);
-		else if (strcmp(path, "/admin/sql") == 0 &&
-			 m == EVHTTP_REQ_POST)
-			admin_sql(req);
-		else
+		if (strcmp(path, "/admin/connections") == 0) {
+			if (method_ok(req, m, EVHTTP_REQ_GET))
+				admin_connections(req);
+		} else if (strcmp(path, "/admin/sql") == 0) {
+			if (method_ok(req, m, EVHTTP_REQ_POST))
+				admin_sql(req);
+		} else {
 			http_error(req, 404, "not found");
-	} else if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD) {
+		}
+	} else if (method_ok(req, m, EVHTTP_REQ_GET)) {
 		static_serve(req, path);
-	} else {
-		http_error(req, 405, "method not allowed");
 	}
 }
 
@@ -368,8 +406,13 @@ int http_start(const char *addr, int *port_out)
 				 (ev_ssize_t)srv->cfg->max_http_body);
 	evhttp_set_max_headers_size(srv->http, 16384);
 	evhttp_set_timeout(srv->http, 30);
-	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-						      EVHTTP_REQ_HEAD);
+	/* Every method libevent parses reaches route(), which answers 405
+	 * (JSON, with Allow) to those a path does not take. */
+	evhttp_set_allowed_methods(
+		srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+				   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+				   EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, route, NULL);
 	bs = evhttp_bind_socket_with_handle(srv->http, host, (uint16_t)port);
 	if (bs == NULL)
@@ -389,6 +432,7 @@ int http_start(const char *addr, int *port_out)
 
 void http_stop(void)
 {
+	admin_sql_stop();
 	if (srv && srv->http) {
 		evhttp_free(srv->http);
 		srv->http = NULL;

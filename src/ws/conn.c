@@ -526,6 +526,7 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 	c->tokens = srv->cfg->burst;
 	c->tokens_at = c->last_rx;
 	ws_parser_init(&c->parser, srv->cfg->max_message, 1);
+	c->parser.max_frames = (uint32_t)srv->cfg->max_frames;
 	c->ip = registry_ip_get(c->remote, 1);
 	registry_attach(c, id->uid);
 	srv->nconns++;

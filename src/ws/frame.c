@@ -180,6 +180,14 @@ static uint16_t check_length(struct ws_parser *p)
 	}
 	if (!(p->hdr[0] & 0x08) && n > p->max_message - p->msg_len)
 		return WS_CLOSE_TOO_BIG;
+	/* Frames per message: a message of many empty fragments costs a
+	 * header each and is refused like an oversized one. */
+	if (!(p->hdr[0] & 0x08)) {
+		p->frames =
+			(p->hdr[0] & 0x0F) == WS_OP_TEXT ? 1 : p->frames + 1;
+		if (p->max_frames && p->frames > p->max_frames)
+			return WS_CLOSE_TOO_BIG;
+	}
 	p->remaining = n;
 	return 0;
 }

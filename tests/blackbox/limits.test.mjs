@@ -158,3 +158,20 @@ test('defaults: --max-message 65536 and --max-per-ip', async () => {
     await s.cleanup();
   }
 });
+
+test('--max-frames: a message in more fragments than allowed is closed 1009', async () => {
+  const s = await startServer({ args: ['--max-frames', '4'] });
+  try {
+    const { rawWs } = await import('./lib.mjs');
+    const ok = await rawWs(s, 'frag-ok');
+    // 4 fragments: allowed
+    ok.write(Buffer.concat([frame(1, '{"type"', { fin: false }), frame(0, ':"pi', { fin: false }), frame(0, 'ng"', { fin: false }), frame(0, '}')]));
+    assert.ok(await ok.waitFor((f) => f.json && f.json.type === 'pong'));
+    const bad = await rawWs(s, 'frag-bad');
+    const parts = [frame(1, '{', { fin: false })];
+    for (let i = 0; i < 5; i++) parts.push(frame(0, ' ', { fin: false }));
+    bad.write(Buffer.concat(parts));
+    assert.equal(await bad.closeCode(), 1009);
+    ok.destroy(); bad.destroy();
+  } finally { await s.cleanup(); }
+});

@@ -1,0 +1,74 @@
+// Helpers for the browser tests: Debian's Chromium driven by playwright-core,
+// a fresh profile per browser, and the real broker from ../blackbox/lib.mjs.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+export * from '../blackbox/lib.mjs';
+
+export const CHROMIUM = process.env.BASESTATION_CHROMIUM || '/usr/bin/chromium';
+export const skipReason = existsSync(CHROMIUM)
+  ? false
+  : `no Chromium at ${CHROMIUM} (scripts/setup installs it; or set BASESTATION_CHROMIUM)`;
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+// A persistent context on a fresh temporary profile. close() removes it.
+export async function launch() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bs-chromium-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    headless: true,
+    executablePath: CHROMIUM,
+    args: ARGS,
+    viewport: { width: 1280, height: 860 },
+    timeout: 30000,
+  });
+  ctx.setDefaultTimeout(10000);
+  const errors = [];
+  ctx.on('weberror', (e) => errors.push(String(e.error())));
+  const close = async () => {
+    await ctx.close().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { ctx, errors, close };
+}
+
+// A new page that records its console errors and uncaught exceptions.
+export async function newPage(ctx) {
+  const page = await ctx.newPage();
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push('pageerror: ' + e.message));
+  // Failed loads are reported with their URL by the 'response' handler
+  // (the console line does not say which); the browser's own favicon probe
+  // for non-HTML documents is not the page's doing.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/^Failed to load resource/.test(m.text())) page.problems.push('console: ' + m.text());
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !r.url().endsWith('/favicon.ico')) page.problems.push(`HTTP ${r.status()} ${r.url()}`);
+  });
+  return page;
+}
+
+// The demo page URL for uid on srv (a fresh token unless given).
+export function demoUrl(srv, uid, tok, extra = '') {
+  return `${srv.http}/?uid=${encodeURIComponent(uid)}&token=${encodeURIComponent(tok)}&ws=${srv.wsPort}${extra}`;
+}
+
+export const stateOf = (page) => page.locator('#state').getAttribute('data-state');
+
+export async function waitState(page, state, timeout = 10000) {
+  await page.locator(`#state[data-state="${state}"]`).waitFor({ timeout });
+}
+
+// Steps of the timeline as [name, status, label, duration text].
+export async function timeline(page) {
+  return page.$$eval('#timeline .step', (lis) => lis.map((li) => [
+    li.querySelector('.step-name').textContent,
+    li.dataset.status,
+    li.querySelector('.step-label').textContent,
+    li.querySelector('.step-duration').textContent,
+  ]));
+}

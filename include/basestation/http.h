@@ -12,6 +12,12 @@ struct evhttp_request;
 int http_start(const char *addr, int *port_out);
 void http_stop(void);
 
+struct evbuffer;
+
+/* Send the reply with its standard reason phrase; to HEAD, only the
+ * headers (Content-Length as GET would have it). body is drained, not
+ * freed. */
+void http_send(struct evhttp_request *req, int status, struct evbuffer *body);
 /* Send body (stolen) as JSON with status. */
 void http_reply_json(struct evhttp_request *req, int status, json_t *body);
 /* {"error": msg} with status. */

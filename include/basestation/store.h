@@ -14,6 +14,11 @@
 
 struct store;
 
+/* How long the loop's connection waits for a write lock held by another
+ * process (a CLI, a backup) before the write fails: short, because the
+ * event loop waits with it. */
+#define STORE_BUSY_MS 100
+
 struct stored_msg {
 	int64_t seq;
 	int64_t ts;
@@ -70,6 +75,10 @@ int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,
 /* Delete up to max_rows messages older than before_ts (0: skip) or with
  * seq <= below_seq (0: skip), and expired idempotency keys. Returns the
  * number of messages deleted; *max_deleted gets the highest seq deleted. */
+/* 1 when store_prune with the same limits would delete something. Reads
+ * only (no lock): lets the caller skip opening a write transaction. */
+int store_prune_needed(struct store *s, int64_t before_ts, int64_t below_seq,
+		       int64_t idem_before_ts);
 int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
 		int64_t idem_before_ts, int max_rows, int64_t *max_deleted);
 

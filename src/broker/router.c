@@ -528,12 +528,15 @@ void router_prune(void)
 							    cfg->retention_count
 				? srv->committed_seq - cfg->retention_count
 				: 0;
+	int64_t idem_before = now - 86400 * 1000LL;
 	int n;
 
-	if (server_write_begin() < 0)
+	/* Nothing old enough: no write transaction, no lock. */
+	if (!store_prune_needed(srv->store, before, below, idem_before) ||
+	    server_write_begin() < 0)
 		return;
 	/* Small steps: at most 500 rows per call, a few ms. */
-	n = store_prune(srv->store, before, below, now - 86400 * 1000LL, 500,
+	n = store_prune(srv->store, before, below, idem_before, 500,
 			&max_deleted);
 	if (n > 0) {
 		metrics.retention += (uint64_t)n;

@@ -14,6 +14,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,6 +48,24 @@ static const char *reason_phrase(int status)
 	}
 }
 
+void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
+{
+	/* libevent sends the body even to HEAD (and then no Content-Length),
+	 * which a keep-alive client would read as the next response. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		char len[32];
+		snprintf(len, sizeof(len), "%zu",
+			 body ? evbuffer_get_length(body) : 0);
+		evhttp_remove_header(evhttp_request_get_output_headers(req),
+				     "Content-Length");
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Content-Length", len);
+		if (body)
+			evbuffer_drain(body, evbuffer_get_length(body));
+	}
+	evhttp_send_reply(req, status, reason_phrase(status), body);
+}
+
 void http_reply_json(struct evhttp_request *req, int status, json_t *body)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -60,7 +79,7 @@ void http_reply_json(struct evhttp_request *req, int status, json_t *body)
 		evbuffer_add(b, s, strlen(s));
 		evbuffer_add(b, "\n", 1);
 	}
-	evhttp_send_reply(req, status, reason_phrase(status), b);
+	http_send(req, status, b);
 	evbuffer_free(b);
 	free(s);
 	json_decref(body);
@@ -220,21 +239,12 @@ out:
 	json_decref(b);
 }
 
-/* The busy timeout store_open() gives the broker's connection. */
-#define STORE_BUSY_MS 2000
-/* /healthz runs on the loop thread: it waits at most this long for a write
- * lock held by another process before it answers 503. */
-#define HEALTHZ_BUSY_MS 100
-
+/* /healthz runs on the loop thread; the store's connection waits at most
+ * STORE_BUSY_MS for a write lock held by another process, then this
+ * answers 503. */
 static void healthz(struct evhttp_request *req)
 {
-	sqlite3 *db = store_db(srv->store);
-	int ok;
-
-	sqlite3_busy_timeout(db, HEALTHZ_BUSY_MS);
-	ok = store_writable(srv->store);
-	sqlite3_busy_timeout(db, STORE_BUSY_MS);
-	if (!ok) {
+	if (!store_writable(srv->store)) {
 		http_reply_json(req, 503,
 				json_pack("{s:s, s:s}", "status", "error",
 					  "error", "database is not writable"));
@@ -256,8 +266,9 @@ static void metrics_page(struct evhttp_request *req)
 	metrics_render(b, (uint64_t)srv->nconns, (uint64_t)srv->users_online,
 		       rooms, tasks_count(), (uint64_t)srv->committed_seq);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "text/plain; version=0.0.4");
-	evhttp_send_reply(req, 200, "OK", b);
+			  "Content-Type",
+			  "text/plain; version=0.0.4; charset=utf-8");
+	http_send(req, 200, b);
 	evbuffer_free(b);
 }
 

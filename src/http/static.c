@@ -1,8 +1,10 @@
 /*
  * Static pages from the web root: / (demo), /admin (console) and their
- * assets, plus /client/ (the JavaScript client library). Paths are decoded,
- * refused when they hold "..", NUL or backslashes, and the resolved file
- * must lie inside its root.
+ * assets, plus /client/ (the JavaScript client library). Paths are decoded
+ * once, refused when they hold "..", a segment that starts with a dot (dot
+ * files: .env, .git, editor swap files), an empty segment, NUL or a
+ * backslash, and the resolved file (symlinks followed) must lie inside its
+ * root.
  */
 #include "basestation/broker.h"
 #include "basestation/http.h"
@@ -69,8 +71,8 @@ static int resolve(const char *path, char *out, size_t outsz)
 
 	if (dec == NULL)
 		return -1;
-	if (strstr(dec, "..") || strchr(dec, '\\') || strlen(dec) != declen ||
-	    strstr(dec, "//"))
+	if (dec[0] != '/' || strstr(dec, "..") || strstr(dec, "/.") ||
+	    strchr(dec, '\\') || strlen(dec) != declen || strstr(dec, "//"))
 		goto out;
 	rel = dec;
 	if (strcmp(dec, "/") == 0)
@@ -131,6 +133,6 @@ void static_serve(struct evhttp_request *req, const char *path)
 	/* evbuffer_add_file owns fd on success. */
 	if (st.st_size == 0 || evbuffer_add_file(b, fd, 0, st.st_size) < 0)
 		close(fd);
-	evhttp_send_reply(req, 200, "OK", b);
+	http_send(req, 200, b);
 	evbuffer_free(b);
 }

@@ -30,6 +30,7 @@ enum {
 	ST_PRUNE_AGE,
 	ST_PRUNE_SEQ,
 	ST_PRUNE_IDEM,
+	ST_PRUNE_PROBE,
 	ST_COUNTER_GET,
 	ST_COUNTER_SET,
 	ST_TASK_PUT,
@@ -69,6 +70,9 @@ static const char *const sql_text[ST_N] = {
 			 "RETURNING seq",
 	[ST_PRUNE_IDEM] = "DELETE FROM idem WHERE (sender, ref) IN (SELECT "
 			  "sender, ref FROM idem WHERE ts < ?1 LIMIT ?2)",
+	[ST_PRUNE_PROBE] =
+		"SELECT (SELECT min(ts) FROM messages), (SELECT "
+		"min(seq) FROM messages), (SELECT min(ts) FROM idem)",
 	[ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
 	[ST_COUNTER_SET] = "INSERT INTO counters (name, value) VALUES (?1, ?2) "
 			   "ON CONFLICT (name) DO UPDATE SET value = "
@@ -249,8 +253,7 @@ struct store *store_open(const char *path, int sync_full, char *err,
 			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		goto fail;
 	}
-	/* The loop must not stall on a foreign lock: fail fast instead. */
-	sqlite3_busy_timeout(s->db, 100);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	sqlite3_extended_result_codes(s->db, 1);
 	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", err, errsz) < 0 ||
 	    exec_sql(s->db,
@@ -578,6 +581,27 @@ static int prune_with(struct store *s, int which, int64_t arg, int max_rows,
 		return -1;
 	}
 	return n;
+}
+
+int store_prune_needed(struct store *s, int64_t before_ts, int64_t below_seq,
+		       int64_t idem_before_ts)
+{
+	sqlite3_stmt *st = s->st[ST_PRUNE_PROBE];
+	int need = 0;
+
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		need = (before_ts > 0 &&
+			sqlite3_column_type(st, 0) != SQLITE_NULL &&
+			sqlite3_column_int64(st, 0) < before_ts) ||
+		       (below_seq > 0 &&
+			sqlite3_column_type(st, 1) != SQLITE_NULL &&
+			sqlite3_column_int64(st, 1) <= below_seq) ||
+		       (idem_before_ts > 0 &&
+			sqlite3_column_type(st, 2) != SQLITE_NULL &&
+			sqlite3_column_int64(st, 2) < idem_before_ts);
+	}
+	sqlite3_reset(st);
+	return need;
 }
 
 int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,

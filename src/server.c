@@ -64,6 +64,15 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 	else
 		srv->last_seq = srv->committed_seq;
 	router_post_commit(ok);
+	conn_flush_all();
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	conn_flush_all();
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -260,6 +269,7 @@ int server_run(struct config *cfg)
 	s.commit_ev = event_new(s.base, -1, 0, commit_cb, NULL);
 	s.replay_ev = event_new(s.base, -1, 0, replay_cb, NULL);
 	s.reap_ev = event_new(s.base, -1, 0, reap_cb, NULL);
+	s.flush_ev = event_new(s.base, -1, 0, flush_cb, NULL);
 	s.stop_ev = event_new(s.base, -1, 0, stop_cb, NULL);
 	s.tick_ev = event_new(s.base, -1, EV_PERSIST, tick_cb, NULL);
 	s.prune_ev = event_new(s.base, -1, EV_PERSIST, prune_cb, NULL);
@@ -316,6 +326,7 @@ out:
 	event_free(s.commit_ev);
 	event_free(s.replay_ev);
 	event_free(s.reap_ev);
+	event_free(s.flush_ev);
 	event_free(s.stop_ev);
 	event_free(s.tick_ev);
 	event_free(s.prune_ev);

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <event2/event_struct.h>
 #include <uthash.h>
 
 #include "basestation/auth.h"
@@ -48,7 +49,15 @@ struct conn_room {
 struct conn {
 	uint64_t id;
 	UT_hash_handle hh; /* srv->conns, by id */
-	struct bufferevent *bev;
+	int fd;
+	short watching;	       /* EV_READ, or EV_READ | EV_WRITE */
+	unsigned in_flush : 1; /* on srv->flush */
+	unsigned shut : 1;     /* our side half-closed after the close */
+	struct event ev;
+	struct evbuffer *out; /* pending output; NULL when none */
+	char *hs;	      /* request head while in the handshake */
+	uint32_t hs_len;
+	struct conn *fnext; /* flush list */
 	enum conn_state state;
 	enum auth_role role;
 	struct user *user;
@@ -147,6 +156,8 @@ struct server {
 	struct evconnlistener *listener;
 	struct evhttp *http;
 	struct event *commit_ev, *tick_ev, *replay_ev, *reap_ev, *prune_ev;
+	struct event *flush_ev;
+	struct conn *flush; /* connections with output to write this turn */
 	struct event *sig_term, *sig_int, *stop_ev;
 	uint64_t next_conn_id;
 	struct conn *conns;
@@ -190,6 +201,8 @@ void conn_close(struct conn *c, uint16_t code, const char *reason);
 /* Drop the TCP connection without a close frame. */
 void conn_close_now(struct conn *c);
 void conn_tick(int64_t now);
+/* Write the output queued this loop turn (one writev per connection). */
+void conn_flush_all(void);
 void conn_reap(void);
 uint64_t conn_out_buffered(const struct conn *c);
 struct conn *conn_find(uint64_t id);

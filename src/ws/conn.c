@@ -1,5 +1,5 @@
 /*
- * A WebSocket connection on a bufferevent: the HTTP upgrade, frames in and
+ * A WebSocket connection on one event: the HTTP upgrade, frames in and
  * out, heartbeats, closing. The codec (ws/frame.c, ws/handshake.c) does the
  * parsing; this file only moves bytes and applies policy.
  *
@@ -15,10 +15,10 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +36,17 @@
 /* Sockets allowed in their handshake beyond --max-connections. */
 #define HANDSHAKE_MARGIN 1024
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
-static void conn_write_cb(struct bufferevent *bev, void *arg);
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
+
+static int retriable(int e)
+{
+	return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+/* Every read lands here first; frames are parsed straight out of it (the
+ * parser keeps what it must across reads), so an idle connection holds no
+ * input buffer at all. */
+static uint8_t rbuf[64 * 1024];
 
 struct conn *conn_find(uint64_t id)
 {
@@ -49,7 +57,90 @@ struct conn *conn_find(uint64_t id)
 
 uint64_t conn_out_buffered(const struct conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+/* ---- I/O: one event per connection; output flushed once per loop turn ---- */
+
+/* Change what the event waits for (rare: only when the kernel's send
+ * buffer is full, or it drains again). */
+static void conn_watch(struct conn *c, short what)
+{
+	if (c->watching == what)
+		return;
+	event_del(&c->ev);
+	event_assign(&c->ev, srv->base, c->fd, (short)(what | EV_PERSIST),
+		     conn_io_cb, c);
+	event_add(&c->ev, NULL);
+	c->watching = what;
+}
+
+/* The output buffer, created on first use. The connection joins the list
+ * flushed at the end of this loop turn: many frames queued in one turn
+ * leave in one writev. */
+static struct evbuffer *conn_out(struct conn *c)
+{
+	if (c->out == NULL && (c->out = evbuffer_new()) == NULL)
+		fatal("out of memory");
+	if (!c->in_flush && !(c->watching & EV_WRITE)) {
+		c->in_flush = 1;
+		c->fnext = srv->flush;
+		srv->flush = c;
+		event_active(srv->flush_ev, EV_TIMEOUT, 0);
+	}
+	return c->out;
+}
+
+static void conn_kill(struct conn *c);
+
+/* Output empty: free the buffer; continue a paced replay; finish a close. */
+static void conn_drained(struct conn *c)
+{
+	evbuffer_free(c->out);
+	c->out = NULL;
+	conn_watch(c, EV_READ);
+	if (c->state == CONN_OPEN && c->wait_drain) {
+		c->wait_drain = 0;
+		router_replay_continue_conn(c);
+	} else if ((c->state == CONN_CLOSING || c->state == CONN_REFUSING) &&
+		   !c->shut) {
+		/* All written: half-close and linger for the peer's FIN so an
+		 * unread byte on our side does not turn into an RST that
+		 * destroys the close frame in flight. */
+		shutdown(c->fd, SHUT_WR);
+		c->shut = 1;
+		c->deadline = mono_ms() + CLOSE_LINGER_MS;
+	}
+}
+
+/* Write what the kernel takes; wait for EV_WRITE when it takes no more. */
+static void conn_write_out(struct conn *c)
+{
+	if (c->state == CONN_DEAD || c->out == NULL)
+		return;
+	while (evbuffer_get_length(c->out) > 0) {
+		int n = evbuffer_write(c->out, c->fd);
+		if (n > 0)
+			continue;
+		if (n < 0 && retriable(errno))
+			break;
+		conn_kill(c); /* EPIPE, ECONNRESET: the peer is gone */
+		return;
+	}
+	if (evbuffer_get_length(c->out) > 0)
+		conn_watch(c, EV_READ | EV_WRITE);
+	else
+		conn_drained(c);
+}
+
+void conn_flush_all(void)
+{
+	struct conn *c;
+	while ((c = srv->flush) != NULL) {
+		srv->flush = c->fnext;
+		c->in_flush = 0;
+		conn_write_out(c);
+	}
 }
 
 /* Mark dead; freed by conn_reap() from its own event. */
@@ -60,8 +151,7 @@ static void conn_kill(struct conn *c)
 	if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
 		registry_detach(c);
 	c->state = CONN_DEAD;
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	event_del(&c->ev);
 	c->qnext = srv->reap;
 	srv->reap = c;
 	event_active(srv->reap_ev, EV_TIMEOUT, 0);
@@ -88,12 +178,18 @@ static void conn_destroy(struct conn *c)
 	tasks_unsubscribe_all(c);
 	json_decref(c->replay_ref);
 	ws_parser_finish(&c->parser);
-	bufferevent_free(c->bev);
+	if (c->out)
+		evbuffer_free(c->out);
+	free(c->hs);
+	evutil_closesocket(c->fd);
 	free(c);
 }
 
 void conn_reap(void)
 {
+	/* A dead connection may still be on the flush list: drain the list
+	 * first (dead ones are skipped) so nothing points at freed memory. */
+	conn_flush_all();
 	while (srv->reap) {
 		struct conn *c = srv->reap;
 		srv->reap = c->qnext;
@@ -148,24 +244,19 @@ void conn_accept(int fd, const struct sockaddr *sa, int salen)
 		free(c);
 		return;
 	}
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		log_error("conn.error",
-			  "msg=\"bufferevent_socket_new failed\"");
-		evutil_closesocket(fd);
-		free(c);
-		return;
-	}
+	evutil_make_socket_nonblocking(fd);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->fd = fd;
 	c->id = ++srv->next_conn_id;
 	c->state = CONN_HANDSHAKE;
 	c->deadline = mono_ms() + (int64_t)srv->cfg->handshake_timeout * 1000;
 	format_remote(sa, c->remote, sizeof(c->remote));
 	HASH_ADD(hh, srv->conns, id, sizeof(c->id), c);
 	srv->nsockets++;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb,
-			  c);
-	bufferevent_enable(c->bev, EV_READ);
+	c->watching = EV_READ;
+	event_assign(&c->ev, srv->base, fd, EV_READ | EV_PERSIST, conn_io_cb,
+		     c);
+	event_add(&c->ev, NULL);
 }
 
 /* ---- refusing an upgrade ---- */
@@ -192,7 +283,7 @@ static const char *status_text(int status)
 
 static void conn_refuse(struct conn *c, int status, const char *why)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = conn_out(c);
 	enum refuse_reason r;
 
 	switch (status) {
@@ -229,7 +320,9 @@ static void conn_refuse(struct conn *c, int status, const char *why)
 		status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", why);
 	c->state = CONN_REFUSING;
 	c->deadline = mono_ms() + REFUSE_LINGER_MS;
-	bufferevent_enable(c->bev, EV_WRITE);
+	free(c->hs);
+	c->hs = NULL;
+	c->hs_len = 0;
 }
 
 /* ---- the upgrade ---- */
@@ -350,15 +443,15 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 
 static void conn_open(struct conn *c, const struct auth_identity *id);
 
-/* Parse and judge the request head. Returns 1 when the connection was
- * upgraded or refused, 0 when more bytes are needed. */
-static int conn_handshake(struct conn *c)
+/* Parse and judge the request head in c->hs. Returns 1 when the
+ * connection was upgraded (*head_len = bytes of the head) or refused, 0
+ * when more bytes are needed. */
+static int conn_handshake(struct conn *c, size_t *head_len)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	size_t len = evbuffer_get_length(in);
+	struct evbuffer *out;
+	size_t len = c->hs_len;
 	size_t take = len > WS_HS_MAX_BYTES ? WS_HS_MAX_BYTES : len;
-	const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)take);
+	const char *buf = c->hs;
 	struct ws_request req;
 	struct auth_identity id;
 	char tmp[AUTH_TOKEN_MAX + 1], accept[29], uidq[AUTH_UID_MAX + 2];
@@ -470,6 +563,7 @@ static int conn_handshake(struct conn *c)
 	}
 
 	/* Accepted. */
+	out = conn_out(c);
 	ws_accept_key(req.key.p, req.key.n, accept);
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 101 Switching Protocols\r\n"
@@ -500,7 +594,7 @@ static int conn_handshake(struct conn *c)
 	    0)
 		epoch_ok = strcmp(ep, store_epoch(srv->store)) == 0;
 
-	evbuffer_drain(in, (size_t)head);
+	*head_len = (size_t)head;
 	conn_open(c, &id);
 	if (c->state != CONN_OPEN)
 		return 1;
@@ -548,7 +642,7 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 static void queue_bytes(struct conn *c, const void *hdr, size_t hl,
 			const void *payload, size_t pl)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = conn_out(c);
 	evbuffer_add(out, hdr, hl);
 	if (pl)
 		evbuffer_add(out, payload, pl);
@@ -561,6 +655,15 @@ static int check_slow(struct conn *c, size_t adding)
 {
 	if (conn_out_buffered(c) + adding <= srv->cfg->max_outbuf)
 		return 0;
+	/* Output queued in this very turn is not slowness: hand it to the
+	 * kernel now, unless the kernel is known to be full already. */
+	if (!(c->watching & EV_WRITE)) {
+		conn_write_out(c);
+		if (c->state != CONN_OPEN)
+			return 1;
+		if (conn_out_buffered(c) + adding <= srv->cfg->max_outbuf)
+			return 0;
+	}
 	metrics.drop_slow++;
 	log_warn("conn.slow", "conn=%llu uid=%s buffered=%llu",
 		 (unsigned long long)c->id,
@@ -575,7 +678,7 @@ void conn_send_frame(struct conn *c, struct shbuf *frame)
 {
 	if (c->state != CONN_OPEN || check_slow(c, frame->len))
 		return;
-	shbuf_add(bufferevent_get_output(c->bev), frame);
+	shbuf_add(conn_out(c), frame);
 	metrics.msgs_out++;
 	metrics.bytes_out += frame->len;
 }
@@ -660,7 +763,6 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
 	registry_detach(c);
 	c->state = CONN_CLOSING;
 	c->deadline = mono_ms() + (c->slow ? SLOW_CLOSE_MS : CLOSE_LINGER_MS);
-	bufferevent_enable(c->bev, EV_WRITE);
 	log_info("conn.close", "conn=%llu code=%u reason=%s",
 		 (unsigned long long)c->id, code,
 		 log_val(reason ? reason : ""));
@@ -714,88 +816,90 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 	}
 }
 
-static void read_frames(struct conn *c)
+/* Feed received bytes to the frame parser, one event at a time. */
+static void read_frames(struct conn *c, const uint8_t *p, size_t n)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-
-	while (c->state == CONN_OPEN) {
-		struct evbuffer_iovec v;
+	while (c->state == CONN_OPEN && n > 0) {
 		struct ws_event ev;
-		size_t used;
-
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
-			break;
-		used = ws_parser_feed(&c->parser, v.iov_base, v.iov_len, &ev);
-		metrics.bytes_in += used;
+		size_t used = ws_parser_feed(&c->parser, p, n, &ev);
+		p += used;
+		n -= used;
 		handle_event(c, &ev);
-		evbuffer_drain(in, used);
 		if (ev.type == WS_EV_ERROR)
 			break;
 	}
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+/* Bytes of the request head: kept (growing, up to WS_HS_MAX_BYTES) only
+ * until the head is complete. Bytes after the head are frames. */
+static void read_handshake(struct conn *c, const uint8_t *p, size_t n)
 {
-	struct conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t room = WS_HS_MAX_BYTES - c->hs_len, take = n < room ? n : room;
+	size_t head = 0, extra;
+	char *hs;
 
-	switch (c->state) {
-	case CONN_HANDSHAKE:
-		if (!conn_handshake(c))
-			return;
-		if (c->state == CONN_OPEN)
-			read_frames(c);
-		break;
-	case CONN_OPEN:
-		c->last_rx = mono_ms();
-		read_frames(c);
-		break;
-	default:
-		/* Closing: discard what the peer still sends. */
-		evbuffer_drain(in, evbuffer_get_length(in));
-		break;
-	}
-	if (c->state == CONN_CLOSING || c->state == CONN_REFUSING)
-		evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-
-	if (c->state == CONN_OPEN) {
-		if (c->wait_drain) {
-			c->wait_drain = 0;
-			router_replay_continue_conn(c);
-		}
+	hs = realloc(c->hs, c->hs_len + take + 1);
+	if (hs == NULL)
+		fatal("out of memory");
+	c->hs = hs;
+	memcpy(c->hs + c->hs_len, p, take);
+	c->hs_len += (uint32_t)take;
+	if (!conn_handshake(c, &head)) {
+		if (c->hs_len >= WS_HS_MAX_BYTES)
+			conn_refuse(c, 400, "request head too large");
 		return;
 	}
-	if ((c->state == CONN_CLOSING || c->state == CONN_REFUSING) &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		/* All written: half-close and linger for the peer's FIN so an
-		 * unread byte on our side does not turn into an RST that
-		 * destroys the close frame in flight. */
-		shutdown(bufferevent_getfd(bev), SHUT_WR);
-		bufferevent_disable(bev, EV_WRITE);
-		bufferevent_enable(bev, EV_READ);
-		c->deadline = mono_ms() + CLOSE_LINGER_MS;
-	}
+	if (c->state != CONN_OPEN)
+		return;
+	/* Frames sent right behind the head: what is left in hs, then the
+	 * rest of this read. */
+	extra = c->hs_len - head;
+	hs = c->hs;
+	c->hs = NULL;
+	c->hs_len = 0;
+	read_frames(c, (const uint8_t *)hs + head, extra);
+	free(hs);
+	read_frames(c, p + take, n - take);
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+static void conn_readable(struct conn *c)
 {
-	struct conn *c = arg;
-	(void)bev;
+	ssize_t n = recv(c->fd, rbuf, sizeof(rbuf), 0);
 
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (c->state == CONN_OPEN) {
+	if (n < 0 && retriable(errno))
+		return;
+	if (n <= 0) {
+		if (c->state == CONN_OPEN)
 			log_info("conn.gone", "conn=%llu uid=%s reason=%s",
 				 (unsigned long long)c->id,
 				 log_val(c->user ? c->user->uid : "-"),
-				 (what & BEV_EVENT_EOF) ? "eof" : "error");
-		}
+				 n == 0 ? "eof" : "error");
 		conn_kill(c);
+		return;
 	}
+	metrics.bytes_in += (uint64_t)n;
+	switch (c->state) {
+	case CONN_HANDSHAKE:
+		read_handshake(c, rbuf, (size_t)n);
+		break;
+	case CONN_OPEN:
+		c->last_rx = mono_ms();
+		read_frames(c, rbuf, (size_t)n);
+		break;
+	default:
+		break; /* closing: what the peer still sends is dropped */
+	}
+}
+
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)fd;
+
+	if (what & EV_WRITE)
+		conn_write_out(c);
+	if ((what & EV_READ) && c->state != CONN_DEAD)
+		conn_readable(c);
 }
 
 /* Heartbeats, idle and handshake deadlines. Called a few times a second. */

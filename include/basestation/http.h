@@ -18,6 +18,8 @@ struct evbuffer;
  * headers (Content-Length as GET would have it). body is drained, not
  * freed. */
 void http_send(struct evhttp_request *req, int status, struct evbuffer *body);
+/* The reason phrase for an HTTP status ("Not Found"). */
+const char *http_reason(int status);
 /* Send body (stolen) as JSON with status. */
 void http_reply_json(struct evhttp_request *req, int status, json_t *body);
 /* {"error": msg} with status. */

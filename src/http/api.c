@@ -20,7 +20,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-static const char *reason_phrase(int status)
+const char *http_reason(int status)
 {
 	switch (status) {
 	case 200:
@@ -39,6 +39,8 @@ static const char *reason_phrase(int status)
 		return "Method Not Allowed";
 	case 413:
 		return "Payload Too Large";
+	case 426:
+		return "Upgrade Required";
 	case 500:
 		return "Internal Server Error";
 	case 503:
@@ -63,7 +65,7 @@ void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
 		if (body)
 			evbuffer_drain(body, evbuffer_get_length(body));
 	}
-	evhttp_send_reply(req, status, reason_phrase(status), body);
+	evhttp_send_reply(req, status, http_reason(status), body);
 }
 
 void http_reply_json(struct evhttp_request *req, int status, json_t *body)

@@ -7,6 +7,7 @@
  * dead and the reap event frees it once the stack has unwound.
  */
 #include "basestation/broker.h"
+#include "basestation/http.h"
 #include "basestation/log.h"
 #include "basestation/metrics.h"
 #include "basestation/shbuf.h"
@@ -261,26 +262,6 @@ void conn_accept(int fd, const struct sockaddr *sa, int salen)
 
 /* ---- refusing an upgrade ---- */
 
-static const char *status_text(int status)
-{
-	switch (status) {
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 426:
-		return "Upgrade Required";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Error";
-	}
-}
-
 static void conn_refuse(struct conn *c, int status, const char *why)
 {
 	struct evbuffer *out = conn_out(c);
@@ -316,7 +297,7 @@ static void conn_refuse(struct conn *c, int status, const char *why)
 		"Connection: close\r\n"
 		"%s"
 		"\r\n%s\n",
-		status, status_text(status), strlen(why) + 1,
+		status, http_reason(status), strlen(why) + 1,
 		status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", why);
 	c->state = CONN_REFUSING;
 	c->deadline = mono_ms() + REFUSE_LINGER_MS;

@@ -2,6 +2,7 @@
  * Unit tests: opaque tokens (issue/verify/revoke/expiry), roles, uids,
  * constant-time comparison, HS256 JWT verification.
  */
+#include "check.h"
 #include "basestation/auth.h"
 #include "bs_config.h"
 
@@ -12,17 +13,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 #define SECRET "test-secret-0123456789"
 

@@ -3,32 +3,12 @@
  * whole, byte by byte and in many seeded random chunkings; all runs must
  * produce exactly the expected events.
  */
+#include "check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "basestation/ws.h"
-
-static int failures;
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #c);                                 \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
-
-/* CHECK reported at the caller's line. */
-#define CHECK_AT(line, c)                                                      \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				line, #c);                                     \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 #define BIG SIZE_MAX
 

@@ -2,31 +2,12 @@
  * Unit tests for the HTTP upgrade request parser, the RFC 6455 checks,
  * Sec-WebSocket-Accept and query parameter decoding.
  */
+#include "check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "basestation/ws.h"
-
-static int failures;
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #c);                                 \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
-
-#define CHECK_AT(line, c)                                                      \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				line, #c);                                     \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 static int str_eq(struct ws_str s, const char *lit)
 {

@@ -5,6 +5,7 @@
  * runs against a WAL database while another process holds a write
  * transaction.
  */
+#include "check.h"
 #include "basestation/inspect.h"
 #include "bs_config.h"
 
@@ -19,17 +20,6 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 static char dir[] = "/tmp/bs-inspect-XXXXXX";
 static char db_path[64], wal_path[64];

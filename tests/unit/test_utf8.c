@@ -4,22 +4,12 @@
  * strings (and a large slice of 4-byte ones), incremental feeding at every
  * split point and the ASCII fast path at every alignment.
  */
+#include "check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "basestation/ws.h"
-
-static int failures;
-
-#define CHECK(c)                                                               \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #c);                                 \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 /* Reference: 0 complete and valid, 1 invalid, 2 valid but incomplete. */
 static int ref_state(const uint8_t *s, size_t n)

@@ -42,6 +42,10 @@ enum ws_opcode {
 uint32_t ws_utf8_feed(uint32_t state, const uint8_t *s, size_t n);
 /* 1 if the whole buffer is valid UTF-8, else 0. */
 int ws_utf8_valid(const uint8_t *s, size_t n);
+/* Decode the sequence at s (n > 0 bytes left): its length (1..4) with the
+ * code point in *cp, or 0 when it is not well-formed UTF-8 (overlong,
+ * surrogate, out of range, truncated). */
+size_t ws_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
 
 /* ---- frame parser ---- */
 

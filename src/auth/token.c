@@ -4,6 +4,7 @@
  * logs. Also role names, uid validation and constant-time comparison.
  */
 #include "basestation/auth.h"
+#include "basestation/ws.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -52,36 +53,11 @@ const char *auth_role_name(enum auth_role r)
  * the bytes there are not one. */
 static size_t uid_char_len(const unsigned char *s, size_t n)
 {
-	unsigned char c = s[0];
 	uint32_t cp;
-	size_t len, i;
+	size_t len = ws_utf8_decode(s, n, &cp);
 
-	if (c < 0x80)
-		return (c > 0x20 && c != 0x7f) ? 1 : 0;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0; /* overlong, out of range, surrogate */
-	if (cp < 0xa0)
-		return 0; /* C1 controls */
+	if (len == 0 || cp <= 0x20 || (cp >= 0x7f && cp < 0xa0))
+		return 0; /* not UTF-8, space, C0, DEL, C1 */
 	return len;
 }
 

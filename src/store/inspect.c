@@ -8,6 +8,7 @@
  *   4. a progress handler for the time limit, and a row limit.
  */
 #include "basestation/inspect.h"
+#include "basestation/ws.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -445,35 +446,8 @@ fail:
  * invalid. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-	unsigned char c = s[0];
 	uint32_t cp;
-	size_t len, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
+	return ws_utf8_decode(s, n, &cp);
 }
 
 /* A JSON string of text that may not be valid UTF-8 (each invalid byte

@@ -89,3 +89,39 @@ int ws_utf8_valid(const uint8_t *s, size_t n)
 {
 	return ws_utf8_feed(WS_UTF8_ACCEPT, s, n) == WS_UTF8_ACCEPT;
 }
+
+size_t ws_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp_out)
+{
+	uint8_t c = s[0];
+	uint32_t cp;
+	size_t len, i;
+
+	if (c < 0x80) {
+		*cp_out = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0; /* overlong, out of range, surrogate */
+	*cp_out = cp;
+	return len;
+}

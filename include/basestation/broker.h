@@ -141,7 +141,7 @@ struct post {
 	uint64_t conn_id; /* sender: gets the ack, excluded from the room */
 	json_t *ref;
 	struct shbuf *frame;
-	struct user *to; /* direct message recipient */
+	char *to_uid; /* direct message recipient (owned) */
 	struct room *room;
 	struct task *task;
 	struct evhttp_request *req; /* HTTP caller waiting for the commit */

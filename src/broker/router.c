@@ -121,7 +121,7 @@ void router_send(struct conn *from, const char *from_uid, const char *to_uid,
 	if (room)
 		p->room = registry_room(room, 1);
 	else
-		p->to = registry_user(to_uid, 0);
+		p->to_uid = strdup(to_uid);
 	p->req = req;
 	server_post(p);
 	free(text);
@@ -190,8 +190,11 @@ static void fan_out(struct post *p)
 			if (i < r->nconns && r->conns[i] == c)
 				i++;
 		}
-	} else if (p->to) {
-		struct conn *c = p->to->conns, *next;
+	} else if (p->to_uid) {
+		/* Looked up now, not when stored: a connection that opened in
+		 * between has already replayed up to the last commit. */
+		struct user *u = registry_user(p->to_uid, 0);
+		struct conn *c = u ? u->conns : NULL, *next;
 		for (; c; c = next) {
 			next = c->unext;
 			router_deliver(c, p->seq, p->frame);
@@ -241,6 +244,7 @@ void router_post_commit(int ok)
 		shbuf_unref(p->frame);
 		json_decref(p->ref);
 		json_decref(p->http_body);
+		free(p->to_uid);
 		free(p);
 	}
 }

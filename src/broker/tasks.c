@@ -615,13 +615,16 @@ static void drop_uncommitted(struct task *t)
 
 void tasks_post_commit(struct post *p, int ok)
 {
-	struct task *t = p->task;
+	/* The task may be gone since (pruned, or an earlier post of this
+	 * batch dropped it): the frame and the body are the post's own. */
+	const char *id = json_string_value(json_object_get(p->http_body, "id"));
+	struct task *t = task_find(id) == p->task ? p->task : NULL;
 	struct shbuf *seed = NULL;
 	struct conn *c;
 
 	if (!ok) {
 		/* A create that never committed does not exist. */
-		if (t->snap == NULL && task_find(t->id) == t)
+		if (t && t->snap == NULL)
 			drop_uncommitted(t);
 		if (p->req)
 			http_error(p->req, 503, "commit failed");
@@ -629,9 +632,7 @@ void tasks_post_commit(struct post *p, int ok)
 			conn_send_error(c, p->ref, "internal", "commit failed");
 		return;
 	}
-	/* t may have been pruned since; the frame and body are ours. */
-	if (task_find(json_string_value(json_object_get(p->http_body, "id"))) ==
-	    t) {
+	if (t) {
 		json_decref(t->snap);
 		t->snap = json_incref(p->http_body);
 		for (int i = 0; i < t->nsubs;) {

@@ -192,6 +192,8 @@ void server_post(struct post *p);
 void conn_accept(int fd, const struct sockaddr *sa, int salen);
 /* Queue a complete frame; cuts slow consumers. */
 void conn_send_frame(struct conn *c, struct shbuf *frame);
+/* Queue one text frame holding s (n bytes of JSON). */
+void conn_send_text(struct conn *c, const char *s, size_t n);
 /* Serialize obj (stolen) as a text frame and queue it. */
 void conn_send_json(struct conn *c, json_t *obj);
 void conn_send_error(struct conn *c, const json_t *ref, const char *code,

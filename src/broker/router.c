@@ -136,7 +136,8 @@ fail:
 static void send_ack(struct post *p)
 {
 	struct conn *c;
-	json_t *o;
+	struct sb b;
+	char *ref;
 
 	if (p->req) {
 		http_reply_json(p->req, 200,
@@ -146,11 +147,19 @@ static void send_ack(struct post *p)
 	c = conn_find(p->conn_id);
 	if (c == NULL || c->state != CONN_OPEN)
 		return;
-	o = json_pack("{s:s, s:I}", "type", "ack", "seq", (json_int_t)p->seq);
-	if (p->ref)
-		json_object_set(o, "ref", p->ref);
+	/* {"type":"ack","seq":N[,"ref":…]}, built by hand: one per message */
+	sb_init(&b, 64);
+	sb_adds(&b, "{\"type\":\"ack\",\"seq\":");
+	sb_addi(&b, p->seq);
+	if (p->ref && (ref = json_dumps(p->ref, JSON_ENCODE_ANY)) != NULL) {
+		sb_adds(&b, ",\"ref\":");
+		sb_adds(&b, ref);
+		free(ref);
+	}
+	sb_add(&b, "}", 1);
 	metrics.acks++;
-	conn_send_json(c, o);
+	conn_send_text(c, b.p, b.n);
+	sb_free(&b);
 }
 
 void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame)

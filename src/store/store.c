@@ -62,17 +62,19 @@ static const char *const sql_text[ST_N] = {
 		"FROM members r JOIN messages m ON m.room = r.room "
 		"AND m.seq > max(?2, r.joined_seq) AND m.seq <= ?3 "
 		"WHERE r.uid = ?1 ORDER BY 1 LIMIT ?4",
+	/* The oldest ?2 rows by seq, of those the ones older than ?1: the
+	 * scan is bounded by ?2 whatever the ages (no index on ts). */
 	[ST_PRUNE_AGE] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM "
-			 "messages WHERE ts < ?1 ORDER BY seq LIMIT ?2) "
-			 "RETURNING seq",
+			 "(SELECT seq, ts FROM messages ORDER BY seq LIMIT ?2) "
+			 "WHERE ts < ?1) RETURNING seq",
 	[ST_PRUNE_SEQ] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM "
 			 "messages WHERE seq <= ?1 ORDER BY seq LIMIT ?2) "
 			 "RETURNING seq",
 	[ST_PRUNE_IDEM] = "DELETE FROM idem WHERE (sender, ref) IN (SELECT "
 			  "sender, ref FROM idem WHERE ts < ?1 LIMIT ?2)",
 	[ST_PRUNE_PROBE] =
-		"SELECT (SELECT min(ts) FROM messages), (SELECT "
-		"min(seq) FROM messages), (SELECT min(ts) FROM idem)",
+		"SELECT (SELECT ts FROM messages ORDER BY seq LIMIT 1), "
+		"(SELECT min(seq) FROM messages), (SELECT min(ts) FROM idem)",
 	[ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
 	[ST_COUNTER_SET] = "INSERT INTO counters (name, value) VALUES (?1, ?2) "
 			   "ON CONFLICT (name) DO UPDATE SET value = "

@@ -664,7 +664,7 @@ void conn_send_frame(struct conn *c, struct shbuf *frame)
 	metrics.bytes_out += frame->len;
 }
 
-static void conn_send_text(struct conn *c, const char *s, size_t n)
+void conn_send_text(struct conn *c, const char *s, size_t n)
 {
 	uint8_t hdr[10];
 	size_t hl;

@@ -66,9 +66,9 @@ static const struct opt opts[] = {
 	{"max-per-ip", "BASESTATION_MAX_PER_IP", OPT_INT, O(max_per_ip), "N",
 	 "connections per remote address (default 0 = unlimited)"},
 	{"rate", "BASESTATION_RATE", OPT_DBL, O(rate), "N",
-	 "messages per second per connection, 0 = unlimited (default 1000)"},
+	 "messages per second per connection, 0 = unlimited (default 10000)"},
 	{"burst", "BASESTATION_BURST", OPT_DBL, O(burst), "N",
-	 "rate limit bucket size (default 2000)"},
+	 "rate limit bucket size (default 20000)"},
 	{"retention-age", "BASESTATION_RETENTION_AGE", OPT_I64,
 	 O(retention_age), "SECONDS",
 	 "delete messages older than this, 0 = never (default 604800)"},
@@ -121,8 +121,8 @@ void config_defaults(struct config *c)
 	c->max_frames = 1024;
 	c->max_outbuf = 1 << 20;
 	c->max_connections = 100000;
-	c->rate = 1000;
-	c->burst = 2000;
+	c->rate = 10000;
+	c->burst = 20000;
 	c->retention_age = 7 * 86400;
 	c->retention_count = 1000000;
 	c->task_retention = 7 * 86400;

@@ -214,7 +214,8 @@ static int rate_check(struct conn *c, const json_t *ref)
 		return 0;
 	}
 	metrics.rate_limited++;
-	if (++c->strikes > (int)cfg->burst) {
+	/* Refused frames past the bucket: the client ignores rate_limited. */
+	if (++c->strikes > (cfg->burst < 1000 ? (int)cfg->burst : 1000)) {
 		metrics.drop_rate++;
 		log_warn("conn.flood", "conn=%llu uid=%s",
 			 (unsigned long long)c->id, log_val(c->user->uid));

@@ -84,6 +84,7 @@ struct conn {
 	int replay_count;
 	json_t *replay_ref;
 	struct held *held_head, *held_tail;
+	uint64_t held_bytes; /* bounded by --max-outbuf like the output */
 	/* rate limit: token bucket */
 	double tokens;
 	int64_t tokens_at;
@@ -200,6 +201,8 @@ void conn_send_error(struct conn *c, const json_t *ref, const char *code,
 		     const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void conn_close(struct conn *c, uint16_t code, const char *reason);
+/* Close c as a slow consumer (1008), counted and logged. */
+void conn_cut_slow(struct conn *c, uint64_t buffered);
 /* Drop the TCP connection without a close frame. */
 void conn_close_now(struct conn *c);
 void conn_tick(int64_t now);

@@ -167,7 +167,16 @@ void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame)
 	if (c->state != CONN_OPEN || seq <= c->last_seq)
 		return;
 	if (c->replaying) {
-		struct held *h = malloc(sizeof(*h));
+		struct held *h;
+		/* Held messages count against the output limit: a connection
+		 * whose replay cannot keep up with live traffic is cut and
+		 * resumes later, rather than growing without bound. */
+		if (c->held_bytes + frame->len > srv->cfg->max_outbuf) {
+			conn_cut_slow(c, c->held_bytes);
+			return;
+		}
+		c->held_bytes += frame->len;
+		h = malloc(sizeof(*h));
 		if (h == NULL)
 			fatal("out of memory");
 		h->next = NULL;
@@ -471,6 +480,7 @@ static void replay_finish(struct conn *c)
 		free(h);
 	}
 	c->held_tail = NULL;
+	c->held_bytes = 0;
 }
 
 /* One chunk for c. Returns 1 when c's replay is over. */

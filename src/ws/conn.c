@@ -631,6 +631,17 @@ static void queue_bytes(struct conn *c, const void *hdr, size_t hl,
 	metrics.bytes_out += hl + pl;
 }
 
+void conn_cut_slow(struct conn *c, uint64_t buffered)
+{
+	metrics.drop_slow++;
+	log_warn("conn.slow", "conn=%llu uid=%s buffered=%llu",
+		 (unsigned long long)c->id,
+		 c->user ? log_val(c->user->uid) : "-",
+		 (unsigned long long)buffered);
+	c->slow = 1;
+	conn_close(c, WS_CLOSE_POLICY, "slow consumer");
+}
+
 /* 1 when c has more buffered than allowed: then it is cut. */
 static int check_slow(struct conn *c, size_t adding)
 {
@@ -645,13 +656,7 @@ static int check_slow(struct conn *c, size_t adding)
 		if (conn_out_buffered(c) + adding <= srv->cfg->max_outbuf)
 			return 0;
 	}
-	metrics.drop_slow++;
-	log_warn("conn.slow", "conn=%llu uid=%s buffered=%llu",
-		 (unsigned long long)c->id,
-		 c->user ? log_val(c->user->uid) : "-",
-		 (unsigned long long)conn_out_buffered(c));
-	c->slow = 1;
-	conn_close(c, WS_CLOSE_POLICY, "slow consumer");
+	conn_cut_slow(c, conn_out_buffered(c));
 	return 1;
 }
 

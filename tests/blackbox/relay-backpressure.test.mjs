@@ -49,3 +49,36 @@ test('slow consumer is closed 1008 and counted; others unaffected', async () => 
   assert.equal(replayed.length ? replayed[replayed.length - 1].seq : since, lastSeq);
   await Promise.all([pub.close(), fast.close(), again.close()]);
 });
+
+test('messages held during a stalled replay are bounded too', async () => {
+  const pub = await connect(srv, 'hpub');
+  const r0 = await connect(srv, 'hsub');
+  for (const c of [pub, r0]) { c.send({ type: 'join', room: 'held' }); await c.next('joined'); }
+  await r0.close();
+  const payload = 'h'.repeat(2000);
+  // A history larger than the kernel's socket buffers can absorb.
+  for (let b = 0; b < 4000; b += 100) {
+    for (let i = b; i < b + 100; i++) pub.send({ type: 'publish', room: 'held', data: { i, payload } });
+    for (let i = b; i < b + 100; i++) await pub.next('ack', 20000);
+  }
+  // Resume from 0 and read nothing: the replay stalls on the full output.
+  const { Client, token } = await import('./lib.mjs');
+  const r = new Client(srv.url('?' + new URLSearchParams({ token: token(srv.db, 'hsub'), since: '0' })));
+  await r.opened;
+  r.ws._socket.pause();
+  await sleep(300);
+  // Live traffic meanwhile is held, up to --max-outbuf, then the reader is cut.
+  for (let i = 0; i < 100; i++) pub.send({ type: 'publish', room: 'held', data: { live: i, payload } });
+  for (let i = 0; i < 100; i++) await pub.next('ack', 20000);
+  const deadline = Date.now() + 5000;
+  let cut = false;
+  while (!cut && Date.now() < deadline) {
+    const t = await (await fetch(srv.http + '/admin/connections', { headers: { Authorization: 'Bearer test-admin-key' } })).json();
+    cut = !t.connections.some((c) => c.uid === 'hsub');
+    if (!cut) await sleep(100);
+  }
+  assert.ok(cut, 'the stalled replaying reader was not cut');
+  r.ws._socket.resume();
+  r.terminate();
+  await pub.close();
+});

@@ -109,8 +109,8 @@ int demo_start(void)
 		       "&ws=%d\n",
 		       srv->http_port, token, srv->ws_port);
 	if (srv->cfg->admin_key)
-		printf("  console http://127.0.0.1:%d/admin (admin key from "
-		       "--admin-key)\n",
+		printf("  console http://127.0.0.1:%d/admin (the --admin-key "
+		       "value; scripts/demo uses demo-admin-key)\n",
 		       srv->http_port);
 	printf("\n");
 	fflush(stdout);

@@ -23,6 +23,8 @@ enum {
 	WS_CLOSE_INTERNAL = 1011,
 };
 
+#define WS_CTL_MAX 125 /* largest control frame payload */
+
 enum ws_opcode {
 	WS_OP_CONT = 0x0,
 	WS_OP_TEXT = 0x1,
@@ -87,7 +89,8 @@ struct ws_parser {
 	uint8_t dead;
 	uint64_t remaining; /* payload bytes left in the current frame */
 	uint32_t utf8;	    /* UTF-8 DFA state for the current message */
-	uint8_t ctl[125];   /* payload of the current control frame */
+	uint8_t *ctl;	    /* payload of the current control frame (heap,
+			       WS_CTL_MAX, only while one is read) */
 	uint8_t ctl_len;
 	uint8_t *msg; /* message buffer (heap, grown on demand) */
 	size_t msg_len;

@@ -63,6 +63,14 @@ static void release_msg(struct ws_parser *p)
 	p->msg_len = 0;
 }
 
+/* The control payload buffer lives only from a control frame's first
+ * payload byte to the call after its event: idle parsers hold none. */
+static void release_ctl(struct ws_parser *p)
+{
+	free(p->ctl);
+	p->ctl = NULL;
+}
+
 void ws_parser_init(struct ws_parser *p, size_t max_message, int require_mask)
 {
 	memset(p, 0, sizeof(*p));
@@ -75,11 +83,12 @@ void ws_parser_init(struct ws_parser *p, size_t max_message, int require_mask)
 void ws_parser_finish(struct ws_parser *p)
 {
 	release_msg(p);
+	release_ctl(p);
 }
 
 size_t ws_parser_heap(const struct ws_parser *p)
 {
-	return p->msg_cap;
+	return p->msg_cap + (p->ctl ? WS_CTL_MAX : 0);
 }
 
 /* Make room for need bytes in p->msg; never beyond limit (>= need). */
@@ -111,6 +120,7 @@ static size_t fail(struct ws_parser *p, struct ws_event *ev, uint16_t code,
 {
 	p->dead = (uint8_t)(code - 1000);
 	release_msg(p);
+	release_ctl(p);
 	ev->type = WS_EV_ERROR;
 	ev->close_code = code;
 	return consumed;
@@ -230,7 +240,7 @@ static int close_code_valid(unsigned code)
 static size_t control_event(struct ws_parser *p, struct ws_event *ev,
 			    size_t consumed)
 {
-	ev->data = p->ctl;
+	ev->data = p->ctl ? p->ctl : empty_payload;
 	ev->len = p->ctl_len;
 	switch (p->opcode) {
 	case WS_OP_PING:
@@ -279,6 +289,8 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 		ev->close_code = (uint16_t)(1000 + p->dead);
 		return 0;
 	}
+	if (p->ctl && p->state != ST_CTL)
+		release_ctl(p); /* its event went out with the last call */
 	if (!p->in_message) {
 		/* the last message (if any) was delivered by the last call */
 		p->msg_len = 0;
@@ -364,6 +376,10 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 					goto need_more;
 				if (n > p->remaining)
 					n = (size_t)p->remaining;
+				if (p->ctl == NULL &&
+				    (p->ctl = malloc(WS_CTL_MAX)) == NULL)
+					return fail(p, ev, WS_CLOSE_INTERNAL,
+						    i);
 				if (p->masked)
 					mask_copy(p->ctl + p->ctl_len, buf + i,
 						  n, p->mask, p->mask_pos);

@@ -1,6 +1,7 @@
 /* Defaults, flags and environment for `basestation serve`. */
 #include "basestation/config.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -99,14 +100,6 @@ static const struct opt opts[] = {
 	 "create demo users, print their links, run a demo producer"},
 };
 #undef O
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-	if (d == NULL)
-		fatal("out of memory");
-	return d;
-}
 
 void config_defaults(struct config *c)
 {

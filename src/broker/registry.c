@@ -6,27 +6,12 @@
  */
 #include "basestation/broker.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 #include "basestation/metrics.h"
 #include "basestation/store.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (p == NULL)
-		fatal("out of memory");
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-	if (d == NULL)
-		fatal("out of memory");
-	return d;
-}
 
 struct user *registry_user(const char *uid, int create)
 {
@@ -34,9 +19,7 @@ struct user *registry_user(const char *uid, int create)
 	HASH_FIND_STR(srv->users, uid, u);
 	if (u || !create)
 		return u;
-	u = calloc(1, sizeof(*u));
-	if (u == NULL)
-		fatal("out of memory");
+	u = xcalloc(1, sizeof(*u));
 	u->uid = xstrdup(uid);
 	HASH_ADD_KEYPTR(hh, srv->users, u->uid, strlen(u->uid), u);
 	return u;
@@ -48,9 +31,7 @@ struct room *registry_room(const char *name, int create)
 	HASH_FIND_STR(srv->rooms, name, r);
 	if (r || !create)
 		return r;
-	r = calloc(1, sizeof(*r));
-	if (r == NULL)
-		fatal("out of memory");
+	r = xcalloc(1, sizeof(*r));
 	r->name = xstrdup(name);
 	HASH_ADD_KEYPTR(hh, srv->rooms, r->name, strlen(r->name), r);
 	return r;
@@ -143,9 +124,7 @@ int registry_join(struct user *u, struct room *r, int64_t joined_seq)
 
 	if (registry_is_member(u, r))
 		return 0;
-	m = calloc(1, sizeof(*m));
-	if (m == NULL)
-		fatal("out of memory");
+	m = xcalloc(1, sizeof(*m));
 	m->user = u;
 	m->joined_seq = joined_seq;
 	HASH_ADD_PTR(r->members, user, m);
@@ -186,9 +165,7 @@ struct ipcount *registry_ip_get(const char *ip, int create)
 	struct ipcount *e;
 	HASH_FIND_STR(srv->ips, ip, e);
 	if (e == NULL && create) {
-		e = calloc(1, sizeof(*e));
-		if (e == NULL)
-			fatal("out of memory");
+		e = xcalloc(1, sizeof(*e));
 		snprintf(e->ip, sizeof(e->ip), "%s", ip);
 		HASH_ADD_STR(srv->ips, ip, e);
 	}

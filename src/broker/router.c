@@ -7,6 +7,7 @@
 #include "basestation/broker.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 #include "basestation/metrics.h"
 #include "basestation/sb.h"
 #include "basestation/shbuf.h"
@@ -52,9 +53,7 @@ static struct shbuf *frame_message(const struct stored_msg *m)
 
 static struct post *post_new(enum post_kind kind)
 {
-	struct post *p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		fatal("out of memory");
+	struct post *p = xcalloc(1, sizeof(*p));
 	p->kind = kind;
 	return p;
 }
@@ -176,9 +175,7 @@ void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame)
 			return;
 		}
 		c->held_bytes += frame->len;
-		h = malloc(sizeof(*h));
-		if (h == NULL)
-			fatal("out of memory");
+		h = xmalloc(sizeof(*h));
 		h->next = NULL;
 		h->seq = seq;
 		h->frame = frame;

@@ -9,6 +9,7 @@
 #include "basestation/broker.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 #include "basestation/metrics.h"
 #include "basestation/shbuf.h"
 #include "basestation/store.h"
@@ -59,22 +60,6 @@ struct task {
 	struct tsub *subs;
 	int nsubs, capsubs;
 };
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s ? s : "");
-	if (d == NULL)
-		fatal("out of memory");
-	return d;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n);
-	if (p == NULL)
-		fatal("out of memory");
-	return p;
-}
 
 size_t tasks_count(void)
 {
@@ -240,13 +225,11 @@ static void task_free(struct task *t)
 
 static void load_row(void *arg, sqlite3_stmt *row)
 {
-	struct task *t = calloc(1, sizeof(*t));
+	struct task *t = xcalloc(1, sizeof(*t));
 	json_t *steps, *s;
 	size_t i;
 	(void)arg;
 
-	if (t == NULL)
-		fatal("out of memory");
 	t->id = xstrdup((const char *)sqlite3_column_text(row, 0));
 	t->title = xstrdup((const char *)sqlite3_column_text(row, 1));
 	t->owner = xstrdup((const char *)sqlite3_column_text(row, 2));
@@ -563,9 +546,7 @@ static int task_commit(struct task *t, struct conn *c, json_t *ref,
 	if (server_write_begin() < 0 || task_save(t) < 0)
 		return -1;
 	metrics.task_updates++;
-	p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		fatal("out of memory");
+	p = xcalloc(1, sizeof(*p));
 	p->kind = POST_TASK;
 	p->task = t;
 	p->seq = t->version;
@@ -676,11 +657,9 @@ void tasks_post_commit(struct post *p, int ok)
 static struct task *create(json_t *b, const char *default_owner,
 			   const char **err, int *conflict)
 {
-	struct task *t = calloc(1, sizeof(*t));
+	struct task *t = xcalloc(1, sizeof(*t));
 	int64_t now = now_ms();
 
-	if (t == NULL)
-		fatal("out of memory");
 	*conflict = 0;
 	*err = task_from_json(t, b, default_owner);
 	if (*err == NULL && task_find(t->id)) {

@@ -4,6 +4,7 @@
  */
 #include "basestation/store.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 #include "basestation/metrics.h"
 
 #include <openssl/rand.h>
@@ -242,11 +243,9 @@ static int migrate(sqlite3 *db, char *err, size_t errsz)
 struct store *store_open(const char *path, int sync_full, char *err,
 			 size_t errsz)
 {
-	struct store *s = calloc(1, sizeof(*s));
+	struct store *s = xcalloc(1, sizeof(*s));
 	sqlite3_stmt *st = NULL;
 
-	if (s == NULL)
-		fatal("out of memory");
 	if (sqlite3_open_v2(path, &s->db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				    SQLITE_OPEN_NOMUTEX,

@@ -1,6 +1,7 @@
 /* String builder with JSON string escaping. */
 #include "basestation/sb.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,9 +15,7 @@ static void grow(struct sb *b, size_t need)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < b->n + need + 1)
 		cap *= 2;
-	b->p = realloc(b->p, cap);
-	if (b->p == NULL)
-		fatal("out of memory");
+	b->p = xrealloc(b->p, cap);
 	b->cap = cap;
 }
 

@@ -1,6 +1,7 @@
 /* Shared, reference-counted frames for fan-out. */
 #include "basestation/shbuf.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 #include "basestation/ws.h"
 
 #include <event2/buffer.h>
@@ -13,9 +14,7 @@
 
 struct shbuf *shbuf_create(size_t len)
 {
-	struct shbuf *b = malloc(sizeof(*b) + len);
-	if (b == NULL)
-		fatal("out of memory");
+	struct shbuf *b = xmalloc(sizeof(*b) + len);
 	b->refs = 1;
 	b->len = (uint32_t)len;
 	return b;

@@ -9,6 +9,7 @@
 #include "basestation/broker.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
+#include "basestation/xalloc.h"
 #include "basestation/metrics.h"
 #include "basestation/shbuf.h"
 #include "basestation/store.h"
@@ -226,12 +227,10 @@ static void format_remote(const struct sockaddr *sa, char *out, size_t n)
 
 void conn_accept(int fd, const struct sockaddr *sa, int salen)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
 	(void)salen;
-	if (c == NULL)
-		fatal("out of memory");
 	/* Sockets still in their handshake are bounded too: past the limit
 	 * plus a margin for handshakes in flight, refuse without reading. */
 	if (srv->nsockets >= srv->cfg->max_connections + HANDSHAKE_MARGIN) {
@@ -824,10 +823,7 @@ static void read_handshake(struct conn *c, const uint8_t *p, size_t n)
 	size_t head = 0, extra;
 	char *hs;
 
-	hs = realloc(c->hs, c->hs_len + take + 1);
-	if (hs == NULL)
-		fatal("out of memory");
-	c->hs = hs;
+	c->hs = hs = xrealloc(c->hs, c->hs_len + take + 1);
 	memcpy(c->hs + c->hs_len, p, take);
 	c->hs_len += (uint32_t)take;
 	if (!conn_handshake(c, &head)) {

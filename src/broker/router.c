@@ -101,6 +101,14 @@ void router_send(struct conn *from, const char *from_uid, const char *to_uid,
 	text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (text == NULL)
 		goto fail;
+	/* What a client may not send, a backend may not either: every
+	 * message fits the WebSocket limit. */
+	if (req && strlen(text) > srv->cfg->max_message) {
+		http_error(req, 413, "'data' is larger than --max-message");
+		free(text);
+		free(key);
+		return;
+	}
 	m.seq = srv->last_seq + 1;
 	m.ts = now_ms();
 	m.sender = from_uid;

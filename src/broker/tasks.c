@@ -100,7 +100,11 @@ static json_t *task_snapshot(const struct task *t, int64_t now)
 		if (s->started_at && s->finished_at)
 			d = json_integer(s->finished_at - s->started_at);
 		else if (s->started_at && s->status == STEP_RUNNING)
-			d = json_integer(now - s->started_at);
+			/* counting, unless the task itself is over */
+			d = json_integer((task_final(t) && t->finished_at
+						  ? t->finished_at
+						  : now) -
+					 s->started_at);
 		json_array_append_new(
 			steps,
 			json_pack("{s:s, s:s, s:o, s:o, s:o}", "name", s->name,
@@ -759,8 +763,10 @@ void tasks_ws_subscribe(struct conn *c, const char *id, json_t *ref, int seed)
 				"watch this task");
 		return;
 	}
+	/* A connection may watch a task both ways (a `subscribe` and the
+	 * seed page's {"id":X}); each kind is its own subscription. */
 	for (int i = 0; i < t->nsubs; i++)
-		if (t->subs[i].c == c)
+		if (t->subs[i].c == c && t->subs[i].seed == seed)
 			s = &t->subs[i];
 	if (s == NULL && !(seed && task_final(t))) {
 		if (t->nsubs == t->capsubs) {
@@ -780,7 +786,6 @@ void tasks_ws_subscribe(struct conn *c, const char *id, json_t *ref, int seed)
 	}
 	/* The current (committed) snapshot first; later versions follow. */
 	if (s) {
-		s->seed = seed;
 		s->version =
 			json_integer_value(json_object_get(t->snap, "version"));
 	}
@@ -799,12 +804,13 @@ void tasks_ws_unsubscribe(struct conn *c, const char *id, json_t *ref)
 	struct task *t = task_find(id);
 	json_t *o;
 
-	if (t)
-		for (int i = 0; i < t->nsubs; i++)
-			if (t->subs[i].c == c) {
-				sub_remove(t, i);
-				break;
-			}
+	/* Every subscription of c to t, of either kind. */
+	for (int i = 0; t && i < t->nsubs;) {
+		if (t->subs[i].c == c)
+			sub_remove(t, i);
+		else
+			i++;
+	}
 	o = json_pack("{s:s, s:s}", "type", "unsubscribed", "task", id);
 	if (ref)
 		json_object_set(o, "ref", ref);

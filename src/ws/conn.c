@@ -644,7 +644,10 @@ void conn_cut_slow(struct conn *c, uint64_t buffered)
 /* 1 when c has more buffered than allowed: then it is cut. */
 static int check_slow(struct conn *c, size_t adding)
 {
-	if (conn_out_buffered(c) + adding <= srv->cfg->max_outbuf)
+	/* One frame larger than the limit still goes to a client that has
+	 * nothing pending; otherwise it could never get past it. */
+	if (conn_out_buffered(c) + adding <= srv->cfg->max_outbuf ||
+	    conn_out_buffered(c) == 0)
 		return 0;
 	/* Output queued in this very turn is not slowness: hand it to the
 	 * kernel now, unless the kernel is known to be full already. */

@@ -341,3 +341,15 @@ test('the loop is not stalled by a foreign write lock', async () => {
   }
   assert.ok(worst < 500, `a ping waited ${worst} ms`);
 });
+
+test('publish: data larger than --max-message is 413, and nothing is stored', async () => {
+  const s2 = await startServer({ args: ['--max-message', '1000'] });
+  try {
+    let r = await api(s2, 'POST', '/api/publish', { to: 'big', data: 'x'.repeat(2000) });
+    assert.equal(r.status, 413);
+    assert.ok(r.json.error);
+    r = await api(s2, 'POST', '/api/publish', { to: 'big', data: 'x'.repeat(500) });
+    assert.equal(r.status, 200);
+    assert.equal(r.json.seq, 1);
+  } finally { await s2.cleanup(); }
+});

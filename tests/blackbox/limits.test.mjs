@@ -175,3 +175,18 @@ test('--max-frames: a message in more fragments than allowed is closed 1009', as
     ok.destroy(); bad.destroy();
   } finally { await s.cleanup(); }
 });
+
+test('one message larger than --max-outbuf still reaches a reader with nothing pending', async () => {
+  const s = await startServer({ args: ['--max-outbuf', '1000'] });
+  try {
+    const a = await connect(s, 'big-a');
+    const b = await connect(s, 'big-b');
+    a.send({ type: 'send', to: 'big-b', data: 'z'.repeat(5000) });
+    await a.next('ack');
+    const m = await b.next('message');
+    assert.equal(m.data.length, 5000);
+    b.send({ type: 'ping' });
+    await b.next('pong');
+    await a.close(); await b.close();
+  } finally { await s.cleanup(); }
+});

@@ -97,3 +97,30 @@ test('1,000 updates, 50 subscribers: strictly increasing versions ending at the 
   assert.equal(r.json.status, 'done'); assert.equal(r.json.version, 1001);
   await Promise.all([prod, ...subs].map((c) => c.close()));
 });
+
+test('a connection may watch a task both ways: subscribe and the seed {"id":X}', async () => {
+  await api(srv, 'POST', '/api/tasks', { id: 'both', title: 'Both', steps: ['a', 'b'], owner: 'bo' });
+  const c = await connect(srv, 'bo');
+  c.send({ type: 'subscribe', task: 'both' });
+  assert.equal((await c.next('task')).task.version, 1);
+  c.send({ id: 'both' });
+  await c.next('undone');
+  await api(srv, 'POST', '/api/tasks/both/progress', { step: 0, status: 'running' });
+  assert.equal((await c.next('task')).task.version, 2);
+  assert.equal((await c.next('undone')).projectStatus, 'undone');
+  c.send({ type: 'unsubscribe', task: 'both' });
+  await c.next('unsubscribed');
+  await api(srv, 'POST', '/api/tasks/both/progress', { step: 0, status: 'finish' });
+  assert.ok(await c.none((m) => m.type === 'task' || m.type === 'undone', 300));
+  await c.close();
+});
+
+test('a step left running stops counting when the task is over', async () => {
+  await api(srv, 'POST', '/api/tasks', { id: 'frozen', title: 'F', steps: ['a', 'b'], owner: 'fo' });
+  await api(srv, 'POST', '/api/tasks/frozen/progress', { step: 0, status: 'running' });
+  const r = await api(srv, 'POST', '/api/tasks/frozen/progress', { status: 'canceled' });
+  const d1 = r.json.steps[0].duration;
+  await sleep(60);
+  const d2 = (await api(srv, 'GET', '/api/tasks/frozen')).json.steps[0].duration;
+  assert.equal(d2, d1);
+});

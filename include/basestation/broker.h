@@ -228,9 +228,11 @@ void registry_free(void);
 
 /* ---- router.c ---- */
 /* Relay a message; the reply comes after commit (ack or HTTP). */
+/* data_raw (may be NULL) is data's JSON text as received: stored and
+ * framed as is, instead of serializing data again. */
 void router_send(struct conn *from, const char *from_uid, const char *to_uid,
-		 const char *room, json_t *data, json_t *ref,
-		 struct evhttp_request *req);
+		 const char *room, json_t *data, const char *data_raw,
+		 size_t data_raw_len, json_t *ref, struct evhttp_request *req);
 void router_join(struct conn *c, const char *room, json_t *ref);
 void router_leave(struct conn *c, const char *room, json_t *ref);
 void router_presence(struct conn *c, const char *room, json_t *ref);

@@ -30,15 +30,18 @@ enum cmd_type {
 
 struct command {
 	enum cmd_type type;
-	json_t *msg;	    /* the whole frame (owned) */
-	json_t *ref;	    /* borrowed from msg; NULL if absent or invalid */
-	const char *target; /* to / room / task, validated name */
-	json_t *data;	    /* send / publish payload (borrowed) */
-	int64_t since;	    /* resume */
-	const char *epoch;  /* resume, may be NULL */
-	char seed_id[32];   /* CMD_SEED_TASK with an integer id */
-	const char *code;   /* on error: bad_request / unknown_type */
-	char err[160];	    /* on error: the message */
+	json_t *msg;	      /* the whole frame (owned) */
+	json_t *ref;	      /* borrowed from msg; NULL if absent or invalid */
+	const char *target;   /* to / room / task, validated name */
+	json_t *data;	      /* send / publish payload (borrowed) */
+	const char *data_raw; /* its text as the client wrote it, inside
+				 the frame: no re-serialization */
+	size_t data_raw_len;
+	int64_t since;	   /* resume */
+	const char *epoch; /* resume, may be NULL */
+	char seed_id[32];  /* CMD_SEED_TASK with an integer id */
+	const char *code;  /* on error: bad_request / unknown_type */
+	char err[160];	   /* on error: the message */
 };
 
 /* 1 when s is 1..max bytes without control characters. */
@@ -52,6 +55,12 @@ int commands_ref_ok(const json_t *ref);
  * error can carry it). Either way release with commands_free().
  */
 int commands_parse(const uint8_t *data, size_t len, struct command *cmd);
+
+/* In s (n bytes of valid JSON holding an object), find the value of the
+ * top-level member `key` (compared as written, no escapes): 0 with its text
+ * in *v / *vn, -1 when absent or the key is escaped. */
+int commands_member_text(const char *s, size_t n, const char *key,
+			 const char **v, size_t *vn);
 void commands_free(struct command *cmd);
 
 #endif

@@ -68,8 +68,8 @@ static void fail_sender(struct conn *from, struct evhttp_request *req,
 }
 
 void router_send(struct conn *from, const char *from_uid, const char *to_uid,
-		 const char *room, json_t *data, json_t *ref,
-		 struct evhttp_request *req)
+		 const char *room, json_t *data, const char *data_raw,
+		 size_t data_raw_len, json_t *ref, struct evhttp_request *req)
 {
 	struct stored_msg m = {0};
 	char *key = NULL, *text = NULL;
@@ -98,12 +98,16 @@ void router_send(struct conn *from, const char *from_uid, const char *to_uid,
 			return;
 		}
 	}
-	text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (text == NULL)
-		goto fail;
+	if (data_raw == NULL) {
+		text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (text == NULL)
+			goto fail;
+		data_raw = text;
+		data_raw_len = strlen(text);
+	}
 	/* What a client may not send, a backend may not either: every
 	 * message fits the WebSocket limit. */
-	if (req && strlen(text) > srv->cfg->max_message) {
+	if (req && data_raw_len > srv->cfg->max_message) {
 		http_error(req, 413, "'data' is larger than --max-message");
 		free(text);
 		free(key);
@@ -114,8 +118,8 @@ void router_send(struct conn *from, const char *from_uid, const char *to_uid,
 	m.sender = from_uid;
 	m.to = room ? NULL : to_uid;
 	m.room = room;
-	m.data = text;
-	m.data_len = strlen(text);
+	m.data = data_raw;
+	m.data_len = data_raw_len;
 	if (store_msg_insert(srv->store, &m) < 0 ||
 	    (key && store_idem_put(srv->store, from_uid, key, m.seq, m.ts) < 0))
 		goto fail;

@@ -236,7 +236,8 @@ static void api_publish(struct evhttp_request *req)
 		sender = json_string_value(from);
 	}
 	router_send(NULL, sender, to ? json_string_value(to) : NULL,
-		    room ? json_string_value(room) : NULL, data, NULL, req);
+		    room ? json_string_value(room) : NULL, data, NULL, 0, NULL,
+		    req);
 out:
 	json_decref(b);
 }

@@ -113,6 +113,78 @@ static int parse_seed(struct command *cmd)
 	return fail(cmd, "bad_request", "field 'type' is required");
 }
 
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+	while (i < n &&
+	       (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* Past the string starting at s[i] == '"'. */
+static size_t skip_string(const char *s, size_t n, size_t i, int *escaped)
+{
+	for (i++; i < n && s[i] != '"'; i++)
+		if (s[i] == '\\') {
+			*escaped = 1;
+			i++;
+		}
+	return i + 1;
+}
+
+/* Past the value starting at s[i] (the text is valid JSON). */
+static size_t skip_value(const char *s, size_t n, size_t i)
+{
+	int depth = 0, esc = 0;
+
+	do {
+		if (s[i] == '"') {
+			i = skip_string(s, n, i, &esc);
+			continue;
+		}
+		if (s[i] == '{' || s[i] == '[')
+			depth++;
+		else if (s[i] == '}' || s[i] == ']')
+			depth--;
+		else if (depth == 0) {
+			/* a scalar: up to the next delimiter */
+			while (i < n && !strchr(",}] \t\r\n", s[i]))
+				i++;
+			return i;
+		}
+		i++;
+	} while (i < n && depth > 0);
+	return i;
+}
+
+int commands_member_text(const char *s, size_t n, const char *key,
+			 const char **v, size_t *vn)
+{
+	size_t klen = strlen(key), i = skip_ws(s, n, 0);
+
+	if (i >= n || s[i] != '{')
+		return -1;
+	i = skip_ws(s, n, i + 1);
+	while (i < n && s[i] == '"') {
+		int esc = 0;
+		size_t k0 = i + 1, k1 = skip_string(s, n, i, &esc) - 1, v0;
+		i = skip_ws(s, n, k1 + 1);
+		if (i >= n || s[i] != ':')
+			return -1;
+		v0 = skip_ws(s, n, i + 1);
+		i = skip_value(s, n, v0);
+		if (!esc && k1 - k0 == klen && memcmp(s + k0, key, klen) == 0) {
+			*v = s + v0;
+			*vn = i - v0;
+			return 0;
+		}
+		i = skip_ws(s, n, i);
+		if (i < n && s[i] == ',')
+			i = skip_ws(s, n, i + 1);
+	}
+	return -1;
+}
+
 int commands_parse(const uint8_t *data, size_t len, struct command *cmd)
 {
 	json_error_t jerr;
@@ -158,6 +230,10 @@ int commands_parse(const uint8_t *data, size_t len, struct command *cmd)
 		if (cmd->data == NULL)
 			return fail(cmd, "bad_request",
 				    "field 'data' is required");
+		if (commands_member_text((const char *)data, len, "data",
+					 &cmd->data_raw,
+					 &cmd->data_raw_len) < 0)
+			cmd->data_raw = NULL; /* serialized from the tree */
 		return 0;
 	case CMD_JOIN:
 	case CMD_LEAVE:
@@ -248,7 +324,7 @@ static void dispatch(struct conn *c, struct command *cmd)
 		break;
 	case CMD_SEND:
 		router_send(c, c->user->uid, cmd->target, NULL, cmd->data,
-			    cmd->ref, NULL);
+			    cmd->data_raw, cmd->data_raw_len, cmd->ref, NULL);
 		break;
 	case CMD_PUBLISH:
 		r = registry_room(cmd->target, 0);
@@ -259,7 +335,7 @@ static void dispatch(struct conn *c, struct command *cmd)
 			break;
 		}
 		router_send(c, c->user->uid, NULL, cmd->target, cmd->data,
-			    cmd->ref, NULL);
+			    cmd->data_raw, cmd->data_raw_len, cmd->ref, NULL);
 		break;
 	case CMD_JOIN:
 		router_join(c, cmd->target, cmd->ref);

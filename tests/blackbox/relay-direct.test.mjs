@@ -68,3 +68,18 @@ test('bad fields get error frames and the connection stays open', async () => {
   await a.next('pong');
   await a.close();
 });
+
+test('data is relayed as the sender wrote it (whitespace, nesting, escapes)', async () => {
+  const a = await connect(srv, 'raw-a');
+  const b = await connect(srv, 'raw-b');
+  a.send('{ "type" : "send" , "to" : "raw-b" , "data" : { "s" : "}]\\"{[\\u00e9" , "n" : [ 1 , 2.5e3 , null , true ] } , "ref" : 9 }');
+  const ack = await a.next('ack');
+  assert.equal(ack.ref, 9);
+  const m = await b.next('message');
+  assert.deepEqual(m.data, { s: '}]"{[é', n: [1, 2500, null, true] });
+  // an escaped key is still the data field
+  a.send('{"type":"send","to":"raw-b","d\\u0061ta":[1]}');
+  await a.next('ack');
+  assert.deepEqual((await b.next('message')).data, [1]);
+  await a.close(); await b.close();
+});

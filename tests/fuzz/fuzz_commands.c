@@ -25,6 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case CMD_PUBLISH:
 			if (cmd.data == NULL)
 				abort();
+			/* the raw text, when found, is the same value */
+			if (cmd.data_raw) {
+				json_t *again = json_loadb(
+					cmd.data_raw, cmd.data_raw_len,
+					JSON_DECODE_ANY, NULL);
+				if (again == NULL || !json_equal(again, cmd.data))
+					abort();
+				json_decref(again);
+			}
 			__attribute__((fallthrough));
 		case CMD_JOIN:
 		case CMD_LEAVE:

@@ -259,7 +259,7 @@ if (existsSync(prof)) {
 w('## Reproduce');
 w();
 w('```sh');
-w('scripts/setup                      # build deps; add gnuplot-nox for the charts');
+w('scripts/setup --bench              # build and test deps, gnuplot, perf, the peers\' npm packages');
 w('npm ci --prefix bench              # the peers (bench/package-lock.json)');
 w('bench/run                          # ~5 min: all scenarios, all servers, rewrites this file');
 w('bench/profile                      # perf profile of basestation under scenario 1');

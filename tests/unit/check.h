@@ -7,6 +7,7 @@
 #define BASESTATION_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static int failures;
 
@@ -21,5 +22,31 @@ static int failures;
 	} while (0)
 
 #define CHECK(c) CHECK_AT(__LINE__, c)
+
+/* A whole file, NUL-terminated (*len without the NUL); NULL on error. */
+static inline char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) != 0)
+		goto fail;
+	buf = malloc((size_t)n + 1);
+	if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+		goto fail;
+	}
+	buf[n] = '\0';
+	if (len != NULL)
+		*len = (size_t)n;
+fail:
+	fclose(f);
+	return buf;
+}
 
 #endif

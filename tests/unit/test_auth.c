@@ -16,32 +16,9 @@
 
 #define SECRET "test-secret-0123456789"
 
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0)
-		goto fail;
-	buf = malloc((size_t)n + 1);
-	if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-		goto fail;
-	}
-	buf[n] = '\0';
-fail:
-	fclose(f);
-	return buf;
-}
-
 static sqlite3 *open_db(void)
 {
-	char *schema = read_file(BS_SOURCE_ROOT "/schema/001_init.sql");
+	char *schema = read_file(BS_SOURCE_ROOT "/schema/001_init.sql", NULL);
 	sqlite3 *db = NULL;
 
 	if (schema == NULL) {

@@ -30,31 +30,6 @@ static const struct inspect_limits lim = {
 	.max_sql = 4096,
 };
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0)
-		goto fail;
-	buf = malloc((size_t)n + 1);
-	if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-		goto fail;
-	}
-	buf[n] = '\0';
-	if (len != NULL)
-		*len = (size_t)n;
-fail:
-	fclose(f);
-	return buf;
-}
-
 static void exec_or_die(sqlite3 *db, const char *sql)
 {
 	char *msg = NULL;

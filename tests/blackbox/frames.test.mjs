@@ -7,7 +7,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { startServer, token, connect, frame, upgradeRequest, sleep } from './lib.mjs';
+import { startServer, token, connect, frame, upgradeRequest, sleep, openRawWs } from './lib.mjs';
 
 const MAX = 1024;
 let srv, tok;
@@ -18,82 +18,8 @@ before(async () => {
 });
 after(async () => { await srv.cleanup(); });
 
-// A raw WebSocket that does not block the test process (no CLI calls):
-// writes `first` together with the upgrade request when given, parses
-// the server's frames.
-function openRaw(first = null, t = tok) {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(srv.wsPort, '127.0.0.1');
-    let buf = Buffer.alloc(0), upgraded = false, ended = false, waiters = [];
-    const frames = [];
-    const notify = () => { const w = waiters; waiters = []; w.forEach((f) => f()); };
-    const pump = () => {
-      for (;;) {
-        if (!upgraded) {
-          const i = buf.indexOf('\r\n\r\n');
-          if (i < 0) return;
-          const head = buf.subarray(0, i).toString();
-          if (!head.startsWith('HTTP/1.1 101')) { reject(new Error('no upgrade: ' + head)); s.destroy(); return; }
-          buf = buf.subarray(i + 4);
-          upgraded = true;
-          continue;
-        }
-        if (buf.length < 2) return;
-        let n = buf[1] & 127, off = 2;
-        if (buf[1] & 0x80) throw new Error('server frames must not be masked');
-        if (n === 126) { if (buf.length < 4) return; n = buf.readUInt16BE(2); off = 4; } else if (n === 127) { if (buf.length < 10) return; n = Number(buf.readBigUInt64BE(2)); off = 10; }
-        if (buf.length < off + n) return;
-        const f = { fin: !!(buf[0] & 0x80), rsv: (buf[0] >> 4) & 7, opcode: buf[0] & 15, payload: buf.subarray(off, off + n) };
-        if (f.opcode === 8) {
-          f.code = n >= 2 ? f.payload.readUInt16BE(0) : 1005;
-          f.reason = f.payload.subarray(2).toString();
-        }
-        if (f.opcode === 1) { try { f.json = JSON.parse(f.payload.toString()); } catch {} }
-        buf = buf.subarray(off + n);
-        frames.push(f);
-      }
-    };
-    s.on('data', (d) => { buf = Buffer.concat([buf, d]); pump(); notify(); });
-    s.on('close', () => { ended = true; notify(); reject(new Error('closed before the upgrade')); });
-    s.on('error', () => {});
-    s.on('connect', () => {
-      const head = Buffer.from(upgradeRequest(srv.wsPort, { query: '?token=' + t }));
-      s.write(first ? Buffer.concat([head, first]) : head);
-    });
-    const api = {
-      socket: s,
-      frames,
-      write: (b) => s.write(b),
-      get ended() { return ended; },
-      async waitFor(pred, ms = 5000) {
-        const deadline = Date.now() + ms;
-        for (;;) {
-          const f = frames.find(pred);
-          if (f) return f;
-          if (ended || Date.now() > deadline) return null;
-          await new Promise((r) => { waiters.push(r); setTimeout(r, 50); });
-        }
-      },
-      async json(pred, ms) {
-        const f = await api.waitFor((x) => x.json && pred(x.json), ms);
-        return f ? f.json : null;
-      },
-      // The close frame, then the TCP close: { code, reason, ended }.
-      async closed(ms = 5000) {
-        const f = await api.waitFor((x) => x.opcode === 8, ms);
-        const deadline = Date.now() + ms;
-        while (!ended && Date.now() < deadline) await new Promise((r) => { waiters.push(r); setTimeout(r, 50); });
-        return { code: f ? f.code : null, reason: f ? f.reason : null, ended };
-      },
-      destroy: () => s.destroy(),
-    };
-    (async () => {
-      const f = await api.waitFor((x) => x.json && x.json.type === 'connect');
-      if (f) resolve(api);
-      else { s.destroy(); reject(new Error('no connect frame')); }
-    })();
-  });
-}
+// A raw WebSocket that does not block the test process (no CLI calls).
+const openRaw = (first = null, t = tok) => openRawWs(srv.wsPort, t, { first });
 
 const text = (s, o) => frame(1, Buffer.from(s), o);
 const ping = (p = '', o) => frame(9, Buffer.from(p), o);

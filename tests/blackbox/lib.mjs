@@ -185,70 +185,95 @@ export function frame(opcode, payload = Buffer.alloc(0), { fin = true, mask = tr
   return Buffer.concat(parts);
 }
 
-// Raw WebSocket: handshake done, then raw frames in and parsed frames out.
-export async function rawWs(srv, uid = 'raw', opts = {}) {
-  const tok = token(srv.db, uid);
-  const s = net.connect(srv.wsPort, '127.0.0.1');
-  await new Promise((r) => s.on('connect', r));
-  s.write(upgradeRequest(srv.wsPort, { query: '?token=' + tok }));
-  let buf = Buffer.alloc(0);
-  const frames = [];
-  let waiters = [];
-  let ended = false;
-  const pump = () => {
-    for (;;) {
-      if (!s.upgraded) {
-        const i = buf.indexOf('\r\n\r\n');
-        if (i < 0) return;
-        s.head = buf.subarray(0, i).toString();
-        buf = buf.subarray(i + 4);
-        s.upgraded = true;
-        continue;
-      }
-      if (buf.length < 2) return;
-      let n = buf[1] & 127, off = 2;
-      if (n === 126) { if (buf.length < 4) return; n = buf.readUInt16BE(2); off = 4; }
-      else if (n === 127) { if (buf.length < 10) return; n = Number(buf.readBigUInt64BE(2)); off = 10; }
-      if (buf.length < off + n) return;
-      const f = { fin: !!(buf[0] & 0x80), opcode: buf[0] & 15, payload: buf.subarray(off, off + n) };
-      if (f.opcode === 8) f.code = n >= 2 ? f.payload.readUInt16BE(0) : 1005;
-      if (f.opcode === 1) { try { f.json = JSON.parse(f.payload.toString()); } catch {} }
-      buf = buf.subarray(off + n);
-      frames.push(f);
-    }
-  };
-  const notify = () => { const ws = waiters; waiters = []; ws.forEach((w) => w()); };
-  s.on('data', (d) => { buf = Buffer.concat([buf, d]); pump(); notify(); });
-  s.on('close', () => { ended = true; notify(); });
-  s.on('error', () => {});
-  const api = {
-    socket: s,
-    frames,
-    write: (b) => s.write(b),
-    get ended() { return ended; },
-    // Wait for a frame matching pred (not consumed).
-    async waitFor(pred, ms = 5000) {
-      const deadline = Date.now() + ms;
+// Raw WebSocket on port with token t: the upgrade (with `first` written in
+// the same packet when given), then raw frames in and parsed frames out.
+// Resolves once the connect frame arrived; rejects when refused.
+export function openRawWs(port, t, { first = null } = {}) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0), upgraded = false, ended = false, waiters = [];
+    const frames = [];
+    const notify = () => { const w = waiters; waiters = []; w.forEach((f) => f()); };
+    const pump = () => {
       for (;;) {
-        const f = frames.find(pred);
-        if (f) return f;
-        if (ended || Date.now() > deadline) return null;
-        await new Promise((r) => { waiters.push(r); setTimeout(r, 50); });
+        if (!upgraded) {
+          const i = buf.indexOf('\r\n\r\n');
+          if (i < 0) return;
+          const head = buf.subarray(0, i).toString();
+          if (!head.startsWith('HTTP/1.1 101')) { reject(new Error('no upgrade: ' + head)); s.destroy(); return; }
+          buf = buf.subarray(i + 4);
+          upgraded = true;
+          continue;
+        }
+        if (buf.length < 2) return;
+        let n = buf[1] & 127, off = 2;
+        if (buf[1] & 0x80) throw new Error('server frames must not be masked');
+        if (n === 126) { if (buf.length < 4) return; n = buf.readUInt16BE(2); off = 4; } else if (n === 127) { if (buf.length < 10) return; n = Number(buf.readBigUInt64BE(2)); off = 10; }
+        if (buf.length < off + n) return;
+        const f = { fin: !!(buf[0] & 0x80), rsv: (buf[0] >> 4) & 7, opcode: buf[0] & 15, payload: buf.subarray(off, off + n) };
+        if (f.opcode === 8) {
+          f.code = n >= 2 ? f.payload.readUInt16BE(0) : 1005;
+          f.reason = f.payload.subarray(2).toString();
+        }
+        if (f.opcode === 1) { try { f.json = JSON.parse(f.payload.toString()); } catch {} }
+        buf = buf.subarray(off + n);
+        frames.push(f);
       }
-    },
-    async closeCode(ms = 5000) {
-      const f = await api.waitFor((x) => x.opcode === 8, ms);
-      return f ? f.code : null;
-    },
-    async waitEnd(ms = 5000) {
-      const deadline = Date.now() + ms;
-      while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      return ended;
-    },
-    destroy: () => s.destroy(),
-  };
-  await api.waitFor((f) => f.json && f.json.type === 'connect');
-  return api;
+    };
+    s.on('data', (d) => { buf = Buffer.concat([buf, d]); pump(); notify(); });
+    s.on('close', () => { ended = true; notify(); reject(new Error('closed before the upgrade')); });
+    s.on('error', () => {});
+    s.on('connect', () => {
+      const head = Buffer.from(upgradeRequest(port, { query: '?token=' + t }));
+      s.write(first ? Buffer.concat([head, first]) : head);
+    });
+    const api = {
+      socket: s,
+      frames,
+      write: (b) => s.write(b),
+      get ended() { return ended; },
+      // Wait for a frame matching pred (not consumed).
+      async waitFor(pred, ms = 5000) {
+        const deadline = Date.now() + ms;
+        for (;;) {
+          const f = frames.find(pred);
+          if (f) return f;
+          if (ended || Date.now() > deadline) return null;
+          await new Promise((r) => { waiters.push(r); setTimeout(r, 50); });
+        }
+      },
+      async json(pred, ms) {
+        const f = await api.waitFor((x) => x.json && pred(x.json), ms);
+        return f ? f.json : null;
+      },
+      async closeCode(ms = 5000) {
+        const f = await api.waitFor((x) => x.opcode === 8, ms);
+        return f ? f.code : null;
+      },
+      async waitEnd(ms = 5000) {
+        const deadline = Date.now() + ms;
+        while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        return ended;
+      },
+      // The close frame, then the TCP close: { code, reason, ended }.
+      async closed(ms = 5000) {
+        const f = await api.waitFor((x) => x.opcode === 8, ms);
+        await api.waitEnd(ms);
+        return { code: f ? f.code : null, reason: f ? f.reason : null, ended };
+      },
+      destroy: () => s.destroy(),
+    };
+    (async () => {
+      const f = await api.waitFor((x) => x.json && x.json.type === 'connect');
+      if (f) resolve(api);
+      else { s.destroy(); reject(new Error('no connect frame')); }
+    })();
+  });
+}
+
+// The same with a token issued for uid.
+export function rawWs(srv, uid = 'raw') {
+  return openRawWs(srv.wsPort, token(srv.db, uid));
 }
 
 export async function api(srv, method, p, body, key = API_KEY) {

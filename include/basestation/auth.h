@@ -63,6 +63,10 @@ int auth_jwt_verify(const char *secret, const char *token, size_t len,
  * not). 1 equal, 0 different. */
 int auth_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
+/* base64url without padding of n bytes into out (>= 4 * ceil(n / 3) + 1
+ * bytes), NUL-terminated. Returns the length written. */
+size_t auth_b64url_encode(const unsigned char *in, size_t n, char *out);
+
 /* sha256 of data -> first 8 hex chars (+NUL) in out[9]. */
 void auth_hash_prefix(const void *data, size_t len, char out[9]);
 

@@ -121,7 +121,7 @@ void auth_hash_prefix(const void *data, size_t len, char out[9])
 
 /* base64url without padding of n bytes into out (>= 4*ceil(n/3)+1 bytes);
  * returns the length written (without the NUL). */
-static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
+size_t auth_b64url_encode(const unsigned char *in, size_t n, char *out)
 {
 	size_t i, o = 0;
 	uint32_t v;
@@ -183,7 +183,7 @@ int auth_token_issue(sqlite3 *db, const char *uid, enum auth_role role,
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		goto fail;
 	memcpy(tok, TOKEN_PREFIX, 3);
-	b64url_encode(raw, sizeof(raw), tok + 3);
+	auth_b64url_encode(raw, sizeof(raw), tok + 3);
 	if (sha256(tok, strlen(tok), hash) != 0)
 		goto fail;
 	hex_prefix(hash, prefix);

@@ -33,30 +33,6 @@ static void check(const char *token, size_t len)
 		__builtin_trap();
 }
 
-static size_t b64url(const uint8_t *in, size_t n, char *out)
-{
-	static const char a[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
-		"wxyz0123456789-_";
-	size_t i, o = 0;
-	uint32_t v;
-
-	for (i = 0; i < n; i += 3) {
-		v = (uint32_t)in[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < n)
-			v |= in[i + 2];
-		out[o++] = a[(v >> 18) & 63];
-		out[o++] = a[(v >> 12) & 63];
-		if (i + 1 < n)
-			out[o++] = a[(v >> 6) & 63];
-		if (i + 2 < n)
-			out[o++] = a[v & 63];
-	}
-	return o;
-}
-
 static void check_signed(const uint8_t *data, size_t size)
 {
 	static char tok[AUTH_TOKEN_MAX * 2];
@@ -67,14 +43,15 @@ static void check_signed(const uint8_t *data, size_t size)
 
 	if (nul == NULL || size > AUTH_TOKEN_MAX)
 		return;
-	n = b64url(data, (size_t)(nul - data), tok);
+	n = auth_b64url_encode(data, (size_t)(nul - data), tok);
 	tok[n++] = '.';
-	n += b64url(nul + 1, size - (size_t)(nul - data) - 1, tok + n);
+	n += auth_b64url_encode(nul + 1, size - (size_t)(nul - data) - 1,
+				tok + n);
 	if (HMAC(EVP_sha256(), FUZZ_JWT_SECRET, (int)strlen(FUZZ_JWT_SECRET),
 		 (const unsigned char *)tok, n, mac, &maclen) == NULL)
 		return;
 	tok[n++] = '.';
-	n += b64url(mac, maclen, tok + n);
+	n += auth_b64url_encode(mac, maclen, tok + n);
 	check(tok, n);
 }
 

@@ -42,30 +42,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-	static const char a[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
-		"wxyz0123456789-_";
-	size_t i, o = 0;
-	unsigned v;
-
-	for (i = 0; i < n; i += 3) {
-		v = (unsigned)in[i] << 16;
-		if (i + 1 < n)
-			v |= (unsigned)in[i + 1] << 8;
-		if (i + 2 < n)
-			v |= in[i + 2];
-		out[o++] = a[(v >> 18) & 63];
-		out[o++] = a[(v >> 12) & 63];
-		if (i + 1 < n)
-			out[o++] = a[(v >> 6) & 63];
-		if (i + 2 < n)
-			out[o++] = a[v & 63];
-	}
-	out[o] = '\0';
-}
-
 /* header.payload.signature with the given digest (NULL: HS256). */
 static void make_jwt_md(const EVP_MD *md, const char *secret,
 			const char *header, const char *payload, char *out)
@@ -74,15 +50,16 @@ static void make_jwt_md(const EVP_MD *md, const char *secret,
 	unsigned int maclen = 0;
 	size_t n;
 
-	b64url((const unsigned char *)header, strlen(header), out);
+	auth_b64url_encode((const unsigned char *)header, strlen(header), out);
 	n = strlen(out);
 	out[n++] = '.';
-	b64url((const unsigned char *)payload, strlen(payload), out + n);
+	auth_b64url_encode((const unsigned char *)payload, strlen(payload),
+			   out + n);
 	n = strlen(out);
 	HMAC(md ? md : EVP_sha256(), secret, (int)strlen(secret),
 	     (const unsigned char *)out, n, mac, &maclen);
 	out[n++] = '.';
-	b64url(mac, maclen, out + n);
+	auth_b64url_encode(mac, maclen, out + n);
 }
 
 static void make_jwt(const char *header, const char *payload, char *out)

@@ -65,7 +65,16 @@ static const struct opt opts[] = {
 	 "WebSocket connections in total (default "
 	 "100000; 503 beyond)"},
 	{"max-per-ip", "BASESTATION_MAX_PER_IP", OPT_INT, O(max_per_ip), "N",
-	 "connections per remote address (default 0 = unlimited)"},
+	 "connections per remote address on each port, handshakes included "
+	 "(default 0 = unlimited)"},
+	{"max-http-conns", "BASESTATION_MAX_HTTP_CONNS", OPT_INT,
+	 O(max_http_conns), "N",
+	 "HTTP connections at once (default 256, fewer when the descriptor "
+	 "limit is low; 503 beyond)"},
+	{"http-request-timeout", "BASESTATION_HTTP_REQUEST_TIMEOUT", OPT_INT,
+	 O(http_request_timeout), "SECONDS",
+	 "deadline for a whole HTTP request, head and body; 0 = none "
+	 "(default 30)"},
 	{"rate", "BASESTATION_RATE", OPT_DBL, O(rate), "N",
 	 "messages per second per connection, 0 = unlimited (default 10000)"},
 	{"burst", "BASESTATION_BURST", OPT_DBL, O(burst), "N",
@@ -122,6 +131,8 @@ void config_defaults(struct config *c)
 	c->max_rooms = 256;
 	c->max_replay = 10000;
 	c->max_http_body = 1 << 20;
+	c->max_http_conns = 256;
+	c->http_request_timeout = 30;
 	c->log_level = LOG_INFO;
 }
 

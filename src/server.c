@@ -11,6 +11,7 @@
 #include "bs_config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <malloc.h>
 #include <event2/event.h>
@@ -28,6 +29,11 @@
 #define TICK_MS	      200
 #define PRUNE_MS      1000
 #define STOP_GRACE_MS 3000
+/* Descriptors kept from clients: see fit_caps(). */
+#define FD_RESERVE 64
+/* WebSocket sockets allowed beyond --max-connections: handshakes in
+ * flight, refusals and closes being written. */
+#define HANDSHAKE_MARGIN 1024
 
 struct server *srv;
 
@@ -117,28 +123,177 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
 {
-	(void)l;
 	(void)arg;
+	server_listen_ok(l);
 	conn_accept(fd, sa, salen);
+}
+
+/* ---- listeners: back-off on accept errors ---- */
+
+/* Pauses after an accept error (EMFILE, ENFILE, ENOBUFS): doubling while
+ * errors go on, so a descriptor shortage costs a log line and a few
+ * syscalls per pause instead of a loop spinning on accept(). */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1600
+
+struct listen_guard {
+	struct evconnlistener *l; /* NULL: slot free */
+	struct event *resume_ev;
+	const char *name;
+	int backoff_ms;
+	unsigned held : 1;   /* in a back-off */
+	unsigned paused : 1; /* by its owner: server_listen_pause() */
+	uint64_t errors;
+};
+
+static struct listen_guard guards[2];
+
+static struct listen_guard *guard_of(struct evconnlistener *l)
+{
+	for (size_t i = 0; i < sizeof(guards) / sizeof(guards[0]); i++)
+		if (guards[i].l == l)
+			return &guards[i];
+	return NULL;
+}
+
+static void guard_apply(struct listen_guard *g)
+{
+	if (g->held || g->paused)
+		evconnlistener_disable(g->l);
+	else
+		evconnlistener_enable(g->l);
 }
 
 static void listener_resume(evutil_socket_t fd, short what, void *arg)
 {
+	struct listen_guard *g = arg;
 	(void)fd;
 	(void)what;
-	if (!srv->stopping)
-		evconnlistener_enable(arg);
+	g->held = 0;
+	guard_apply(g);
 }
 
+/* Called by the listener with the cbarg of its accept callback, which for
+ * the HTTP port is evhttp's: the guard is found by the listener. */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	int err = EVUTIL_SOCKET_ERROR();
+	struct listen_guard *g = guard_of(l);
+	struct timeval tv;
 	(void)arg;
-	log_error("listen.error", "msg=%s", log_val(strerror(err)));
-	/* EMFILE and friends: back off a moment instead of spinning. */
-	evconnlistener_disable(l);
-	struct timeval tv = {0, 100000};
-	event_base_once(srv->base, -1, EV_TIMEOUT, listener_resume, l, &tv);
+
+	if (g == NULL) {
+		evconnlistener_disable(l);
+		return;
+	}
+	g->errors++;
+	log_error("listen.error", "port=%s msg=%s errors=%llu pause_ms=%d",
+		  g->name, log_val(strerror(err)),
+		  (unsigned long long)g->errors, g->backoff_ms);
+	g->held = 1;
+	guard_apply(g);
+	tv.tv_sec = g->backoff_ms / 1000;
+	tv.tv_usec = (g->backoff_ms % 1000) * 1000;
+	evtimer_add(g->resume_ev, &tv);
+	if (g->backoff_ms < BACKOFF_MAX_MS)
+		g->backoff_ms *= 2;
+}
+
+void server_listen_ok(struct evconnlistener *l)
+{
+	struct listen_guard *g = guard_of(l);
+	if (g)
+		g->backoff_ms = BACKOFF_MIN_MS;
+}
+
+void server_listen_pause(struct evconnlistener *l, int paused)
+{
+	struct listen_guard *g = guard_of(l);
+	if (g && g->paused != (paused != 0)) {
+		g->paused = paused != 0;
+		guard_apply(g);
+	}
+}
+
+void server_listen_forget(struct evconnlistener *l)
+{
+	struct listen_guard *g = guard_of(l);
+	if (g == NULL)
+		return;
+	event_free(g->resume_ev);
+	memset(g, 0, sizeof(*g));
+}
+
+/* ---- refusing at accept ---- */
+
+static struct {
+	struct event *ev;
+	uint64_t n[2]; /* by enum ip_port, since the last log line */
+} shed;
+
+static void shed_log_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_warn("conn.shed", "ws=%llu http=%llu window_ms=1000",
+		 (unsigned long long)shed.n[IP_WS],
+		 (unsigned long long)shed.n[IP_HTTP]);
+	shed.n[IP_WS] = shed.n[IP_HTTP] = 0;
+}
+
+void server_refuse_fd(evutil_socket_t fd, enum ip_port port, const char *why)
+{
+	char buf[4096];
+	int len;
+
+	/* What the client sent already is read and dropped (a request head
+	 * fits in one read), so that the close which follows sends a FIN and
+	 * not a reset, which could destroy the answer in flight. */
+	(void)!recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (port == IP_WS)
+		len = snprintf(buf, sizeof(buf),
+			       "HTTP/1.1 503 Service Unavailable\r\n"
+			       "Content-Type: text/plain; charset=utf-8\r\n"
+			       "Content-Length: %zu\r\n"
+			       "Connection: close\r\n\r\n%s\n",
+			       strlen(why) + 1, why);
+	else
+		len = snprintf(buf, sizeof(buf),
+			       "HTTP/1.1 503 Service Unavailable\r\n"
+			       "Content-Type: application/json\r\n"
+			       "Retry-After: 1\r\n"
+			       "Content-Length: %zu\r\n"
+			       "Connection: close\r\n\r\n{\"error\":\"%s\"}",
+			       strlen(why) + 12, why);
+	if (len > 0 && (size_t)len < sizeof(buf))
+		(void)!send(fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	shed.n[port]++;
+	if (shed.ev && !evtimer_pending(shed.ev, NULL)) {
+		struct timeval tv = {1, 0};
+		evtimer_add(shed.ev, &tv);
+	}
+}
+
+int server_trusted_proxy(const char *ip)
+{
+	for (int i = 0; i < srv->cfg->ntrusted; i++)
+		if (strcmp(srv->cfg->trusted_proxies[i], ip) == 0)
+			return 1;
+	return 0;
+}
+
+void server_addr_string(const struct sockaddr *sa, char *out, size_t n)
+{
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  out, (socklen_t)n);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)n);
+	else
+		snprintf(out, n, "unix");
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
@@ -157,7 +312,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 	srv->stopping = 1;
 	log_info("server.stopping", "connections=%d", srv->nconns);
 	if (srv->listener)
-		evconnlistener_disable(srv->listener);
+		server_listen_pause(srv->listener, 1);
 	HASH_ITER(hh, srv->conns, c, tmp)
 	{
 		if (c->state == CONN_OPEN)
@@ -173,16 +328,18 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(srv->base);
 }
 
-static struct evconnlistener *listen_on(const char *addr, int *port_out)
+struct evconnlistener *server_listen(const char *addr, const char *name,
+				     evconnlistener_cb cb, int *port_out)
 {
 	char host[64];
 	int port;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct evconnlistener *l;
+	struct listen_guard *g = guard_of(NULL);
 	memset(&ss, 0, sizeof(ss));
 
-	if (config_split_addr(addr, host, sizeof(host), &port) < 0)
+	if (g == NULL || config_split_addr(addr, host, sizeof(host), &port) < 0)
 		return NULL;
 	if (strchr(host, ':')) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
@@ -201,7 +358,7 @@ static struct evconnlistener *listen_on(const char *addr, int *port_out)
 			return NULL;
 		sl = sizeof(*s4);
 	}
-	l = evconnlistener_new_bind(srv->base, accept_cb, NULL,
+	l = evconnlistener_new_bind(srv->base, cb, NULL,
 				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 					    LEV_OPT_CLOSE_ON_EXEC,
 				    4096, (struct sockaddr *)&ss, (int)sl);
@@ -213,6 +370,10 @@ static struct evconnlistener *listen_on(const char *addr, int *port_out)
 				  ? ((struct sockaddr_in6 *)&ss)->sin6_port
 				  : ((struct sockaddr_in *)&ss)->sin_port);
 	evconnlistener_set_error_cb(l, accept_error_cb);
+	g->l = l;
+	g->name = name;
+	g->backoff_ms = BACKOFF_MIN_MS;
+	g->resume_ev = evtimer_new(srv->base, listener_resume, g);
 	return l;
 }
 
@@ -223,6 +384,73 @@ static void raise_nofile(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/* Descriptors open now (-1 when that cannot be told). */
+static int count_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+/* Fit the socket caps to RLIMIT_NOFILE, once the database is open and
+ * both ports listen. Of the descriptors not open yet, FD_RESERVE are never
+ * given to clients: the checkpoint thread's and the admin SQL queries'
+ * database connections, SQLite's temporary files, the one an accept needs
+ * to answer 503 when everything else is taken. The HTTP port gets
+ * --max-http-conns connections (at most an eighth of the rest), each
+ * counted twice (its socket and a static file it may be sending), and
+ * HTTP_ACCEPT_BATCH sockets accepted before they are judged; the WebSocket
+ * port gets what is left, at most --max-connections plus HANDSHAKE_MARGIN
+ * for handshakes in flight. So accepting never takes the descriptors the
+ * broker needs, and a full port never starves the other. */
+static int fit_caps(struct server *s)
+{
+	const struct config *cfg = s->cfg;
+	struct rlimit rl;
+	long long limit = 1 << 20, budget, ws;
+	int open = count_open_fds();
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && (long long)rl.rlim_cur < limit)
+		limit = (long long)rl.rlim_cur;
+	if (open < 0)
+		open = 64;
+	budget = limit - open - FD_RESERVE;
+	if (budget < 32) {
+		log_error("server.limits",
+			  "nofile=%lld open=%d reserve=%d msg=%s", limit, open,
+			  FD_RESERVE,
+			  log_val("descriptor limit too low (ulimit -n)"));
+		return -1;
+	}
+	s->http_conns_max = 0;
+	if (s->http) {
+		long long h = cfg->max_http_conns;
+		if (h > budget / 8 / HTTP_FDS_PER_CONN)
+			h = budget / 8 / HTTP_FDS_PER_CONN;
+		if (h < 1)
+			h = 1;
+		s->http_conns_max = (int)h;
+		budget -= h * HTTP_FDS_PER_CONN + HTTP_ACCEPT_BATCH;
+	}
+	ws = (long long)cfg->max_connections + HANDSHAKE_MARGIN;
+	s->ws_sockets_max = (int)(ws < budget ? ws : budget);
+	log_info("server.limits",
+		 "nofile=%lld open=%d reserve=%d ws_sockets=%d http_conns=%d "
+		 "max_per_ip=%d",
+		 limit, open, FD_RESERVE, s->ws_sockets_max, s->http_conns_max,
+		 cfg->max_per_ip);
+	return 0;
 }
 
 static const char *find_web_root(const char *configured)
@@ -284,13 +512,14 @@ int server_run(struct config *cfg)
 	s.prune_ev = event_new(s.base, -1, EV_PERSIST, prune_cb, NULL);
 	s.sig_term = evsignal_new(s.base, SIGTERM, stop_cb, NULL);
 	s.sig_int = evsignal_new(s.base, SIGINT, stop_cb, NULL);
+	shed.ev = evtimer_new(s.base, shed_log_cb, NULL);
 	struct timeval tick = {0, TICK_MS * 1000}, prune = {PRUNE_MS / 1000, 0};
 	event_add(s.tick_ev, &tick);
 	event_add(s.prune_ev, &prune);
 	event_add(s.sig_term, NULL);
 	event_add(s.sig_int, NULL);
 
-	s.listener = listen_on(cfg->listen, &s.ws_port);
+	s.listener = server_listen(cfg->listen, "ws", accept_cb, &s.ws_port);
 	if (s.listener == NULL) {
 		log_error("listen.error", "addr=%s msg=%s",
 			  log_val(cfg->listen), log_val(strerror(errno)));
@@ -304,6 +533,8 @@ int server_run(struct config *cfg)
 			goto out;
 		}
 	}
+	if (fit_caps(&s) < 0)
+		goto out;
 	/* The ready line names the ports: printed at any log level. */
 	enum log_level saved = log_min_level;
 	log_min_level = LOG_DEBUG;
@@ -330,8 +561,14 @@ out:
 	}
 	commit_cb(-1, 0, NULL);
 	http_stop();
-	if (s.listener)
+	if (s.listener) {
+		server_listen_forget(s.listener);
 		evconnlistener_free(s.listener);
+	}
+	if (shed.ev && shed.n[IP_WS] + shed.n[IP_HTTP] > 0)
+		shed_log_cb(-1, 0, NULL);
+	event_free(shed.ev);
+	shed.ev = NULL;
 	event_free(s.commit_ev);
 	event_free(s.replay_ev);
 	event_free(s.reap_ev);

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <event2/event_struct.h>
+#include <event2/listener.h>
 #include <uthash.h>
 
 #include "basestation/auth.h"
@@ -121,9 +122,15 @@ struct user {
 	int64_t cursor; /* offline inbox: delivered up to here */
 };
 
+/* The two listening ports; --max-per-ip applies to each on its own. */
+enum ip_port { IP_WS, IP_HTTP };
+
+/* Sockets from one remote address, by port: on the WebSocket port from the
+ * accept on (handshakes too) until the socket is closed; on the HTTP port
+ * for as long as the connection lasts. */
 struct ipcount {
 	char ip[48];
-	int n;
+	int n[2]; /* by enum ip_port */
 	UT_hash_handle hh;
 };
 
@@ -168,6 +175,10 @@ struct server {
 	struct task *tasks;
 	int nconns;   /* open WebSocket connections */
 	int nsockets; /* all accepted sockets, incl. handshakes */
+	/* Caps fitted to RLIMIT_NOFILE at start (server.c): sockets on the
+	 * WebSocket port (nsockets), connections on the HTTP port. */
+	int ws_sockets_max;
+	int http_conns_max;
 	int users_online;
 	int64_t last_seq;      /* last seq handed out */
 	int64_t committed_seq; /* last seq known committed */
@@ -188,6 +199,26 @@ int server_run(struct config *cfg);
  * ok, -1 database error. */
 int server_write_begin(void);
 void server_post(struct post *p);
+/* Listen on addr ("host:port", port 0 picks one) for accepted sockets to
+ * go to cb (NULL: set later, by evhttp_bind_listener). An accept error
+ * (EMFILE...) pauses the listener for a back-off, logged once per pause.
+ * name ("ws", "http") is for the log. NULL on failure (errno set). */
+struct evconnlistener *server_listen(const char *addr, const char *name,
+				     evconnlistener_cb cb, int *port_out);
+/* An accept worked: the next error backs off from the shortest pause. */
+void server_listen_ok(struct evconnlistener *l);
+/* Stop (1) or go on (0) taking connections; a back-off still applies. */
+void server_listen_pause(struct evconnlistener *l, int paused);
+/* Drop what server_listen() keeps for l, before l itself is freed. */
+void server_listen_forget(struct evconnlistener *l);
+/* Answer a socket just accepted with a 503 (text on the WebSocket port,
+ * JSON with Retry-After on the HTTP port) without reading its request; the
+ * caller closes it. Logged once a second with a count, not per socket. */
+void server_refuse_fd(evutil_socket_t fd, enum ip_port port, const char *why);
+/* 1 when ip is one of the --trusted-proxy addresses. */
+int server_trusted_proxy(const char *ip);
+/* The numeric address of sa ("unix" for other families). */
+void server_addr_string(const struct sockaddr *sa, char *out, size_t n);
 
 /* ---- conn.c ---- */
 void conn_accept(int fd, const struct sockaddr *sa, int salen);
@@ -221,8 +252,12 @@ void registry_detach(struct conn *c);
 int registry_join(struct user *u, struct room *r, int64_t joined_seq);
 int registry_leave(struct user *u, struct room *r);
 int registry_is_member(const struct user *u, const struct room *r);
-struct ipcount *registry_ip_get(const char *ip, int create);
-void registry_ip_put(struct ipcount *ip);
+/* Sockets counted for ip on port (0 when none). */
+int registry_ip_count(const char *ip, enum ip_port port);
+/* Count one more socket from ip on port; the entry to give back with
+ * registry_ip_put(), which frees it once nothing from ip is counted. */
+struct ipcount *registry_ip_hold(const char *ip, enum ip_port port);
+void registry_ip_put(struct ipcount *ip, enum ip_port port);
 void registry_load(void);
 void registry_free(void);
 

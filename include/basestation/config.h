@@ -40,6 +40,8 @@ struct config {
 	int max_rooms;		 /* rooms per user */
 	int max_replay;		 /* messages per resume */
 	int max_http_body;
+	int max_http_conns;	  /* HTTP connections at once */
+	int http_request_timeout; /* s for a whole request, 0 = none */
 	int sync_full;
 	int log_level;
 	int demo;

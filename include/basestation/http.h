@@ -7,10 +7,28 @@
 
 #include <jansson.h>
 
+struct evconnlistener;
+struct evhttp;
 struct evhttp_request;
+
+/* Descriptors one HTTP connection may hold: its socket and a static file
+ * being sent. */
+#define HTTP_FDS_PER_CONN 2
+/* Connections accepted before they are judged (conns.c). */
+#define HTTP_ACCEPT_BATCH 16
 
 int http_start(const char *addr, int *port_out);
 void http_stop(void);
+
+/* conns.c: the caps and the request deadline of the HTTP port. */
+void http_conns_start(struct evhttp *http, struct evconnlistener *l);
+/* route() got req: its deadline stops until the reply is sent. */
+void http_conns_request(struct evhttp_request *req);
+/* Judge the connections accepted but not judged yet (also before
+ * evhttp_free, so that none is left unjudged). */
+void http_conns_judge_pending(void);
+/* After evhttp_free (which closed every connection). */
+void http_conns_stop(void);
 
 struct evbuffer;
 

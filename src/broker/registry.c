@@ -160,23 +160,30 @@ int registry_leave(struct user *u, struct room *r)
 	return 1;
 }
 
-struct ipcount *registry_ip_get(const char *ip, int create)
+int registry_ip_count(const char *ip, enum ip_port port)
 {
 	struct ipcount *e;
 	HASH_FIND_STR(srv->ips, ip, e);
-	if (e == NULL && create) {
+	return e ? e->n[port] : 0;
+}
+
+struct ipcount *registry_ip_hold(const char *ip, enum ip_port port)
+{
+	struct ipcount *e;
+	HASH_FIND_STR(srv->ips, ip, e);
+	if (e == NULL) {
 		e = xcalloc(1, sizeof(*e));
 		snprintf(e->ip, sizeof(e->ip), "%s", ip);
 		HASH_ADD_STR(srv->ips, ip, e);
 	}
-	if (e && create)
-		e->n++;
+	e->n[port]++;
 	return e;
 }
 
-void registry_ip_put(struct ipcount *e)
+void registry_ip_put(struct ipcount *e, enum ip_port port)
 {
-	if (--e->n <= 0) {
+	e->n[port]--;
+	if (e->n[IP_WS] <= 0 && e->n[IP_HTTP] <= 0) {
 		HASH_DEL(srv->ips, e);
 		free(e);
 	}

@@ -357,6 +357,7 @@ static void route(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	(void)arg;
 
+	http_conns_request(req);
 	metrics.http_requests++;
 	if (path == NULL || *path != '/') {
 		http_error(req, 400, "bad request target");
@@ -407,12 +408,8 @@ static void route(struct evhttp_request *req, void *arg)
 
 int http_start(const char *addr, int *port_out)
 {
-	char host[64];
-	int port;
-	struct evhttp_bound_socket *bs;
+	struct evconnlistener *l;
 
-	if (config_split_addr(addr, host, sizeof(host), &port) < 0)
-		return -1;
 	srv->http = evhttp_new(srv->base);
 	if (srv->http == NULL)
 		return -1;
@@ -428,19 +425,17 @@ int http_start(const char *addr, int *port_out)
 				   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
 				   EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, route, NULL);
-	bs = evhttp_bind_socket_with_handle(srv->http, host, (uint16_t)port);
-	if (bs == NULL)
+	/* Our listener, with the back-off on accept errors; evhttp takes
+	 * its connections (and frees it in evhttp_free). */
+	l = server_listen(addr, "http", NULL, port_out);
+	if (l == NULL)
 		return -1;
-	{
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		getsockname(evhttp_bound_socket_get_fd(bs),
-			    (struct sockaddr *)&ss, &sl);
-		*port_out =
-			ntohs(ss.ss_family == AF_INET6
-				      ? ((struct sockaddr_in6 *)&ss)->sin6_port
-				      : ((struct sockaddr_in *)&ss)->sin_port);
+	if (evhttp_bind_listener(srv->http, l) == NULL) {
+		server_listen_forget(l);
+		evconnlistener_free(l);
+		return -1;
 	}
+	http_conns_start(srv->http, l);
 	return 0;
 }
 
@@ -448,7 +443,9 @@ void http_stop(void)
 {
 	admin_sql_stop();
 	if (srv && srv->http) {
+		http_conns_judge_pending();
 		evhttp_free(srv->http);
 		srv->http = NULL;
+		http_conns_stop();
 	}
 }

@@ -35,8 +35,6 @@
  * try costs a hash and a database lookup, and one request head can offer
  * thousands of values. Browsers offer one or two. */
 #define MAX_TOKEN_CANDIDATES 4
-/* Sockets allowed in their handshake beyond --max-connections. */
-#define HANDSHAKE_MARGIN 1024
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -171,7 +169,7 @@ static void conn_destroy(struct conn *c)
 	HASH_DEL(srv->conns, c);
 	srv->nsockets--;
 	if (c->ip)
-		registry_ip_put(c->ip);
+		registry_ip_put(c->ip, IP_WS);
 	for (h = c->held_head; h; h = hn) {
 		hn = h->next;
 		shbuf_unref(h->frame);
@@ -212,45 +210,49 @@ void conn_reap(void)
 	}
 }
 
-static void format_remote(const struct sockaddr *sa, char *out, size_t n)
+/* Refused at accept, before anything is read or allocated: counted like
+ * the refusals after the head (503, contract §2), logged in a count. */
+static void refuse_at_accept(int fd, const char *why)
 {
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-			  out, (socklen_t)n);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			  (socklen_t)n);
-	else
-		snprintf(out, n, "unix");
+	metrics.refused[REFUSE_LIMIT]++;
+	server_refuse_fd(fd, IP_WS, why);
+	evutil_closesocket(fd);
 }
 
 void conn_accept(int fd, const struct sockaddr *sa, int salen)
 {
-	struct conn *c = xcalloc(1, sizeof(*c));
-	int one = 1;
+	struct conn *c;
+	char remote[48];
+	int one = 1, counted;
 
 	(void)salen;
-	/* Sockets still in their handshake are bounded too: past the limit
-	 * plus a margin for handshakes in flight, refuse without reading. */
-	if (srv->nsockets >= srv->cfg->max_connections + HANDSHAKE_MARGIN) {
-		static const char busy[] =
-			"HTTP/1.1 503 Service Unavailable\r\n"
-			"Content-Length: 0\r\n"
-			"Connection: close\r\n\r\n";
-		metrics.refused[REFUSE_LIMIT]++;
-		(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT);
-		evutil_closesocket(fd);
-		free(c);
+	server_addr_string(sa, remote, sizeof(remote));
+	/* Every socket counts from its accept to its close: against the
+	 * port's cap, which keeps the descriptors the broker needs, and
+	 * against --max-per-ip by its peer address, handshakes too, so one
+	 * address cannot hold the port. A trusted proxy speaks for many
+	 * clients: its sockets are counted by the forwarded address once the
+	 * head is read (conn_handshake), bounded until then by the cap. */
+	if (srv->nsockets >= srv->ws_sockets_max) {
+		refuse_at_accept(fd, "connection limit reached");
 		return;
 	}
+	counted = !server_trusted_proxy(remote);
+	if (counted && srv->cfg->max_per_ip > 0 &&
+	    registry_ip_count(remote, IP_WS) >= srv->cfg->max_per_ip) {
+		refuse_at_accept(fd, "too many connections from this address");
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
 	evutil_make_socket_nonblocking(fd);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->fd = fd;
 	c->id = ++srv->next_conn_id;
 	c->state = CONN_HANDSHAKE;
 	c->deadline = mono_ms() + (int64_t)srv->cfg->handshake_timeout * 1000;
-	format_remote(sa, c->remote, sizeof(c->remote));
+	memcpy(c->remote, remote, sizeof(c->remote));
+	if (counted)
+		c->ip = registry_ip_hold(remote, IP_WS);
 	HASH_ADD(hh, srv->conns, id, sizeof(c->id), c);
 	srv->nsockets++;
 	c->watching = EV_READ;
@@ -382,14 +384,6 @@ static int origin_allowed(const struct ws_request *req)
 	return oh[0] && strcasecmp(oh, hh) == 0;
 }
 
-static int trusted_proxy(const char *ip)
-{
-	for (int i = 0; i < srv->cfg->ntrusted; i++)
-		if (strcmp(srv->cfg->trusted_proxies[i], ip) == 0)
-			return 1;
-	return 0;
-}
-
 /* The client address: the peer, or the last X-Forwarded-For entry when the
  * peer is a proxy the operator named. */
 static void apply_forwarded(struct conn *c, const struct ws_request *req)
@@ -399,7 +393,7 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 	char ip[48];
 	struct in6_addr a6;
 
-	if (req->forwarded_for.p == NULL || !trusted_proxy(c->remote))
+	if (req->forwarded_for.p == NULL || !server_trusted_proxy(c->remote))
 		return;
 	p = req->forwarded_for.p;
 	n = req->forwarded_for.n;
@@ -464,14 +458,12 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		conn_refuse(c, 503, "connection limit reached");
 		return 1;
 	}
-	if (srv->cfg->max_per_ip > 0) {
-		struct ipcount *ip = registry_ip_get(c->remote, 0);
-		if (ip && ip->n >= srv->cfg->max_per_ip) {
-			conn_refuse(c, 503,
-				    "too many connections from this "
-				    "address");
-			return 1;
-		}
+	/* Through a trusted proxy: counted by the forwarded address from
+	 * here on (the others were counted at the accept). */
+	if (c->ip == NULL && srv->cfg->max_per_ip > 0 &&
+	    registry_ip_count(c->remote, IP_WS) >= srv->cfg->max_per_ip) {
+		conn_refuse(c, 503, "too many connections from this address");
+		return 1;
 	}
 
 	/* Identity: query token, then Bearer, then subprotocol values. */
@@ -601,7 +593,8 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 	c->tokens_at = c->last_rx;
 	ws_parser_init(&c->parser, srv->cfg->max_message, 1);
 	c->parser.max_frames = (uint32_t)srv->cfg->max_frames;
-	c->ip = registry_ip_get(c->remote, 1);
+	if (c->ip == NULL)
+		c->ip = registry_ip_hold(c->remote, IP_WS);
 	registry_attach(c, id->uid);
 	srv->nconns++;
 	metrics.conns_opened++;

@@ -25,11 +25,11 @@ export async function startServer(opts = {}) {
   const args = ['serve', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0',
     '--db', db, ...(opts.noKeys ? [] : ['--api-key', API_KEY, '--admin-key', ADMIN_KEY]),
     ...(opts.args || [])];
-  // BASESTATION_WRAPPER runs the server under a tool, e.g. valgrind.
+  // BASESTATION_WRAPPER runs the server under a tool, e.g. valgrind;
+  // opts.prefix (e.g. ['prlimit', '--nofile=256:256']) goes before it.
   const wrap = process.env.BASESTATION_WRAPPER ? process.env.BASESTATION_WRAPPER.split(' ') : [];
-  const proc = wrap.length
-    ? spawn(wrap[0], [...wrap.slice(1), BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } })
-    : spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
+  const cmd = [...(opts.prefix || []), ...wrap, BIN, ...args];
+  const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
   const srv = { proc, db, dir, logs: '', stdout: '', exited: null };
   proc.stdout.on('data', (d) => { srv.stdout += d; });
   const exited = new Promise((resolve) => proc.on('exit', (code, sig) => { srv.exited = { code, sig }; resolve(srv.exited); }));

@@ -775,6 +775,43 @@ static const char *close_reason(uint16_t code)
 	}
 }
 
+/* The per-connection token bucket (--rate, --burst). Every text message
+ * and every ping takes a token (contract v2 §6: control frames count
+ * against the same limit; otherwise a ping flood is answered without end).
+ * A refused frame is answered rate_limited; a client that keeps sending
+ * past the bucket is closed with 1008. 0 go on, -1 refused. */
+int conn_rate_check(struct conn *c, const json_t *ref)
+{
+	const struct config *cfg = srv->cfg;
+	int64_t now;
+
+	if (cfg->rate <= 0)
+		return 0;
+	now = mono_ms();
+	c->tokens += (double)(now - c->tokens_at) * cfg->rate / 1000.0;
+	c->tokens_at = now;
+	if (c->tokens > cfg->burst) {
+		c->tokens = cfg->burst;
+		c->strikes = 0;
+	}
+	if (c->tokens >= 1.0) {
+		c->tokens -= 1.0;
+		return 0;
+	}
+	metrics.rate_limited++;
+	/* Refused frames past the bucket: the client ignores rate_limited. */
+	if (++c->strikes > (cfg->burst < 1000 ? (int)cfg->burst : 1000)) {
+		metrics.drop_rate++;
+		log_warn("conn.flood", "conn=%llu uid=%s",
+			 (unsigned long long)c->id, log_val(c->user->uid));
+		conn_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
+		return -1;
+	}
+	conn_send_error(c, ref, "rate_limited",
+			"more than %g messages per second", cfg->rate);
+	return -1;
+}
+
 static void handle_event(struct conn *c, const struct ws_event *ev)
 {
 	switch (ev->type) {
@@ -783,7 +820,8 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 		commands_handle(c, ev->data, ev->len);
 		break;
 	case WS_EV_PING:
-		send_ping_pong(c, WS_OP_PONG, ev->data, ev->len);
+		if (conn_rate_check(c, NULL) == 0)
+			send_ping_pong(c, WS_OP_PONG, ev->data, ev->len);
 		break;
 	case WS_EV_PONG:
 	case WS_EV_NONE:

@@ -132,7 +132,8 @@ enum post_kind {
 	POST_MESSAGE, /* fan out frame, then ack */
 	POST_ACK,     /* duplicate: ack only */
 	POST_TASK,    /* push task version to subscribers */
-	POST_REPLY,   /* send a prepared frame to one connection */
+	POST_REPLY,   /* send a prepared frame to one connection, or
+			 http_body with http_status to req */
 };
 
 struct post {

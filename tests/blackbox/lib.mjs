@@ -2,7 +2,7 @@
 // ports with a fresh database, issue tokens through the CLI, connect with
 // the `ws` client or a raw socket.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -25,8 +25,11 @@ export async function startServer(opts = {}) {
   const args = ['serve', '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0',
     '--db', db, ...(opts.noKeys ? [] : ['--api-key', API_KEY, '--admin-key', ADMIN_KEY]),
     ...(opts.args || [])];
-  // BASESTATION_WRAPPER runs the server under a tool, e.g. valgrind.
-  const wrap = process.env.BASESTATION_WRAPPER ? process.env.BASESTATION_WRAPPER.split(' ') : [];
+  // BASESTATION_WRAPPER runs the server under a tool, e.g. valgrind;
+  // opts.wrap (argv words, e.g. a shell that execs "$0" "$@") before it.
+  const wrap = [...(opts.wrap || []),
+    ...(process.env.BASESTATION_WRAPPER ? process.env.BASESTATION_WRAPPER.split(' ') : [])];
+  const slow = !!process.env.BASESTATION_WRAPPER;
   const proc = wrap.length
     ? spawn(wrap[0], [...wrap.slice(1), BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } })
     : spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
@@ -35,7 +38,7 @@ export async function startServer(opts = {}) {
   const exited = new Promise((resolve) => proc.on('exit', (code, sig) => { srv.exited = { code, sig }; resolve(srv.exited); }));
   srv.exitedPromise = exited;
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start:\n' + srv.logs)), wrap.length ? 60000 : 10000);
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + srv.logs)), slow ? 60000 : 10000);
     proc.stderr.on('data', (d) => {
       srv.logs += d;
       const m = /event=server\.ready .*ws_port=(\d+) .*http_port=(\d+)/.exec(srv.logs);
@@ -63,11 +66,23 @@ export async function startServer(opts = {}) {
     const t0 = Date.now();
     const r = await srv.stop();
     if (dir && !opts.keepDb) rmSync(dir, { recursive: true, force: true });
-    if (!srv.killed && (r.code !== 0 || (!wrap.length && Date.now() - t0 > 5000))) {
+    if (!srv.killed && (r.code !== 0 || (!slow && Date.now() - t0 > 5000))) {
       throw new Error(`server exit ${JSON.stringify(r)} after ${Date.now() - t0} ms\n` + srv.logs.slice(-4000));
     }
   };
   return srv;
+}
+
+// A test's skip reason when the program (a path, or a name looked up on
+// PATH) is missing, false when it is there. Under CI=true a missing tool is
+// a failure, never a silent skip: this throws, which fails the test file.
+export function needTool(prog, why) {
+  const found = prog.includes('/') ? existsSync(prog)
+    : (process.env.PATH || '').split(':').some((d) => d && existsSync(path.join(d, prog)));
+  if (found) return false;
+  const msg = `${prog} is missing (${why})`;
+  if (process.env.CI === 'true') throw new Error(`CI=true and ${msg}`);
+  return msg;
 }
 
 export function token(db, uid, role = 'user', ttl) {

@@ -79,6 +79,11 @@ struct conn {
 	unsigned wait_drain : 1;
 	unsigned slow : 1;
 	unsigned seed_shape : 1; /* some subscriptions use the seed shape */
+	unsigned token_opaque : 1; /* token_hash names its opaque token */
+	/* the token it authenticated with: closed 4001 when it is revoked
+	 * or expires (contract §10) */
+	int64_t token_exp; /* wall clock ms, 0 = never */
+	unsigned char token_hash[32];
 	int64_t replay_since;
 	int64_t replay_upto;
 	int replay_count;
@@ -173,6 +178,7 @@ struct server {
 	int64_t last_seq;      /* last seq handed out */
 	int64_t committed_seq; /* last seq known committed */
 	int64_t pruned_max_seq;
+	int64_t token_seq; /* token_changes read up to this seq */
 	struct post *post_head, **post_tail;
 	struct conn *replay_head, *replay_tail;
 	struct conn *reap;

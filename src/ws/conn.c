@@ -37,6 +37,11 @@
 #define MAX_TOKEN_CANDIDATES 4
 /* Sockets allowed in their handshake beyond --max-connections. */
 #define HANDSHAKE_MARGIN 1024
+/* Close code for a connection whose token was revoked or expired
+ * (contract §10). */
+#define CLOSE_TOKEN 4001
+/* Token changes handled per tick (the rest on the next ones). */
+#define TOKEN_CHANGES_MAX 1024
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -589,6 +594,16 @@ unauthorized:
 	return 1;
 }
 
+/* The connection remembers its token: it is closed when the token
+ * expires (conn_tick) or is revoked (check_token_changes). */
+static void remember_token(struct conn *c, const struct auth_identity *id)
+{
+	c->token_exp = id->expires_at;
+	c->token_opaque = id->opaque ? 1 : 0;
+	if (id->opaque)
+		memcpy(c->token_hash, id->hash, sizeof(c->token_hash));
+}
+
 static void conn_open(struct conn *c, const struct auth_identity *id)
 {
 	json_t *hello;
@@ -602,6 +617,7 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 	ws_parser_init(&c->parser, srv->cfg->max_message, 1);
 	c->parser.max_frames = (uint32_t)srv->cfg->max_frames;
 	c->ip = registry_ip_get(c->remote, 1);
+	remember_token(c, id);
 	registry_attach(c, id->uid);
 	srv->nconns++;
 	metrics.conns_opened++;
@@ -925,11 +941,67 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		conn_readable(c);
 }
 
-/* Heartbeats, idle and handshake deadlines. Called a few times a second. */
+static int hash_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+/* Tokens revoked, deleted or given another expiry since the last look, by
+ * this process or another one (`basestation token revoke` writes the
+ * database beside the broker): the triggers of schema 003 log them in
+ * token_changes, read here by seq. Nearly always that read finds nothing;
+ * when it finds changes, one walk over the connections closes those whose
+ * token no longer admits them. */
+static void check_token_changes(void)
+{
+	static unsigned char hash[TOKEN_CHANGES_MAX][32];
+	static int state[TOKEN_CHANGES_MAX];
+	static int64_t exp[TOKEN_CHANGES_MAX];
+	sqlite3 *db = store_db(srv->store);
+	int64_t from = srv->token_seq, wall = now_ms();
+	struct conn *c, *tmp;
+	int n = auth_token_changes(db, &srv->token_seq, hash,
+				   TOKEN_CHANGES_MAX);
+
+	if (n <= 0)
+		return;
+	qsort(hash, (size_t)n, sizeof(hash[0]), hash_cmp);
+	for (int i = 0; i < n; i++)
+		state[i] = -1; /* not looked up yet */
+	HASH_ITER(hh, srv->conns, c, tmp)
+	{
+		unsigned char(*h)[32];
+		size_t i;
+
+		if (c->state != CONN_OPEN || !c->token_opaque)
+			continue;
+		h = bsearch(c->token_hash, hash, (size_t)n, sizeof(hash[0]),
+			    hash_cmp);
+		if (h == NULL)
+			continue;
+		i = (size_t)(h - hash);
+		if (state[i] == -1)
+			state[i] = auth_token_state(db, hash[i], wall, &exp[i]);
+		if (state[i] == 0)
+			c->token_exp = exp[i]; /* still valid: maybe longer */
+		else if (state[i] == AUTH_TOKEN_EXPIRED)
+			conn_close(c, CLOSE_TOKEN, "token expired");
+		else if (state[i] > 0)
+			conn_close(c, CLOSE_TOKEN, "token revoked");
+		else
+			srv->token_seq = from; /* database error: again later */
+	}
+}
+
+/* Heartbeats, idle and handshake deadlines, token expiry and revocation.
+ * Called a few times a second. */
 void conn_tick(int64_t now)
 {
 	struct conn *c, *tmp;
 	const struct config *cfg = srv->cfg;
+	int64_t wall = now_ms();
+
+	check_token_changes();
 
 	HASH_ITER(hh, srv->conns, c, tmp)
 	{
@@ -949,9 +1021,11 @@ void conn_tick(int64_t now)
 				conn_kill(c);
 			break;
 		case CONN_OPEN:
-			if (cfg->idle_timeout > 0 &&
-			    now - c->last_rx >=
-				    (int64_t)cfg->idle_timeout * 1000) {
+			if (c->token_exp && wall >= c->token_exp) {
+				conn_close(c, CLOSE_TOKEN, "token expired");
+			} else if (cfg->idle_timeout > 0 &&
+				   now - c->last_rx >=
+					   (int64_t)cfg->idle_timeout * 1000) {
 				metrics.idle_close++;
 				conn_close(c, WS_CLOSE_GOING_AWAY,
 					   "idle timeout");

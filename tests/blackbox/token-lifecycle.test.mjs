@@ -11,7 +11,7 @@ import net from 'node:net';
 import crypto from 'node:crypto';
 import { rmSync } from 'node:fs';
 import {
-  BIN, API_KEY, startServer, tempDb, token, connect, openRawWs, frame, needTool, sleep,
+  BIN, API_KEY, startServer, tempDb, token, connect, openRawWs, frame, needTool, sleep, jwt,
 } from './lib.mjs';
 
 const noPrlimit = needTool('prlimit', 'util-linux: makes the database unwritable under a running broker');
@@ -113,5 +113,114 @@ test('POST /api/tokens: no 201 when the commit fails', { skip: noPrlimit, timeou
     if (a) a.terminate();
     await srv.cleanup();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---- revoked and expired tokens close their open connections (§10) ----
+
+const noSqlite = needTool('sqlite3', 'Debian package sqlite3: changes the tokens table by hand');
+
+// The close frame of ws within ms: { code, reason, after } (after: ms
+// since t0), or null when none came.
+async function closeOf(ws, t0, ms = 4000) {
+  const f = await ws.waitFor((x) => x.opcode === 8, ms);
+  return f ? { code: f.code, reason: f.reason, after: Date.now() - t0 } : null;
+}
+
+async function stillOpen(ws) {
+  ws.write(frame(1, JSON.stringify({ type: 'ping', ref: 'alive' })));
+  return !!(await ws.json((j) => j.type === 'pong' && j.ref === 'alive', 3000));
+}
+
+test('`basestation token revoke` closes that token\'s open connections with 4001 within 1 s', async () => {
+  const srv = await startServer();
+  const open = [];
+  try {
+    const t1 = token(srv.db, 'rev');
+    const t2 = token(srv.db, 'rev');
+    const a = await openRawWs(srv.wsPort, t1); open.push(a);
+    const b = await openRawWs(srv.wsPort, t1); open.push(b);
+    const other = await openRawWs(srv.wsPort, t2); open.push(other);
+    execFileSync(BIN, ['token', 'revoke', t1, '--db', srv.db], { stdio: 'ignore' });
+    const t0 = Date.now();
+    for (const ws of [a, b]) {
+      const c = await closeOf(ws, t0);
+      assert.ok(c, 'no close frame after the revocation');
+      assert.deepEqual([c.code, c.reason], [4001, 'token revoked']);
+      // 1 s is the contract; the slack is for a loaded test machine.
+      assert.ok(c.after < 2500, `closed ${c.after} ms after the revocation`);
+    }
+    // The same user's connection with another token is not touched.
+    assert.ok(await stillOpen(other));
+    await assert.rejects(openRawWs(srv.wsPort, t1), /401/);
+  } finally {
+    for (const ws of open) ws.destroy();
+    await srv.cleanup();
+  }
+});
+
+test('an opaque token\'s connection is closed with 4001 "token expired" at its expiry', async () => {
+  const srv = await startServer();
+  let ws;
+  try {
+    const t = token(srv.db, 'ttl', 'user', 2);
+    const t0 = Date.now();
+    ws = await openRawWs(srv.wsPort, t);
+    const c = await closeOf(ws, t0, 6000);
+    assert.ok(c, 'still open after the token expired');
+    assert.deepEqual([c.code, c.reason], [4001, 'token expired']);
+    assert.ok(c.after >= 1500, `closed after ${c.after} ms, before the expiry`);
+  } finally {
+    if (ws) ws.destroy();
+    await srv.cleanup();
+  }
+});
+
+test('a JWT\'s connection is closed with 4001 "token expired" at its exp', async () => {
+  const secret = 'jwt-secret-for-expiry-test';
+  const srv = await startServer({ args: ['--jwt-secret', secret] });
+  let ws, keep;
+  try {
+    const now = Math.floor(Date.now() / 1000);
+    const t0 = Date.now();
+    ws = await openRawWs(srv.wsPort, jwt(secret, { sub: 'jwt-user', exp: now + 2 }));
+    keep = await openRawWs(srv.wsPort, jwt(secret, { sub: 'jwt-user', exp: now + 3600 }));
+    const c = await closeOf(ws, t0, 6000);
+    assert.ok(c, 'still open after exp');
+    assert.deepEqual([c.code, c.reason], [4001, 'token expired']);
+    assert.ok(c.after >= 500, `closed after ${c.after} ms, before exp`);
+    assert.ok(await stillOpen(keep));
+  } finally {
+    if (ws) ws.destroy();
+    if (keep) keep.destroy();
+    await srv.cleanup();
+  }
+});
+
+test('a token deleted or cut short by hand in the database closes its connections too', { skip: noSqlite }, async () => {
+  const srv = await startServer();
+  const open = [];
+  const sql = (q) => execFileSync('sqlite3', ['-cmd', '.timeout 5000', srv.db, q]);
+  const prefix = (t) => crypto.createHash('sha256').update(t).digest('hex').slice(0, 8);
+  try {
+    const gone = token(srv.db, 'byhand');
+    const short = token(srv.db, 'byhand');
+    const longer = token(srv.db, 'byhand', 'user', 3);
+    const a = await openRawWs(srv.wsPort, gone); open.push(a);
+    const b = await openRawWs(srv.wsPort, short); open.push(b);
+    const c = await openRawWs(srv.wsPort, longer); open.push(c);
+    sql(`DELETE FROM tokens WHERE prefix = '${prefix(gone)}'`);
+    let t0 = Date.now();
+    assert.deepEqual(await closeOf(a, t0).then((x) => x && [x.code, x.reason]), [4001, 'token revoked']);
+    sql(`UPDATE tokens SET expires_at = ${Date.now() - 1000} WHERE prefix = '${prefix(short)}'`);
+    t0 = Date.now();
+    assert.deepEqual(await closeOf(b, t0).then((x) => x && [x.code, x.reason]), [4001, 'token expired']);
+    // An expiry moved later is honoured: not closed at the old one.
+    sql(`UPDATE tokens SET expires_at = NULL WHERE prefix = '${prefix(longer)}'`);
+    await sleep(4000);
+    assert.ok(await stillOpen(c), 'closed at the expiry the token no longer has');
+  } finally {
+    for (const ws of open) ws.destroy();
+    await srv.cleanup();
   }
 });

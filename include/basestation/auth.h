@@ -18,6 +18,15 @@ struct auth_identity {
 	enum auth_role role;
 	int64_t expires_at; /* ms since epoch, 0 = never */
 	char prefix[9];	    /* first 8 hex chars of sha256(token), for logs */
+	int opaque;	    /* 1: an opaque token, and hash is its sha256 */
+	unsigned char hash[32];
+};
+
+/* Why a stored token does not admit (auth_token_state). */
+enum {
+	AUTH_TOKEN_UNKNOWN = 1, /* no such row: never issued, or deleted */
+	AUTH_TOKEN_REVOKED = 2,
+	AUTH_TOKEN_EXPIRED = 3,
 };
 
 /* "user" / "producer" / "admin" -> role; -1 for anything else.
@@ -48,6 +57,26 @@ int auth_token_revoke(sqlite3 *db, const char *token);
  */
 int auth_token_verify(sqlite3 *db, const char *token, size_t len,
 		      int64_t now_ms, struct auth_identity *id);
+
+/*
+ * The state, at now_ms, of the opaque token whose sha256 is hash: 0 valid
+ * (*expires_at: its expiry in ms, 0 = never), AUTH_TOKEN_UNKNOWN,
+ * AUTH_TOKEN_REVOKED or AUTH_TOKEN_EXPIRED, -2 database error.
+ */
+int auth_token_state(sqlite3 *db, const unsigned char hash[32], int64_t now_ms,
+		     int64_t *expires_at);
+
+/*
+ * The change log of tokens (table token_changes, written by triggers when a
+ * token is revoked, deleted or gets another expiry, by any process).
+ * auth_token_changes_head: the newest seq in it (0 when empty), -1 on a
+ * database error. auth_token_changes: the hashes of the changes after
+ * *after, oldest first, at most max of them, moving *after past what it
+ * read; returns how many, -1 on a database error (*after unchanged).
+ */
+int64_t auth_token_changes_head(sqlite3 *db);
+int auth_token_changes(sqlite3 *db, int64_t *after, unsigned char (*hash)[32],
+		       int max);
 
 /*
  * Check an HS256 JWT: header alg must be "HS256" (anything else refused,

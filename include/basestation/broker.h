@@ -80,6 +80,11 @@ struct conn {
 	unsigned wait_drain : 1;
 	unsigned slow : 1;
 	unsigned seed_shape : 1; /* some subscriptions use the seed shape */
+	unsigned token_opaque : 1; /* token_hash names its opaque token */
+	/* the token it authenticated with: closed 4001 when it is revoked
+	 * or expires (contract §10) */
+	int64_t token_exp; /* wall clock ms, 0 = never */
+	unsigned char token_hash[32];
 	int64_t replay_since;
 	int64_t replay_upto;
 	int replay_count;
@@ -139,7 +144,8 @@ enum post_kind {
 	POST_MESSAGE, /* fan out frame, then ack */
 	POST_ACK,     /* duplicate: ack only */
 	POST_TASK,    /* push task version to subscribers */
-	POST_REPLY,   /* send a prepared frame to one connection */
+	POST_REPLY,   /* send a prepared frame to one connection, or
+			 http_body with http_status to req */
 };
 
 struct post {
@@ -183,6 +189,7 @@ struct server {
 	int64_t last_seq;      /* last seq handed out */
 	int64_t committed_seq; /* last seq known committed */
 	int64_t pruned_max_seq;
+	int64_t token_seq; /* token_changes read up to this seq */
 	struct post *post_head, **post_tail;
 	struct conn *replay_head, *replay_tail;
 	struct conn *reap;
@@ -232,6 +239,9 @@ void conn_send_error(struct conn *c, const json_t *ref, const char *code,
 		     const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void conn_close(struct conn *c, uint16_t code, const char *reason);
+/* The rate limit: one token per text message or ping. 0 go on; -1 refused
+ * (answered rate_limited with ref, or closed 1008 for flooding). */
+int conn_rate_check(struct conn *c, const json_t *ref);
 /* Close c as a slow consumer (1008), counted and logged. */
 void conn_cut_slow(struct conn *c, uint64_t buffered);
 /* Drop the TCP connection without a close frame. */

@@ -247,58 +247,127 @@ fail:
 	return rc;
 }
 
-int auth_token_verify(sqlite3 *db, const char *token, size_t len,
-		      int64_t now_ms, struct auth_identity *id)
+/* The tokens row whose hash is hash, judged at now_ms: 0 valid (fills
+ * *id), or AUTH_TOKEN_UNKNOWN / _REVOKED / _EXPIRED, or -2 database error. */
+static int token_row(sqlite3 *db, const unsigned char hash[32], int64_t now_ms,
+		     struct auth_identity *id)
 {
 	static const char sql[] = "SELECT uid, role, expires_at, revoked_at "
 				  "FROM tokens WHERE hash = ?1";
-	unsigned char hash[32];
 	sqlite3_stmt *st = NULL;
 	const unsigned char *uid;
 	int uidlen, role, step, rc = -2;
 	int64_t exp;
 
-	if (token == NULL || len == 0 || len > AUTH_TOKEN_MAX)
-		return -1;
-	if (db == NULL || id == NULL || sha256(token, len, hash) != 0)
-		return -2;
-
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		goto fail;
-	if (sqlite3_bind_blob(st, 1, hash, sizeof(hash), SQLITE_STATIC))
+	if (sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC))
 		goto fail;
 	step = sqlite3_step(st);
 	if (step == SQLITE_DONE) {
-		rc = -1; /* unknown */
+		rc = AUTH_TOKEN_UNKNOWN;
 		goto fail;
 	}
 	if (step != SQLITE_ROW)
 		goto fail;
 
-	rc = -1;
+	rc = AUTH_TOKEN_REVOKED;
 	if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-		goto fail; /* revoked */
+		goto fail;
 	exp = 0;
 	if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
 		exp = sqlite3_column_int64(st, 2);
+		rc = AUTH_TOKEN_EXPIRED;
 		if (exp <= now_ms)
-			goto fail; /* expired */
+			goto fail;
 	}
+	rc = AUTH_TOKEN_UNKNOWN; /* a row we did not write: refuse */
 	role = auth_role_parse((const char *)sqlite3_column_text(st, 1));
 	uid = sqlite3_column_text(st, 0);
 	uidlen = sqlite3_column_bytes(st, 0);
 	if (role < 0 || uid == NULL ||
 	    !auth_uid_valid((const char *)uid, (size_t)uidlen))
-		goto fail; /* a row we did not write: refuse */
+		goto fail;
 
 	memset(id, 0, sizeof(*id));
 	memcpy(id->uid, uid, (size_t)uidlen);
 	id->uid[uidlen] = '\0';
 	id->role = (enum auth_role)role;
 	id->expires_at = exp;
+	id->opaque = 1;
+	memcpy(id->hash, hash, 32);
 	hex_prefix(hash, id->prefix);
 	rc = 0;
 fail:
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int auth_token_verify(sqlite3 *db, const char *token, size_t len,
+		      int64_t now_ms, struct auth_identity *id)
+{
+	unsigned char hash[32];
+	int rc;
+
+	if (token == NULL || len == 0 || len > AUTH_TOKEN_MAX)
+		return -1;
+	if (db == NULL || id == NULL || sha256(token, len, hash) != 0)
+		return -2;
+	rc = token_row(db, hash, now_ms, id);
+	return rc > 0 ? -1 : rc;
+}
+
+int auth_token_state(sqlite3 *db, const unsigned char hash[32], int64_t now_ms,
+		     int64_t *expires_at)
+{
+	struct auth_identity id;
+	int rc = token_row(db, hash, now_ms, &id);
+
+	if (rc == 0)
+		*expires_at = id.expires_at;
+	return rc;
+}
+
+int64_t auth_token_changes_head(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t seq = -1;
+
+	if (sqlite3_prepare_v2(db,
+			       "SELECT coalesce(max(seq), 0) FROM "
+			       "token_changes",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		seq = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return seq;
+}
+
+int auth_token_changes(sqlite3 *db, int64_t *after, unsigned char (*hash)[32],
+		       int max)
+{
+	static const char sql[] = "SELECT seq, hash FROM token_changes WHERE "
+				  "seq > ?1 ORDER BY seq LIMIT ?2";
+	sqlite3_stmt *st = NULL;
+	int64_t from = *after;
+	int n = 0, step;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, *after) || sqlite3_bind_int(st, 2, max)) {
+		n = -1;
+		goto out;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		*after = sqlite3_column_int64(st, 0);
+		if (sqlite3_column_bytes(st, 1) != 32)
+			continue; /* not a hash we wrote */
+		memcpy(hash[n++], sqlite3_column_blob(st, 1), 32);
+	}
+	if (step != SQLITE_DONE) {
+		*after = from;
+		n = -1;
+	}
+out:
+	sqlite3_finalize(st);
+	return n;
 }

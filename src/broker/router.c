@@ -257,7 +257,12 @@ void router_post_commit(int ok)
 			break;
 		case POST_REPLY: {
 			struct conn *c = conn_find(p->conn_id);
-			if (c && ok)
+			if (p->req && ok)
+				http_reply_json(p->req, p->http_status,
+						json_incref(p->http_body));
+			else if (p->req)
+				http_error(p->req, 503, "commit failed");
+			else if (c && ok)
 				conn_send_frame(c, p->frame);
 			else if (c)
 				conn_send_error(c, p->ref, "internal",

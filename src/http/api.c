@@ -8,6 +8,7 @@
 #include "basestation/metrics.h"
 #include "basestation/store.h"
 #include "basestation/tasks.h"
+#include "basestation/xalloc.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -171,6 +172,12 @@ static void api_tokens(struct evhttp_request *req)
 		http_error(req, 400, "'ttl' must be seconds (integer >= 0)");
 		goto out;
 	}
+	/* Inside the loop turn's transaction, answered once it is committed
+	 * (contract v2 §6): a 201 names a token that survives a crash. */
+	if (server_write_begin() < 0) {
+		http_error(req, 503, "store unavailable");
+		goto out;
+	}
 	if (auth_token_issue(
 		    store_db(srv->store), json_string_value(uid),
 		    (enum auth_role)r,
@@ -187,7 +194,12 @@ static void api_tokens(struct evhttp_request *req)
 			      auth_role_name((enum auth_role)r));
 	json_object_set_new(o, "expires_at",
 			    exp ? json_integer(exp) : json_null());
-	http_reply_json(req, 201, o);
+	struct post *p = xcalloc(1, sizeof(*p));
+	p->kind = POST_REPLY;
+	p->req = req;
+	p->http_status = 201;
+	p->http_body = o;
+	server_post(p);
 out:
 	json_decref(b);
 }

@@ -270,39 +270,6 @@ void commands_free(struct command *cmd)
 
 /* ---- dispatch ---- */
 
-/* Token bucket. Returns 0 to go on, -1 when the frame is refused. */
-static int rate_check(struct conn *c, const json_t *ref)
-{
-	const struct config *cfg = srv->cfg;
-	int64_t now;
-
-	if (cfg->rate <= 0)
-		return 0;
-	now = mono_ms();
-	c->tokens += (double)(now - c->tokens_at) * cfg->rate / 1000.0;
-	c->tokens_at = now;
-	if (c->tokens > cfg->burst) {
-		c->tokens = cfg->burst;
-		c->strikes = 0;
-	}
-	if (c->tokens >= 1.0) {
-		c->tokens -= 1.0;
-		return 0;
-	}
-	metrics.rate_limited++;
-	/* Refused frames past the bucket: the client ignores rate_limited. */
-	if (++c->strikes > (cfg->burst < 1000 ? (int)cfg->burst : 1000)) {
-		metrics.drop_rate++;
-		log_warn("conn.flood", "conn=%llu uid=%s",
-			 (unsigned long long)c->id, log_val(c->user->uid));
-		conn_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
-		return -1;
-	}
-	conn_send_error(c, ref, "rate_limited",
-			"more than %g messages per second", cfg->rate);
-	return -1;
-}
-
 static void pong(struct conn *c, const json_t *ref)
 {
 	json_t *o = json_pack("{s:s}", "type", "pong");
@@ -377,7 +344,7 @@ void commands_handle(struct conn *c, const uint8_t *data, size_t len)
 	struct command cmd;
 	int rc = commands_parse(data, len, &cmd);
 
-	if (rate_check(c, cmd.ref) == 0) {
+	if (conn_rate_check(c, cmd.ref) == 0) {
 		if (rc < 0)
 			conn_send_error(c, cmd.ref, cmd.code, "%s", cmd.err);
 		else

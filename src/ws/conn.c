@@ -35,6 +35,11 @@
  * try costs a hash and a database lookup, and one request head can offer
  * thousands of values. Browsers offer one or two. */
 #define MAX_TOKEN_CANDIDATES 4
+/* Close code for a connection whose token was revoked or expired
+ * (contract §10). */
+#define CLOSE_TOKEN 4001
+/* Token changes handled per tick (the rest on the next ones). */
+#define TOKEN_CHANGES_MAX 1024
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -581,6 +586,16 @@ unauthorized:
 	return 1;
 }
 
+/* The connection remembers its token: it is closed when the token
+ * expires (conn_tick) or is revoked (check_token_changes). */
+static void remember_token(struct conn *c, const struct auth_identity *id)
+{
+	c->token_exp = id->expires_at;
+	c->token_opaque = id->opaque ? 1 : 0;
+	if (id->opaque)
+		memcpy(c->token_hash, id->hash, sizeof(c->token_hash));
+}
+
 static void conn_open(struct conn *c, const struct auth_identity *id)
 {
 	json_t *hello;
@@ -595,6 +610,7 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 	c->parser.max_frames = (uint32_t)srv->cfg->max_frames;
 	if (c->ip == NULL)
 		c->ip = registry_ip_hold(c->remote, IP_WS);
+	remember_token(c, id);
 	registry_attach(c, id->uid);
 	srv->nconns++;
 	metrics.conns_opened++;
@@ -768,6 +784,43 @@ static const char *close_reason(uint16_t code)
 	}
 }
 
+/* The per-connection token bucket (--rate, --burst). Every text message
+ * and every ping takes a token (contract v2 §6: control frames count
+ * against the same limit; otherwise a ping flood is answered without end).
+ * A refused frame is answered rate_limited; a client that keeps sending
+ * past the bucket is closed with 1008. 0 go on, -1 refused. */
+int conn_rate_check(struct conn *c, const json_t *ref)
+{
+	const struct config *cfg = srv->cfg;
+	int64_t now;
+
+	if (cfg->rate <= 0)
+		return 0;
+	now = mono_ms();
+	c->tokens += (double)(now - c->tokens_at) * cfg->rate / 1000.0;
+	c->tokens_at = now;
+	if (c->tokens > cfg->burst) {
+		c->tokens = cfg->burst;
+		c->strikes = 0;
+	}
+	if (c->tokens >= 1.0) {
+		c->tokens -= 1.0;
+		return 0;
+	}
+	metrics.rate_limited++;
+	/* Refused frames past the bucket: the client ignores rate_limited. */
+	if (++c->strikes > (cfg->burst < 1000 ? (int)cfg->burst : 1000)) {
+		metrics.drop_rate++;
+		log_warn("conn.flood", "conn=%llu uid=%s",
+			 (unsigned long long)c->id, log_val(c->user->uid));
+		conn_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
+		return -1;
+	}
+	conn_send_error(c, ref, "rate_limited",
+			"more than %g messages per second", cfg->rate);
+	return -1;
+}
+
 static void handle_event(struct conn *c, const struct ws_event *ev)
 {
 	switch (ev->type) {
@@ -776,7 +829,8 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 		commands_handle(c, ev->data, ev->len);
 		break;
 	case WS_EV_PING:
-		send_ping_pong(c, WS_OP_PONG, ev->data, ev->len);
+		if (conn_rate_check(c, NULL) == 0)
+			send_ping_pong(c, WS_OP_PONG, ev->data, ev->len);
 		break;
 	case WS_EV_PONG:
 	case WS_EV_NONE:
@@ -880,11 +934,67 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		conn_readable(c);
 }
 
-/* Heartbeats, idle and handshake deadlines. Called a few times a second. */
+static int hash_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+/* Tokens revoked, deleted or given another expiry since the last look, by
+ * this process or another one (`basestation token revoke` writes the
+ * database beside the broker): the triggers of schema 003 log them in
+ * token_changes, read here by seq. Nearly always that read finds nothing;
+ * when it finds changes, one walk over the connections closes those whose
+ * token no longer admits them. */
+static void check_token_changes(void)
+{
+	static unsigned char hash[TOKEN_CHANGES_MAX][32];
+	static int state[TOKEN_CHANGES_MAX];
+	static int64_t exp[TOKEN_CHANGES_MAX];
+	sqlite3 *db = store_db(srv->store);
+	int64_t from = srv->token_seq, wall = now_ms();
+	struct conn *c, *tmp;
+	int n = auth_token_changes(db, &srv->token_seq, hash,
+				   TOKEN_CHANGES_MAX);
+
+	if (n <= 0)
+		return;
+	qsort(hash, (size_t)n, sizeof(hash[0]), hash_cmp);
+	for (int i = 0; i < n; i++)
+		state[i] = -1; /* not looked up yet */
+	HASH_ITER(hh, srv->conns, c, tmp)
+	{
+		unsigned char(*h)[32];
+		size_t i;
+
+		if (c->state != CONN_OPEN || !c->token_opaque)
+			continue;
+		h = bsearch(c->token_hash, hash, (size_t)n, sizeof(hash[0]),
+			    hash_cmp);
+		if (h == NULL)
+			continue;
+		i = (size_t)(h - hash);
+		if (state[i] == -1)
+			state[i] = auth_token_state(db, hash[i], wall, &exp[i]);
+		if (state[i] == 0)
+			c->token_exp = exp[i]; /* still valid: maybe longer */
+		else if (state[i] == AUTH_TOKEN_EXPIRED)
+			conn_close(c, CLOSE_TOKEN, "token expired");
+		else if (state[i] > 0)
+			conn_close(c, CLOSE_TOKEN, "token revoked");
+		else
+			srv->token_seq = from; /* database error: again later */
+	}
+}
+
+/* Heartbeats, idle and handshake deadlines, token expiry and revocation.
+ * Called a few times a second. */
 void conn_tick(int64_t now)
 {
 	struct conn *c, *tmp;
 	const struct config *cfg = srv->cfg;
+	int64_t wall = now_ms();
+
+	check_token_changes();
 
 	HASH_ITER(hh, srv->conns, c, tmp)
 	{
@@ -904,9 +1014,11 @@ void conn_tick(int64_t now)
 				conn_kill(c);
 			break;
 		case CONN_OPEN:
-			if (cfg->idle_timeout > 0 &&
-			    now - c->last_rx >=
-				    (int64_t)cfg->idle_timeout * 1000) {
+			if (c->token_exp && wall >= c->token_exp) {
+				conn_close(c, CLOSE_TOKEN, "token expired");
+			} else if (cfg->idle_timeout > 0 &&
+				   now - c->last_rx >=
+					   (int64_t)cfg->idle_timeout * 1000) {
 				metrics.idle_close++;
 				conn_close(c, WS_CLOSE_GOING_AWAY,
 					   "idle timeout");

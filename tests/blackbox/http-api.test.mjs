@@ -61,9 +61,10 @@ test('/api needs the API key and refuses the admin key; /admin the reverse', asy
 
 test('without --api-key/--admin-key, /api and /admin answer 401 to everything', async () => {
   const s = await startServer({ noKeys: true });
-  // An empty key (e.g. BASESTATION_API_KEY= in an env file) is no key.
-  const e = await startServer({ noKeys: true, env: { BASESTATION_API_KEY: '', BASESTATION_ADMIN_KEY: '' } });
+  let e;
   try {
+    // An empty key (e.g. BASESTATION_API_KEY= in an env file) is no key.
+    e = await startServer({ noKeys: true, env: { BASESTATION_API_KEY: '', BASESTATION_ADMIN_KEY: '' } });
     for (const x of [s, e]) {
       for (const [m, p, b] of [...API_ENDPOINTS, ...ADMIN_ENDPOINTS]) {
         for (const k of [null, API_KEY, ADMIN_KEY, 'x']) assert401(await api(x, m, p, b, k), `${m} ${p} key=${k}`);
@@ -81,7 +82,7 @@ test('without --api-key/--admin-key, /api and /admin answer 401 to everything', 
     }
   } finally {
     await s.cleanup();
-    await e.cleanup();
+    if (e) await e.cleanup();
   }
 });
 

@@ -2,7 +2,7 @@
 // ports with a fresh database, issue tokens through the CLI, connect with
 // the `ws` client or a raw socket.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -26,16 +26,18 @@ export async function startServer(opts = {}) {
     '--db', db, ...(opts.noKeys ? [] : ['--api-key', API_KEY, '--admin-key', ADMIN_KEY]),
     ...(opts.args || [])];
   // BASESTATION_WRAPPER runs the server under a tool, e.g. valgrind;
-  // opts.prefix (e.g. ['prlimit', '--nofile=256:256']) goes before it.
+  // opts.prefix (e.g. ['prlimit', '--nofile=256:256']) and opts.wrap (argv
+  // words, e.g. a shell that execs "$0" "$@") go before it.
   const wrap = process.env.BASESTATION_WRAPPER ? process.env.BASESTATION_WRAPPER.split(' ') : [];
-  const cmd = [...(opts.prefix || []), ...wrap, BIN, ...args];
+  const slow = !!process.env.BASESTATION_WRAPPER;
+  const cmd = [...(opts.prefix || []), ...(opts.wrap || []), ...wrap, BIN, ...args];
   const proc = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
   const srv = { proc, db, dir, logs: '', stdout: '', exited: null };
   proc.stdout.on('data', (d) => { srv.stdout += d; });
   const exited = new Promise((resolve) => proc.on('exit', (code, sig) => { srv.exited = { code, sig }; resolve(srv.exited); }));
   srv.exitedPromise = exited;
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start:\n' + srv.logs)), wrap.length ? 60000 : 10000);
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + srv.logs)), slow ? 60000 : 10000);
     proc.stderr.on('data', (d) => {
       srv.logs += d;
       const m = /event=server\.ready .*ws_port=(\d+) .*http_port=(\d+)/.exec(srv.logs);
@@ -63,11 +65,23 @@ export async function startServer(opts = {}) {
     const t0 = Date.now();
     const r = await srv.stop();
     if (dir && !opts.keepDb) rmSync(dir, { recursive: true, force: true });
-    if (!srv.killed && (r.code !== 0 || (!wrap.length && Date.now() - t0 > 5000))) {
+    if (!srv.killed && (r.code !== 0 || (!slow && Date.now() - t0 > 5000))) {
       throw new Error(`server exit ${JSON.stringify(r)} after ${Date.now() - t0} ms\n` + srv.logs.slice(-4000));
     }
   };
   return srv;
+}
+
+// A test's skip reason when the program (a path, or a name looked up on
+// PATH) is missing, false when it is there. Under CI=true a missing tool is
+// a failure, never a silent skip: this throws, which fails the test file.
+export function needTool(prog, why) {
+  const found = prog.includes('/') ? existsSync(prog)
+    : (process.env.PATH || '').split(':').some((d) => d && existsSync(path.join(d, prog)));
+  if (found) return false;
+  const msg = `${prog} is missing (${why})`;
+  if (process.env.CI === 'true') throw new Error(`CI=true and ${msg}`);
+  return msg;
 }
 
 export function token(db, uid, role = 'user', ttl) {

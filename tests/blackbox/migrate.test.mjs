@@ -4,11 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { startServer, connect, tempDb, BIN } from './lib.mjs';
 
 const SRC = process.env.BASESTATION_SOURCE || path.resolve(import.meta.dirname, '../..');
+// The newest schema version: one migration per schema/NNN_*.sql file.
+const LATEST = readdirSync(path.join(SRC, 'schema')).filter((f) => /^\d{3}_.*\.sql$/.test(f)).length;
 const sqlite = (db, sql) => execFileSync('sqlite3', [db], { input: sql, encoding: 'utf8' });
 
 test('a version-1 database is migrated, history and epoch kept', async () => {
@@ -20,8 +22,9 @@ test('a version-1 database is migrated, history and epoch kept', async () => {
   `);
   const srv = await startServer({ db });
   try {
-    assert.match(srv.logs, /event=store\.migrate version=2/);
-    assert.equal(sqlite(db, 'PRAGMA user_version;').trim(), String(2));
+    for (let v = 2; v <= LATEST; v++) assert.match(srv.logs, new RegExp(`event=store\\.migrate version=${v}\\b`));
+    assert.doesNotMatch(srv.logs, /event=store\.migrate version=1\b/);
+    assert.equal(sqlite(db, 'PRAGMA user_version;').trim(), String(LATEST));
     assert.equal(sqlite(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_ts';").trim(), '0');
     const b = await connect(srv, 'bob', { query: { since: '0', epoch: '00112233445566778899aabbccddeeff' } });
     assert.equal(b.hello.epoch, '00112233445566778899aabbccddeeff');

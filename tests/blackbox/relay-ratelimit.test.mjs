@@ -2,7 +2,7 @@
 // client that keeps flooding is closed with 1008.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, sleep } from './lib.mjs';
+import { startServer, connect, sleep, rawWs, frame } from './lib.mjs';
 
 let srv;
 before(async () => { srv = await startServer({ args: ['--rate', '10', '--burst', '5'] }); });
@@ -35,4 +35,32 @@ test('a client that keeps flooding is closed 1008', async () => {
   assert.match(metrics, /basestation_drops_total\{reason="rate_limit"\} 1/);
   assert.match(metrics, /basestation_rate_limited_total [1-9]/);
   await other.close();
+});
+
+// Contract v2 §6: control frames (ping) count against the same limit.
+test('WebSocket pings take tokens from the same bucket as messages', async () => {
+  const ws = await rawWs(srv, 'pinger');
+  try {
+    for (let i = 0; i < 5; i++) ws.write(frame(9, 'p' + i));
+    assert.ok(await ws.waitFor((f) => f.opcode === 10 && f.payload.toString() === 'p4'));
+    ws.write(frame(1, JSON.stringify({ type: 'ping', ref: 'after' })));
+    const reply = await ws.json((j) => j.ref === 'after');
+    assert.equal(reply.type, 'error');
+    assert.equal(reply.code, 'rate_limited');
+  } finally { ws.destroy(); }
+});
+
+test('a ping flood is not answered without end: closed 1008', async () => {
+  const ws = await rawWs(srv, 'pingflood');
+  try {
+    const flood = [];
+    for (let i = 0; i < 2000; i++) flood.push(frame(9, 'x'));
+    ws.write(Buffer.concat(flood));
+    const c = await ws.closed();
+    assert.equal(c.code, 1008);
+    const pongs = ws.frames.filter((f) => f.opcode === 10).length;
+    // The bucket holds 5; a few more may refill while the flood is read.
+    assert.ok(pongs <= 10, `${pongs} pongs for 2000 pings`);
+    assert.ok(ws.frames.some((f) => f.json && f.json.code === 'rate_limited'));
+  } finally { ws.destroy(); }
 });

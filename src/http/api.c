@@ -259,15 +259,10 @@ static void healthz(struct evhttp_request *req)
 static void metrics_page(struct evhttp_request *req)
 {
 	struct evbuffer *b = evbuffer_new();
-	size_t rooms = 0;
-	struct room *r, *tmp;
-	HASH_ITER(hh, srv->rooms, r, tmp)
-	{
-		if (r->nmembers > 0)
-			rooms++;
-	}
+	/* A room record exists exactly while the room has a member. */
 	metrics_render(b, (uint64_t)srv->nconns, (uint64_t)srv->users_online,
-		       rooms, tasks_count(), (uint64_t)srv->committed_seq);
+		       registry_nusers(), registry_nrooms(), tasks_count(),
+		       (uint64_t)srv->committed_seq);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Content-Type",
 			  "text/plain; version=0.0.4; charset=utf-8");

@@ -7,24 +7,9 @@
 // allocation, so there only the gauges are checked).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { startServer, connect, api, jwt, sleep, BIN, Client } from './lib.mjs';
+import { startServer, connect, api, jwt, sleep, Client, rssBytes, metricValue, SANITIZED } from './lib.mjs';
 
-const sanitized = /lib[a-z]*san\.so/.test(spawnSync('ldd', [BIN], { encoding: 'utf8' }).stdout || '');
 const MiB = 1024 * 1024;
-
-function rss(srv) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8'));
-  return Number(m[1]) * 1024;
-}
-
-async function gauge(srv, name) {
-  const text = await (await fetch(srv.http + '/metrics')).text();
-  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
-  assert.ok(m, `no ${name} in /metrics`);
-  return Number(m[1]);
-}
 
 // Send the frames, then wait until as many replies of the given types
 // arrived (bounded in time). Returns those replies.
@@ -69,26 +54,26 @@ test('refused joins and join/leave pairs leave no room behind', async () => {
   try {
     a = await connect(srv, 'alice');
     await exchange(a, [{ type: 'join', room: 'home' }], ['joined']);
-    assert.equal(await gauge(srv, 'basestation_rooms'), 1);
+    assert.equal(await metricValue(srv, 'basestation_rooms'), 1);
 
     // Over --max-rooms once alice is in 2 rooms: every join is refused.
     await exchange(a, [{ type: 'join', room: 'second' }], ['joined']);
     await refusedJoins(a, 'warm', 5000);
-    const before = rss(srv);
+    const before = rssBytes(srv);
     await refusedJoins(a, 'refused', 50000);
-    const grew = rss(srv) - before;
-    assert.equal(await gauge(srv, 'basestation_rooms'), 2, 'refused joins made rooms');
-    if (!sanitized) assert.ok(grew < MiB, `50k refused joins grew RSS by ${grew} bytes`);
+    const grew = rssBytes(srv) - before;
+    assert.equal(await metricValue(srv, 'basestation_rooms'), 2, 'refused joins made rooms');
+    if (!SANITIZED) assert.ok(grew < MiB, `50k refused joins grew RSS by ${grew} bytes`);
 
     // Back to one room: join and leave 30,000 rooms never seen before.
     await exchange(a, [{ type: 'leave', room: 'second' }], ['left']);
-    assert.equal(await gauge(srv, 'basestation_rooms'), 1);
+    assert.equal(await metricValue(srv, 'basestation_rooms'), 1);
     await joinLeave(a, 'warm', 5000);
-    const before2 = rss(srv);
+    const before2 = rssBytes(srv);
     await joinLeave(a, 'pair', 30000);
-    const grew2 = rss(srv) - before2;
-    assert.equal(await gauge(srv, 'basestation_rooms'), 1, 'rooms left behind by join/leave');
-    if (!sanitized) assert.ok(grew2 < MiB, `30k join/leave pairs grew RSS by ${grew2} bytes`);
+    const grew2 = rssBytes(srv) - before2;
+    assert.equal(await metricValue(srv, 'basestation_rooms'), 1, 'rooms left behind by join/leave');
+    if (!SANITIZED) assert.ok(grew2 < MiB, `30k join/leave pairs grew RSS by ${grew2} bytes`);
 
     // A room member still gets room messages after all that churn.
     const b = await connect(srv, 'bob');
@@ -109,7 +94,7 @@ test('publishing to a room nobody is in makes no room record', async () => {
       const r = await api(srv, 'POST', '/api/publish', { room: `empty-${i}`, data: i });
       assert.equal(r.status, 200);
     }
-    assert.equal(await gauge(srv, 'basestation_rooms'), 0);
+    assert.equal(await metricValue(srv, 'basestation_rooms'), 0);
   } finally { await srv.cleanup(); }
 });
 
@@ -129,15 +114,15 @@ test('a user record goes with its last connection and keeps its inbox cursor', a
       await Promise.all(cs.map((c) => c.close()));
     }
     const deadline = Date.now() + 5000;
-    while (await gauge(srv, 'basestation_connections') > 0 && Date.now() < deadline) await sleep(20);
-    assert.equal(await gauge(srv, 'basestation_users'), 0, 'user records of gone users');
+    while (await metricValue(srv, 'basestation_connections') > 0 && Date.now() < deadline) await sleep(20);
+    assert.equal(await metricValue(srv, 'basestation_users'), 0, 'user records of gone users');
 
     // A member's record stays while offline (the room needs it) ...
     const m = await open('member');
     await exchange(m, [{ type: 'join', room: 'club' }], ['joined']);
     await m.close();
     await sleep(100);
-    assert.equal(await gauge(srv, 'basestation_users'), 1);
+    assert.equal(await metricValue(srv, 'basestation_users'), 1);
 
     // ... and a freed one reads its cursor back: carol saw message 1 live,
     // message 2 came while she was away; her inbox is message 2 only.
@@ -146,7 +131,7 @@ test('a user record goes with its last connection and keeps its inbox cursor', a
     assert.equal((await carol.next('message')).seq, s1);
     await carol.close();
     await sleep(100);
-    assert.equal(await gauge(srv, 'basestation_users'), 1, "carol's record went with her");
+    assert.equal(await metricValue(srv, 'basestation_users'), 1, "carol's record went with her");
     const s2 = (await api(srv, 'POST', '/api/publish', { to: 'carol', data: 'two' })).json.seq;
     carol = await open('carol');
     const inbox = await carol.next('message');

@@ -145,7 +145,8 @@ struct post {
 	struct task *task;	    /* holds a reference (tasks.c) */
 	struct evhttp_request *req; /* HTTP caller waiting for the commit */
 	int http_status;
-	json_t *http_body; /* reply body for req (for POST_TASK) */
+	char *snap; /* POST_TASK: this version's snapshot, JSON text */
+	size_t snap_len;
 };
 
 struct server {

@@ -68,21 +68,28 @@ void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
 	evhttp_send_reply(req, status, http_reason(status), body);
 }
 
-void http_reply_json(struct evhttp_request *req, int status, json_t *body)
+void http_reply_text(struct evhttp_request *req, int status, const char *json,
+		     size_t n)
 {
 	struct evbuffer *b = evbuffer_new();
-	char *s = json_dumps(body, JSON_COMPACT);
 
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Content-Type", "application/json");
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Cache-Control", "no-store");
-	if (s) {
-		evbuffer_add(b, s, strlen(s));
+	if (json) {
+		evbuffer_add(b, json, n);
 		evbuffer_add(b, "\n", 1);
 	}
 	http_send(req, status, b);
 	evbuffer_free(b);
+}
+
+void http_reply_json(struct evhttp_request *req, int status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+
+	http_reply_text(req, status, s, s ? strlen(s) : 0);
 	free(s);
 	json_decref(body);
 }

@@ -2,14 +2,16 @@
 // gives back, must not stay in the broker's memory. Room records live while
 // the room has a member, user records while the user is connected or a
 // member. Checked two ways: the /metrics gauges basestation_rooms and
-// basestation_users (exact, every build), and the broker's VmRSS (plain
-// builds; a sanitizer build keeps freed memory in quarantine and pads every
-// allocation, so there only the gauges are checked).
+// basestation_users (exact), and the broker's VmRSS (on a sanitizer build
+// with its quarantine off, see MEMORY_ENV).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, api, jwt, sleep, Client, rssBytes, metricValue, SANITIZED } from './lib.mjs';
+import { startServer, connect, api, jwt, sleep, Client, rssBytes, metricValue, MEMORY_ENV, SANITIZED } from './lib.mjs';
 
 const MiB = 1024 * 1024;
+// The issue's bound; a sanitizer build's own bookkeeping needs some more
+// (measured: plain under 0.1 MiB, ASan under 0.6 MiB; before the fix 7 MiB).
+const LIMIT = SANITIZED ? 2 * MiB : MiB;
 
 // Send the frames, then wait until as many replies of the given types
 // arrived (bounded in time). Returns those replies.
@@ -49,7 +51,7 @@ async function joinLeave(c, tag, n) {
 }
 
 test('refused joins and join/leave pairs leave no room behind', async () => {
-  const srv = await startServer({ args: ['--rate', '0', '--max-rooms', '2', '--retention-count', '0'] });
+  const srv = await startServer({ args: ['--rate', '0', '--max-rooms', '2', '--retention-count', '0'], env: MEMORY_ENV });
   let a;
   try {
     a = await connect(srv, 'alice');
@@ -63,7 +65,7 @@ test('refused joins and join/leave pairs leave no room behind', async () => {
     await refusedJoins(a, 'refused', 50000);
     const grew = rssBytes(srv) - before;
     assert.equal(await metricValue(srv, 'basestation_rooms'), 2, 'refused joins made rooms');
-    if (!SANITIZED) assert.ok(grew < MiB, `50k refused joins grew RSS by ${grew} bytes`);
+    assert.ok(grew < LIMIT, `50k refused joins grew RSS by ${grew} bytes`);
 
     // Back to one room: join and leave 30,000 rooms never seen before.
     await exchange(a, [{ type: 'leave', room: 'second' }], ['left']);
@@ -73,7 +75,7 @@ test('refused joins and join/leave pairs leave no room behind', async () => {
     await joinLeave(a, 'pair', 30000);
     const grew2 = rssBytes(srv) - before2;
     assert.equal(await metricValue(srv, 'basestation_rooms'), 1, 'rooms left behind by join/leave');
-    if (!SANITIZED) assert.ok(grew2 < MiB, `30k join/leave pairs grew RSS by ${grew2} bytes`);
+    assert.ok(grew2 < LIMIT, `30k join/leave pairs grew RSS by ${grew2} bytes`);
 
     // A room member still gets room messages after all that churn.
     const b = await connect(srv, 'bob');

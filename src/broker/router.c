@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -517,8 +518,12 @@ static int replay_chunk(struct conn *c, int *budget)
 	}
 	if (limit > left)
 		limit = left;
-	n = store_replay(srv->store, c->user->uid, c->last_seq, c->replay_upto,
-			 limit, replay_row, c);
+	/* The statement reads the uid while replay_row sends: a copy, since
+	 * a connection cut on the way may free its user record. */
+	char uid[AUTH_UID_MAX + 1];
+	snprintf(uid, sizeof(uid), "%s", c->user->uid);
+	n = store_replay(srv->store, uid, c->last_seq, c->replay_upto, limit,
+			 replay_row, c);
 	if (n < 0) {
 		c->replay_complete = 0;
 		replay_finish(c);

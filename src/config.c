@@ -88,6 +88,15 @@ static const struct opt opts[] = {
 	{"task-retention", "BASESTATION_TASK_RETENTION", OPT_I64,
 	 O(task_retention), "SECONDS",
 	 "keep finished tasks this long (default 604800)"},
+	{"task-idle-retention", "BASESTATION_TASK_IDLE_RETENTION", OPT_I64,
+	 O(task_idle_retention), "SECONDS",
+	 "delete unfinished tasks not updated for this long, 0 = never "
+	 "(default 604800)"},
+	{"max-tasks", "BASESTATION_MAX_TASKS", OPT_INT, O(max_tasks), "N",
+	 "tasks held at once; past it the oldest finished one goes, else "
+	 "too_large (default 10000)"},
+	{"max-steps", "BASESTATION_MAX_STEPS", OPT_INT, O(max_steps), "N",
+	 "steps of one task (default 100)"},
 	{"max-rooms", "BASESTATION_MAX_ROOMS", OPT_INT, O(max_rooms), "N",
 	 "rooms one user may join (default 256)"},
 	{"max-replay", "BASESTATION_MAX_REPLAY", OPT_INT, O(max_replay), "N",
@@ -128,6 +137,9 @@ void config_defaults(struct config *c)
 	c->retention_age = 7 * 86400;
 	c->retention_count = 1000000;
 	c->task_retention = 7 * 86400;
+	c->task_idle_retention = 7 * 86400;
+	c->max_tasks = 10000;
+	c->max_steps = 100;
 	c->max_rooms = 256;
 	c->max_replay = 10000;
 	c->max_http_body = 1 << 20;

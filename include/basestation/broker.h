@@ -43,10 +43,6 @@ struct held {
 	struct shbuf *frame;
 };
 
-struct conn_room {
-	struct room *room;
-};
-
 struct conn {
 	uint64_t id;
 	UT_hash_handle hh; /* srv->conns, by id */
@@ -155,12 +151,15 @@ struct post {
 	uint64_t conn_id; /* sender: gets the ack, excluded from the room */
 	json_t *ref;
 	struct shbuf *frame;
-	char *to_uid; /* direct message recipient (owned) */
-	struct room *room;
-	struct task *task;
+	/* Recipient, owned, looked up at fan-out: a room or user record may
+	 * come and go while the post waits for its commit. */
+	char *to_uid;		    /* direct message */
+	char *room_name;	    /* room message */
+	struct task *task;	    /* holds a reference (tasks.c) */
 	struct evhttp_request *req; /* HTTP caller waiting for the commit */
 	int http_status;
-	json_t *http_body; /* reply body for req (for POST_TASK) */
+	char *snap; /* POST_TASK: this version's snapshot, JSON text */
+	size_t snap_len;
 };
 
 struct server {
@@ -254,13 +253,22 @@ uint64_t conn_out_buffered(const struct conn *c);
 struct conn *conn_find(uint64_t id);
 
 /* ---- registry.c ---- */
+/* Find a record; with create, make it if missing (a new user's inbox
+ * cursor is read from the store). A record is freed once nothing needs it
+ * (see registry.c), so a created one must be attached or joined at once.
+ * Never keep a pointer to either across loop turns. */
 struct user *registry_user(const char *uid, int create);
 struct room *registry_room(const char *name, int create);
 void registry_attach(struct conn *c, const char *uid);
+/* Frees c's user when this was its last connection and it is in no room. */
 void registry_detach(struct conn *c);
 /* 1 added, 0 already a member */
 int registry_join(struct user *u, struct room *r, int64_t joined_seq);
+/* 1 removed, 0 not a member. Frees r when u was its last member. */
 int registry_leave(struct user *u, struct room *r);
+/* Records held now (the /metrics gauges). */
+size_t registry_nusers(void);
+size_t registry_nrooms(void);
 int registry_is_member(const struct user *u, const struct room *r);
 /* Sockets counted for ip on port (0 when none). */
 int registry_ip_count(const char *ip, enum ip_port port);

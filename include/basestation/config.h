@@ -45,6 +45,11 @@ struct config {
 	int sync_full;
 	int log_level;
 	int demo;
+
+	/* tasks, with task_retention above */
+	int64_t task_idle_retention; /* s an unfinished task nobody updates */
+	int max_tasks;		     /* tasks held at once */
+	int max_steps;		     /* steps of one task */
 };
 
 void config_defaults(struct config *c);

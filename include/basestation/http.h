@@ -38,6 +38,9 @@ struct evbuffer;
 void http_send(struct evhttp_request *req, int status, struct evbuffer *body);
 /* The reason phrase for an HTTP status ("Not Found"). */
 const char *http_reason(int status);
+/* Send n bytes of JSON text (NULL: empty body) with status. */
+void http_reply_text(struct evhttp_request *req, int status, const char *json,
+		     size_t n);
 /* Send body (stolen) as JSON with status. */
 void http_reply_json(struct evhttp_request *req, int status, json_t *body);
 /* {"error": msg} with status. */

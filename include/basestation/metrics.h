@@ -51,7 +51,7 @@ void metrics_commit_observe(double seconds);
 
 /* Append the exposition text. gauges are passed in by the caller. */
 void metrics_render(struct evbuffer *out, uint64_t connections,
-		    uint64_t users_online, uint64_t rooms, uint64_t tasks,
-		    uint64_t last_seq);
+		    uint64_t users_online, uint64_t users, uint64_t rooms,
+		    uint64_t tasks, uint64_t last_seq);
 
 #endif

@@ -61,9 +61,10 @@ int store_user_put(struct store *s, const char *uid, int64_t cursor,
 
 typedef void (*store_member_cb)(void *arg, const char *room, const char *uid,
 				int64_t joined_seq);
-typedef void (*store_user_cb)(void *arg, const char *uid, int64_t cursor);
 int store_load_members(struct store *s, store_member_cb cb, void *arg);
-int store_load_users(struct store *s, store_user_cb cb, void *arg);
+/* The user's stored inbox cursor: 1 found (*cursor set), 0 no row, -1
+ * error. Sees the open transaction. */
+int store_user_get(struct store *s, const char *uid, int64_t *cursor);
 
 /* Messages for uid (direct, or in a room it is a member of since it
  * joined) with since < seq <= upto, in seq order, at most limit. Calls cb

@@ -3,6 +3,15 @@
  * connections, room -> members and their live connections. Membership is
  * durable (the members table) and loaded at start, so routing never asks
  * the database who is in a room.
+ *
+ * Records live exactly as long as something needs them, so what a client
+ * can make the broker hold is bounded by what it is entitled to (its
+ * connections, its --max-rooms memberships): a room while it has a member
+ * (its connections are those of members), a user while it has a connection
+ * or a membership. Nothing else keeps a pointer to either across loop
+ * turns: queued posts name their room or recipient and look it up at
+ * fan-out. A user's inbox cursor is in the users table, written when its
+ * last connection goes, and read back when the record is made again.
  */
 #include "basestation/broker.h"
 #include "basestation/log.h"
@@ -16,11 +25,18 @@
 struct user *registry_user(const char *uid, int create)
 {
 	struct user *u;
+	int64_t cursor = 0;
+
 	HASH_FIND_STR(srv->users, uid, u);
 	if (u || !create)
 		return u;
+	/* No row (a new user): inbox from the start. A read error does the
+	 * same: messages delivered twice rather than lost. */
+	if (store_user_get(srv->store, uid, &cursor) < 0)
+		cursor = 0;
 	u = xcalloc(1, sizeof(*u));
 	u->uid = xstrdup(uid);
+	u->cursor = cursor;
 	HASH_ADD_KEYPTR(hh, srv->users, u->uid, strlen(u->uid), u);
 	return u;
 }
@@ -35,6 +51,39 @@ struct room *registry_room(const char *name, int create)
 	r->name = xstrdup(name);
 	HASH_ADD_KEYPTR(hh, srv->rooms, r->name, strlen(r->name), r);
 	return r;
+}
+
+static void room_free(struct room *r)
+{
+	struct member *m, *mt;
+
+	HASH_ITER(hh, r->members, m, mt)
+	{
+		HASH_DEL(r->members, m);
+		free(m);
+	}
+	HASH_DEL(srv->rooms, r);
+	free(r->conns);
+	free(r->name);
+	free(r);
+}
+
+static void user_free(struct user *u)
+{
+	HASH_DEL(srv->users, u);
+	free(u->rooms);
+	free(u->uid);
+	free(u);
+}
+
+size_t registry_nusers(void)
+{
+	return HASH_COUNT(srv->users);
+}
+
+size_t registry_nrooms(void)
+{
+	return HASH_COUNT(srv->rooms);
 }
 
 static void room_add_conn(struct room *r, struct conn *c)
@@ -105,8 +154,14 @@ void registry_detach(struct conn *c)
 		int64_t cur = c->replaying ? c->last_seq : srv->committed_seq;
 		if (cur > u->cursor)
 			u->cursor = cur;
+		/* The record goes when nothing needs it; the cursor stays in
+		 * the users table. If this write is lost (no transaction, or
+		 * its commit fails), the stored cursor is older: the next
+		 * inbox repeats messages, it never skips one. */
 		if (server_write_begin() == 0)
 			store_user_put(srv->store, u->uid, u->cursor, now_ms());
+		if (u->nrooms == 0)
+			user_free(u);
 	}
 }
 
@@ -157,6 +212,9 @@ int registry_leave(struct user *u, struct room *r)
 		u->rooms[i] = u->rooms[--u->nrooms];
 	for (struct conn *c = u->conns; c; c = c->unext)
 		room_del_conn(r, c);
+	/* Its last member gone, the room has no connection either. */
+	if (r->nmembers == 0)
+		room_free(r);
 	return 1;
 }
 
@@ -198,44 +256,26 @@ static void load_member(void *arg, const char *room, const char *uid,
 	registry_join(u, r, joined_seq);
 }
 
-static void load_user(void *arg, const char *uid, int64_t cursor)
-{
-	(void)arg;
-	registry_user(uid, 1)->cursor = cursor;
-}
-
+/* Members only: other users' records are made when they connect. */
 void registry_load(void)
 {
-	if (store_load_users(srv->store, load_user, NULL) < 0 ||
-	    store_load_members(srv->store, load_member, NULL) < 0)
-		fatal("cannot load users and rooms from the store");
+	if (store_load_members(srv->store, load_member, NULL) < 0)
+		fatal("cannot load rooms from the store");
 }
 
 void registry_free(void)
 {
 	struct user *u, *ut;
 	struct room *r, *rt;
-	struct member *m, *mt;
 	struct ipcount *e, *et;
 
 	HASH_ITER(hh, srv->rooms, r, rt)
 	{
-		HASH_ITER(hh, r->members, m, mt)
-		{
-			HASH_DEL(r->members, m);
-			free(m);
-		}
-		HASH_DEL(srv->rooms, r);
-		free(r->conns);
-		free(r->name);
-		free(r);
+		room_free(r);
 	}
 	HASH_ITER(hh, srv->users, u, ut)
 	{
-		HASH_DEL(srv->users, u);
-		free(u->rooms);
-		free(u->uid);
-		free(u);
+		user_free(u);
 	}
 	HASH_ITER(hh, srv->ips, e, et)
 	{

@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,10 +130,12 @@ void router_send(struct conn *from, const char *from_uid, const char *to_uid,
 	p->conn_id = from ? from->id : 0;
 	p->ref = ref ? json_incref(ref) : NULL;
 	p->frame = frame_message(&m);
+	/* Only names: a room nobody is in gets no record (the message is
+	 * stored all the same, bounded by retention like any other). */
 	if (room)
-		p->room = registry_room(room, 1);
+		p->room_name = xstrdup(room);
 	else
-		p->to_uid = strdup(to_uid);
+		p->to_uid = xstrdup(to_uid);
 	p->req = req;
 	server_post(p);
 	free(text);
@@ -205,11 +208,16 @@ void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame)
 
 static void fan_out(struct post *p)
 {
-	if (p->room) {
-		struct room *r = p->room;
-		/* Deliveries cannot change the room's connection list: a slow
-		 * consumer is detached, so iterate over a copy of the count
-		 * and re-check the slot. */
+	struct room *r;
+
+	/* Both looked up now, not when stored: a connection that opened in
+	 * between has already replayed up to the last commit. */
+	if (p->room_name) {
+		if ((r = registry_room(p->room_name, 0)) == NULL)
+			return; /* no member (left since) */
+		/* A delivery can shrink the room's connection list (a slow
+		 * consumer is detached; the room stays, its membership does
+		 * not change), so re-check the slot before moving on. */
 		for (int i = 0; i < r->nconns;) {
 			struct conn *c = r->conns[i];
 			if (c->id != p->conn_id)
@@ -218,8 +226,8 @@ static void fan_out(struct post *p)
 				i++;
 		}
 	} else if (p->to_uid) {
-		/* Looked up now, not when stored: a connection that opened in
-		 * between has already replayed up to the last commit. */
+		/* A cut slow consumer may free u with its last connection;
+		 * then next is NULL. */
 		struct user *u = registry_user(p->to_uid, 0);
 		struct conn *c = u ? u->conns : NULL, *next;
 		for (; c; c = next) {
@@ -275,8 +283,9 @@ void router_post_commit(int ok)
 		}
 		shbuf_unref(p->frame);
 		json_decref(p->ref);
-		json_decref(p->http_body);
+		free(p->snap);
 		free(p->to_uid);
+		free(p->room_name);
 		free(p);
 	}
 }
@@ -301,9 +310,10 @@ static void reply_after_commit(struct conn *c, json_t *obj, json_t *ref)
 void router_join(struct conn *c, const char *name, json_t *ref)
 {
 	struct user *u = c->user;
-	struct room *r = registry_room(name, 1);
+	struct room *r = registry_room(name, 0);
 
-	if (!registry_is_member(u, r)) {
+	/* Refusals make no record: the room exists once it has a member. */
+	if (r == NULL || !registry_is_member(u, r)) {
 		if (u->nrooms >= srv->cfg->max_rooms) {
 			conn_send_error(c, ref, "forbidden",
 					"at most %d rooms per user",
@@ -317,7 +327,7 @@ void router_join(struct conn *c, const char *name, json_t *ref)
 					"store unavailable");
 			return;
 		}
-		registry_join(u, r, srv->last_seq);
+		registry_join(u, registry_room(name, 1), srv->last_seq);
 		log_info("room.join", "room=%s uid=%s", log_val(name),
 			 log_val(u->uid));
 	}
@@ -513,8 +523,12 @@ static int replay_chunk(struct conn *c, int *budget)
 	}
 	if (limit > left)
 		limit = left;
-	n = store_replay(srv->store, c->user->uid, c->last_seq, c->replay_upto,
-			 limit, replay_row, c);
+	/* The statement reads the uid while replay_row sends: a copy, since
+	 * a connection cut on the way may free its user record. */
+	char uid[AUTH_UID_MAX + 1];
+	snprintf(uid, sizeof(uid), "%s", c->user->uid);
+	n = store_replay(srv->store, uid, c->last_seq, c->replay_upto, limit,
+			 replay_row, c);
 	if (n < 0) {
 		c->replay_complete = 0;
 		replay_finish(c);

@@ -69,21 +69,28 @@ void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
 	evhttp_send_reply(req, status, http_reason(status), body);
 }
 
-void http_reply_json(struct evhttp_request *req, int status, json_t *body)
+void http_reply_text(struct evhttp_request *req, int status, const char *json,
+		     size_t n)
 {
 	struct evbuffer *b = evbuffer_new();
-	char *s = json_dumps(body, JSON_COMPACT);
 
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Content-Type", "application/json");
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Cache-Control", "no-store");
-	if (s) {
-		evbuffer_add(b, s, strlen(s));
+	if (json) {
+		evbuffer_add(b, json, n);
 		evbuffer_add(b, "\n", 1);
 	}
 	http_send(req, status, b);
 	evbuffer_free(b);
+}
+
+void http_reply_json(struct evhttp_request *req, int status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+
+	http_reply_text(req, status, s, s ? strlen(s) : 0);
 	free(s);
 	json_decref(body);
 }
@@ -271,15 +278,10 @@ static void healthz(struct evhttp_request *req)
 static void metrics_page(struct evhttp_request *req)
 {
 	struct evbuffer *b = evbuffer_new();
-	size_t rooms = 0;
-	struct room *r, *tmp;
-	HASH_ITER(hh, srv->rooms, r, tmp)
-	{
-		if (r->nmembers > 0)
-			rooms++;
-	}
+	/* A room record exists exactly while the room has a member. */
 	metrics_render(b, (uint64_t)srv->nconns, (uint64_t)srv->users_online,
-		       rooms, tasks_count(), (uint64_t)srv->committed_seq);
+		       registry_nusers(), registry_nrooms(), tasks_count(),
+		       (uint64_t)srv->committed_seq);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Content-Type",
 			  "text/plain; version=0.0.4; charset=utf-8");

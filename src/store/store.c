@@ -27,6 +27,7 @@ enum {
 	ST_MEMBER_PUT,
 	ST_MEMBER_DEL,
 	ST_USER_PUT,
+	ST_USER_GET,
 	ST_REPLAY,
 	ST_PRUNE_AGE,
 	ST_PRUNE_SEQ,
@@ -55,6 +56,7 @@ static const char *const sql_text[ST_N] = {
 			"(?1, ?2, ?3) ON CONFLICT (uid) DO UPDATE SET "
 			"cursor = excluded.cursor, last_seen = "
 			"excluded.last_seen",
+	[ST_USER_GET] = "SELECT cursor FROM users WHERE uid = ?1",
 	[ST_REPLAY] =
 		"SELECT seq, ts, sender, to_uid, room, data FROM messages "
 		"WHERE to_uid = ?1 AND seq > ?2 AND seq <= ?3 "
@@ -515,18 +517,24 @@ int store_load_members(struct store *s, store_member_cb cb, void *arg)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int store_load_users(struct store *s, store_user_cb cb, void *arg)
+int store_user_get(struct store *s, const char *uid, int64_t *cursor)
 {
-	sqlite3_stmt *st;
-	int rc;
-	if (sqlite3_prepare_v2(s->db, "SELECT uid, cursor FROM users", -1, &st,
-			       NULL) != SQLITE_OK)
+	sqlite3_stmt *st = s->st[ST_USER_GET];
+	int rc, found = 0;
+	bind_text(st, 1, uid);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*cursor = sqlite3_column_int64(st, 0);
+		found = 1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_error("store.error", "op=user_get msg=%s",
+			  log_val(sqlite3_errmsg(s->db)));
 		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		cb(arg, (const char *)sqlite3_column_text(st, 0),
-		   sqlite3_column_int64(st, 1));
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
+	}
+	return found;
 }
 
 int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,

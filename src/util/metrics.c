@@ -38,8 +38,8 @@ static void gauge(struct evbuffer *o, const char *name, const char *help,
 }
 
 void metrics_render(struct evbuffer *o, uint64_t connections,
-		    uint64_t users_online, uint64_t rooms, uint64_t tasks,
-		    uint64_t last_seq)
+		    uint64_t users_online, uint64_t users, uint64_t rooms,
+		    uint64_t tasks, uint64_t last_seq)
 {
 	static const char *reasons[REFUSE_N] = {
 		"bad_request", "unauthorized", "forbidden", "not_found",
@@ -52,6 +52,8 @@ void metrics_render(struct evbuffer *o, uint64_t connections,
 	      connections);
 	gauge(o, "basestation_users_online",
 	      "Users with at least one connection.", users_online);
+	gauge(o, "basestation_users",
+	      "Users held in memory: connected or a member of a room.", users);
 	gauge(o, "basestation_rooms", "Rooms with at least one member.", rooms);
 	gauge(o, "basestation_tasks", "Tasks stored.", tasks);
 	gauge(o, "basestation_last_seq", "Newest message sequence number.",

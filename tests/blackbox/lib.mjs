@@ -1,8 +1,8 @@
 // Shared helpers for the black-box tests: start the real binary on free
 // ports with a fresh database, issue tokens through the CLI, connect with
 // the `ws` client or a raw socket.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -351,4 +351,29 @@ export function jwt(secret, claims, header = { alg: 'HS256', typ: 'JWT' }) {
   const body = b64(header) + '.' + b64(claims);
   const sig = header.alg === 'HS256' ? crypto.createHmac('sha256', secret).update(body).digest('base64url') : '';
   return body + '.' + sig;
+}
+
+// ---- memory checks ----
+
+// Environment for a broker whose RSS a test measures. A sanitizer build
+// keeps freed memory in quarantine (256 MiB by default), which would hide
+// whether it is reused: turn the quarantine off there, so RSS means the
+// same on every build (allocations stay padded; bounds must allow that).
+export const SANITIZED = /lib[a-z]*san\.so/.test(spawnSync('ldd', [BIN], { encoding: 'utf8' }).stdout || '');
+export const MEMORY_ENV = SANITIZED
+  ? { ASAN_OPTIONS: [process.env.ASAN_OPTIONS, 'quarantine_size_mb=0'].filter(Boolean).join(':') }
+  : {};
+
+// The broker's resident set (VmRSS), in bytes.
+export function rssBytes(srv) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${srv.proc.pid}/status`, 'utf8'));
+  return Number(m[1]) * 1024;
+}
+
+// The value of an unlabelled sample of GET /metrics (throws when absent).
+export async function metricValue(srv, name) {
+  const text = await (await fetch(srv.http + '/metrics')).text();
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+  if (!m) throw new Error(`no ${name} in /metrics`);
+  return Number(m[1]);
 }

@@ -75,7 +75,7 @@ struct conn {
 	unsigned in_replay_queue : 1;
 	unsigned wait_drain : 1;
 	unsigned slow : 1;
-	unsigned seed_shape : 1; /* some subscriptions use the seed shape */
+	unsigned seed_shape : 1;   /* some subscriptions use the seed shape */
 	unsigned token_opaque : 1; /* token_hash names its opaque token */
 	/* the token it authenticated with: closed 4001 when it is revoked
 	 * or expires (contract §10) */
@@ -158,7 +158,8 @@ struct post {
 	struct task *task;	    /* holds a reference (tasks.c) */
 	struct evhttp_request *req; /* HTTP caller waiting for the commit */
 	int http_status;
-	char *snap; /* POST_TASK: this version's snapshot, JSON text */
+	json_t *http_body; /* POST_REPLY to req */
+	char *snap;	   /* POST_TASK: this version's snapshot, JSON text */
 	size_t snap_len;
 };
 

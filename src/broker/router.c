@@ -283,6 +283,7 @@ void router_post_commit(int ok)
 		}
 		shbuf_unref(p->frame);
 		json_decref(p->ref);
+		json_decref(p->http_body);
 		free(p->snap);
 		free(p->to_uid);
 		free(p->room_name);

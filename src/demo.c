@@ -95,16 +95,15 @@ int demo_start(void)
 	printf("\nbasestation demo — open these links in two browser "
 	       "windows:\n");
 	for (size_t i = 0; i < 2; i++) {
-		if (auth_token_issue(store_db(srv->store), demo_users[i],
-				     ROLE_USER, 86400, token, sizeof(token),
-				     &exp) < 0)
+		if (store_token_issue(srv->store, demo_users[i], ROLE_USER,
+				      86400, token, sizeof(token), &exp) < 0)
 			return -1;
 		printf("  %-6s http://127.0.0.1:%d/?uid=%s&token=%s&ws=%d\n",
 		       demo_users[i], srv->http_port, demo_users[i], token,
 		       srv->ws_port);
 	}
-	if (auth_token_issue(store_db(srv->store), "demo-admin", ROLE_ADMIN,
-			     86400, token, sizeof(token), &exp) == 0)
+	if (store_token_issue(srv->store, "demo-admin", ROLE_ADMIN, 86400,
+			      token, sizeof(token), &exp) == 0)
 		printf("  admin  http://127.0.0.1:%d/?uid=demo-admin&token=%s"
 		       "&ws=%d\n",
 		       srv->http_port, token, srv->ws_port);

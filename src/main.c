@@ -156,8 +156,8 @@ static int cmd_token(int argc, char **argv)
 		struct store *s = open_store(db_path(db));
 		if (s == NULL)
 			return 1;
-		int rc = auth_token_issue(store_db(s), uid, (enum auth_role)r,
-					  ttl, out, sizeof(out), &exp);
+		int rc = store_token_issue(s, uid, (enum auth_role)r, ttl, out,
+					   sizeof(out), &exp);
 		store_close(s);
 		if (rc < 0) {
 			fprintf(stderr, "basestation: could not store the "
@@ -175,7 +175,7 @@ static int cmd_token(int argc, char **argv)
 	struct store *s = open_store(db_path(db));
 	if (s == NULL)
 		return 1;
-	int rc = auth_token_revoke(store_db(s), tok);
+	int rc = store_token_revoke(s, tok, now_ms());
 	store_close(s);
 	if (rc < 0) {
 		fprintf(stderr, "basestation: database error\n");

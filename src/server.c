@@ -496,7 +496,7 @@ int server_run(struct config *cfg)
 	s.last_seq = s.committed_seq = store_max_seq(s.store);
 	s.pruned_max_seq = store_counter_get(s.store, "pruned_max_seq");
 	/* Token changes from before this start concern no connection. */
-	s.token_seq = auth_token_changes_head(store_db(s.store));
+	s.token_seq = store_token_changes_head(s.store);
 	if (s.token_seq < 0)
 		s.token_seq = 0;
 	metrics.retention =

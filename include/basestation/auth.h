@@ -1,12 +1,14 @@
 /*
- * Authentication: opaque tokens (stored as SHA-256 hashes) and HS256 JWTs.
+ * Authentication, crypto and checks only: opaque tokens (made here, stored
+ * by the store as SHA-256 hashes and judged here), HS256 JWTs, roles, uids,
+ * constant-time comparison. No I/O and no database: the store keeps the
+ * tokens table (src/store/tokens.c).
  */
 #ifndef BASESTATION_AUTH_H
 #define BASESTATION_AUTH_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sqlite3.h>
 
 #define AUTH_UID_MAX   128 /* bytes, without NUL */
 #define AUTH_TOKEN_MAX 4096
@@ -22,7 +24,7 @@ struct auth_identity {
 	unsigned char hash[32];
 };
 
-/* Why a stored token does not admit (auth_token_state). */
+/* Why a stored token does not admit (auth_token_judge). */
 enum {
 	AUTH_TOKEN_UNKNOWN = 1, /* no such row: never issued, or deleted */
 	AUTH_TOKEN_REVOKED = 2,
@@ -38,45 +40,33 @@ const char *auth_role_name(enum auth_role r);
  * control characters, or valid UTF-8 without control characters. 1 ok. */
 int auth_uid_valid(const char *uid, size_t len);
 
-/*
- * Issue an opaque token for uid with role, valid ttl_s seconds (0 = never
- * expires). Writes the token (NUL-terminated, ~46 chars, "bs_" + base64url
- * of 32 random bytes) to out (>= 64 bytes), and the expiry (ms, 0 = never)
- * to *expires_at. Only sha256(token) is stored. 0 ok, -1 error.
- */
-int auth_token_issue(sqlite3 *db, const char *uid, enum auth_role role,
-		     int64_t ttl_s, char *out, size_t outsz,
-		     int64_t *expires_at);
-
-/* Revoke. 1 revoked, 0 unknown or already revoked, -1 database error. */
-int auth_token_revoke(sqlite3 *db, const char *token);
+struct token_record;
 
 /*
- * Check an opaque token. 0 valid (fills *id), -1 unknown / revoked /
- * expired, -2 database error. now_ms is the current time.
+ * Make an opaque token for uid with role, valid ttl_s seconds from now_ms
+ * (0 = never expires): the token ("bs_" + base64url of 32 random bytes,
+ * NUL-terminated, 46 chars) in out (>= 64 bytes), and the row to store in
+ * *rec (hash, prefix, uid = the caller's uid, role, times). Only the hash
+ * is ever stored. 0 ok, -1 bad arguments or no randomness.
  */
-int auth_token_verify(sqlite3 *db, const char *token, size_t len,
-		      int64_t now_ms, struct auth_identity *id);
+int auth_token_new(const char *uid, enum auth_role role, int64_t ttl_s,
+		   int64_t now_ms, char *out, size_t outsz,
+		   struct token_record *rec);
 
-/*
- * The state, at now_ms, of the opaque token whose sha256 is hash: 0 valid
- * (*expires_at: its expiry in ms, 0 = never), AUTH_TOKEN_UNKNOWN,
- * AUTH_TOKEN_REVOKED or AUTH_TOKEN_EXPIRED, -2 database error.
- */
-int auth_token_state(sqlite3 *db, const unsigned char hash[32], int64_t now_ms,
-		     int64_t *expires_at);
+/* sha256 of the token text (what the tokens table is keyed by): 0 ok, -1
+ * when it cannot be a token (empty, longer than AUTH_TOKEN_MAX), -2 when
+ * the digest failed. */
+int auth_token_hash(const char *token, size_t len, unsigned char hash[32]);
 
-/*
- * The change log of tokens (table token_changes, written by triggers when a
- * token is revoked, deleted or gets another expiry, by any process).
- * auth_token_changes_head: the newest seq in it (0 when empty), -1 on a
- * database error. auth_token_changes: the hashes of the changes after
- * *after, oldest first, at most max of them, moving *after past what it
- * read; returns how many, -1 on a database error (*after unchanged).
- */
-int64_t auth_token_changes_head(sqlite3 *db);
-int auth_token_changes(sqlite3 *db, int64_t *after, unsigned char (*hash)[32],
-		       int max);
+/* Judge a stored row at now_ms: 0 valid (fills *id, opaque and hash set),
+ * AUTH_TOKEN_REVOKED, AUTH_TOKEN_EXPIRED, or AUTH_TOKEN_UNKNOWN for a row
+ * we did not write (bad role or uid). */
+int auth_token_judge(const struct token_record *rec, int64_t now_ms,
+		     struct auth_identity *id);
+
+/* The token of an "Authorization: Bearer <token>" value (h, n bytes):
+ * 0 with *tok / *tlen (spaces trimmed), -1 when it is not a Bearer value. */
+int auth_bearer(const char *h, size_t n, const char **tok, size_t *tlen);
 
 /*
  * Check an HS256 JWT: header alg must be "HS256" (anything else refused,

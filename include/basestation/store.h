@@ -1,14 +1,19 @@
 /*
- * The SQLite store: migrations, WAL, prepared statements, group commit.
+ * The SQLite store: migrations, WAL, prepared statements, transactions.
+ * All SQL of the broker is below src/store/; no SQLite type crosses this
+ * header (rows are the plain structs of records.h).
  *
- * All writes go into one open transaction that the server commits once per
- * loop turn (store_begin / store_commit). Every function returns 0 on
- * success and -1 on a database error (already logged) unless noted.
+ * Writes are the engine's (src/engine/local.c): they go into one open
+ * transaction that it commits once per loop turn (store_begin /
+ * store_commit). Every function returns 0 on success and -1 on a database
+ * error (already logged) unless noted.
  */
 #ifndef BASESTATION_STORE_H
 #define BASESTATION_STORE_H
 
-#include <sqlite3.h>
+#include "basestation/auth.h"
+#include "basestation/records.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,21 +24,10 @@ struct store;
  * event loop waits with it. */
 #define STORE_BUSY_MS 100
 
-struct stored_msg {
-	int64_t seq;
-	int64_t ts;
-	const char *sender;
-	const char *to;	  /* NULL for a room message */
-	const char *room; /* NULL for a direct message */
-	const char *data; /* JSON text */
-	size_t data_len;
-};
-
 /* Open (creating if needed), apply schema migrations, WAL, prepare. */
 struct store *store_open(const char *path, int sync_full, char *err,
 			 size_t errsz);
 void store_close(struct store *s);
-sqlite3 *store_db(struct store *s);
 const char *store_epoch(const struct store *s);
 int64_t store_max_seq(struct store *s);
 int store_schema_version(struct store *s);
@@ -46,7 +40,7 @@ void store_rollback(struct store *s);
 /* 1 when a write can be committed right now (for /healthz). */
 int store_writable(struct store *s);
 
-int store_msg_insert(struct store *s, const struct stored_msg *m);
+int store_msg_insert(struct store *s, const struct msg_record *m);
 /* 1 found (*seq set), 0 not found, -1 error. Sees the open transaction. */
 int store_idem_get(struct store *s, const char *sender, const char *ref,
 		   int64_t *seq);
@@ -69,7 +63,7 @@ int store_user_get(struct store *s, const char *uid, int64_t *cursor);
 /* Messages for uid (direct, or in a room it is a member of since it
  * joined) with since < seq <= upto, in seq order, at most limit. Calls cb
  * per row; returns the number of rows or -1. */
-typedef void (*store_msg_cb)(void *arg, const struct stored_msg *m);
+typedef void (*store_msg_cb)(void *arg, const struct msg_record *m);
 int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,
 		 int limit, store_msg_cb cb, void *arg);
 
@@ -86,16 +80,33 @@ int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
 int64_t store_counter_get(struct store *s, const char *name);
 int store_counter_set(struct store *s, const char *name, int64_t v);
 
-/* Tasks: snapshot JSON in, snapshot JSON out. */
-int store_task_put(struct store *s, const char *id, const char *title,
-		   const char *owner, const char *watchers_json,
-		   const char *status, const char *steps_json, int64_t done,
-		   int64_t total, const char *note, int64_t version,
-		   int64_t created_at, int64_t updated_at, int64_t finished_at);
+/* Tasks: one row per task, its latest state. */
+int store_task_put(struct store *s, const struct task_record *t);
 int store_task_del(struct store *s, const char *id);
-typedef void (*store_task_cb)(void *arg, sqlite3_stmt *row);
-/* Row columns: id,title,owner,watchers,status,steps,done,total,note,
- * version,created_at,updated_at,finished_at */
+typedef void (*store_task_cb)(void *arg, const struct task_record *t);
 int store_load_tasks(struct store *s, store_task_cb cb, void *arg);
+
+/* Tokens (src/store/tokens.c), with the contracts of the auth module:
+ * store_token_put inserts a row made by auth_token_new; store_token_issue
+ * makes and inserts one (0 ok, -1 error); store_token_state judges the row
+ * of a hash at now_ms (0 valid and *id filled, AUTH_TOKEN_UNKNOWN /
+ * _REVOKED / _EXPIRED, -2 database error); store_token_verify the same
+ * from the token's text (0, -1 not valid, -2 error); store_token_revoke
+ * (1 revoked, 0 unknown or already revoked, -1 error). The change log:
+ * store_token_changes_head (newest seq, 0 when empty, -1 error) and
+ * store_token_changes (hashes changed after *after, oldest first, at most
+ * max; how many, -1 on error). */
+int store_token_put(struct store *s, const struct token_record *rec);
+int store_token_issue(struct store *s, const char *uid, enum auth_role role,
+		      int64_t ttl_s, char *out, size_t outsz,
+		      int64_t *expires_at);
+int store_token_state(struct store *s, const unsigned char hash[32],
+		      int64_t now_ms, struct auth_identity *id);
+int store_token_verify(struct store *s, const char *token, size_t len,
+		       int64_t now_ms, struct auth_identity *id);
+int store_token_revoke(struct store *s, const char *token, int64_t now_ms);
+int64_t store_token_changes_head(struct store *s);
+int store_token_changes(struct store *s, int64_t *after,
+			unsigned char (*hash)[32], int max);
 
 #endif

@@ -4,11 +4,12 @@
  * logs. Also role names, uid validation and constant-time comparison.
  */
 #include "basestation/auth.h"
+#include "basestation/records.h"
 #include "basestation/ws.h"
 
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -148,226 +149,85 @@ size_t auth_b64url_encode(const unsigned char *in, size_t n, char *out)
 	return o;
 }
 
-static int64_t wall_ms(void)
+int auth_token_new(const char *uid, enum auth_role role, int64_t ttl_s,
+		   int64_t now_ms, char *out, size_t outsz,
+		   struct token_record *rec)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int auth_token_issue(sqlite3 *db, const char *uid, enum auth_role role,
-		     int64_t ttl_s, char *out, size_t outsz,
-		     int64_t *expires_at)
-{
-	static const char sql[] =
-		"INSERT INTO tokens (hash, prefix, uid, role, created_at, "
-		"expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-	unsigned char raw[TOKEN_RAW_LEN], hash[32];
-	char tok[TOKEN_STR_LEN], prefix[9];
-	sqlite3_stmt *st = NULL;
-	int64_t now, exp = 0;
-	size_t uidlen;
+	unsigned char raw[TOKEN_RAW_LEN];
+	char tok[TOKEN_STR_LEN];
 	int rc = -1;
 
-	if (db == NULL || uid == NULL || out == NULL || outsz < TOKEN_STR_LEN)
+	if (uid == NULL || out == NULL || rec == NULL || outsz < TOKEN_STR_LEN)
 		goto fail;
-	uidlen = strnlen(uid, AUTH_UID_MAX + 1);
-	if (!auth_uid_valid(uid, uidlen) || (int)role < ROLE_USER ||
-	    (int)role > ROLE_ADMIN)
+	if (!auth_uid_valid(uid, strnlen(uid, AUTH_UID_MAX + 1)) ||
+	    (int)role < ROLE_USER || (int)role > ROLE_ADMIN)
 		goto fail;
 	/* ttl beyond ~292 million years would overflow the ms arithmetic */
 	if (ttl_s < 0 || ttl_s > INT64_MAX / 2000)
 		goto fail;
-
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		goto fail;
 	memcpy(tok, TOKEN_PREFIX, 3);
 	auth_b64url_encode(raw, sizeof(raw), tok + 3);
-	if (sha256(tok, strlen(tok), hash) != 0)
+	memset(rec, 0, sizeof(*rec));
+	if (sha256(tok, strlen(tok), rec->hash) != 0)
 		goto fail;
-	hex_prefix(hash, prefix);
-
-	now = wall_ms();
-	if (ttl_s > 0)
-		exp = now + ttl_s * 1000;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		goto fail;
-	if (sqlite3_bind_blob(st, 1, hash, sizeof(hash), SQLITE_STATIC) ||
-	    sqlite3_bind_text(st, 2, prefix, -1, SQLITE_STATIC) ||
-	    sqlite3_bind_text(st, 3, uid, (int)uidlen, SQLITE_STATIC) ||
-	    sqlite3_bind_text(st, 4, auth_role_name(role), -1, SQLITE_STATIC) ||
-	    sqlite3_bind_int64(st, 5, now) ||
-	    (exp ? sqlite3_bind_int64(st, 6, exp) : sqlite3_bind_null(st, 6)))
-		goto fail;
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto fail;
-
+	hex_prefix(rec->hash, rec->prefix);
+	rec->uid = uid;
+	rec->role = (int)role;
+	rec->created_at = now_ms;
+	rec->expires_at = ttl_s > 0 ? now_ms + ttl_s * 1000 : 0;
 	memcpy(out, tok, sizeof(tok));
-	if (expires_at != NULL)
-		*expires_at = exp;
 	rc = 0;
 fail:
-	sqlite3_finalize(st);
 	OPENSSL_cleanse(raw, sizeof(raw));
 	OPENSSL_cleanse(tok, sizeof(tok));
 	return rc;
 }
 
-int auth_token_revoke(sqlite3 *db, const char *token)
+int auth_token_hash(const char *token, size_t len, unsigned char hash[32])
 {
-	static const char sql[] = "UPDATE tokens SET revoked_at = ?1 "
-				  "WHERE hash = ?2 AND revoked_at IS NULL";
-	unsigned char hash[32];
-	sqlite3_stmt *st = NULL;
-	size_t len;
-	int rc = -1;
-
-	if (db == NULL)
-		return -1;
-	if (token == NULL)
-		return 0;
-	len = strnlen(token, AUTH_TOKEN_MAX + 1);
-	if (len == 0 || len > AUTH_TOKEN_MAX)
-		return 0;
-	if (sha256(token, len, hash) != 0)
-		return -1;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		goto fail;
-	if (sqlite3_bind_int64(st, 1, wall_ms()) ||
-	    sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_STATIC))
-		goto fail;
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto fail;
-	rc = sqlite3_changes(db) > 0 ? 1 : 0;
-fail:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-/* The tokens row whose hash is hash, judged at now_ms: 0 valid (fills
- * *id), or AUTH_TOKEN_UNKNOWN / _REVOKED / _EXPIRED, or -2 database error. */
-static int token_row(sqlite3 *db, const unsigned char hash[32], int64_t now_ms,
-		     struct auth_identity *id)
-{
-	static const char sql[] = "SELECT uid, role, expires_at, revoked_at "
-				  "FROM tokens WHERE hash = ?1";
-	sqlite3_stmt *st = NULL;
-	const unsigned char *uid;
-	int uidlen, role, step, rc = -2;
-	int64_t exp;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		goto fail;
-	if (sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC))
-		goto fail;
-	step = sqlite3_step(st);
-	if (step == SQLITE_DONE) {
-		rc = AUTH_TOKEN_UNKNOWN;
-		goto fail;
-	}
-	if (step != SQLITE_ROW)
-		goto fail;
-
-	rc = AUTH_TOKEN_REVOKED;
-	if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-		goto fail;
-	exp = 0;
-	if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
-		exp = sqlite3_column_int64(st, 2);
-		rc = AUTH_TOKEN_EXPIRED;
-		if (exp <= now_ms)
-			goto fail;
-	}
-	rc = AUTH_TOKEN_UNKNOWN; /* a row we did not write: refuse */
-	role = auth_role_parse((const char *)sqlite3_column_text(st, 1));
-	uid = sqlite3_column_text(st, 0);
-	uidlen = sqlite3_column_bytes(st, 0);
-	if (role < 0 || uid == NULL ||
-	    !auth_uid_valid((const char *)uid, (size_t)uidlen))
-		goto fail;
-
-	memset(id, 0, sizeof(*id));
-	memcpy(id->uid, uid, (size_t)uidlen);
-	id->uid[uidlen] = '\0';
-	id->role = (enum auth_role)role;
-	id->expires_at = exp;
-	id->opaque = 1;
-	memcpy(id->hash, hash, 32);
-	hex_prefix(hash, id->prefix);
-	rc = 0;
-fail:
-	sqlite3_finalize(st);
-	return rc;
-}
-
-int auth_token_verify(sqlite3 *db, const char *token, size_t len,
-		      int64_t now_ms, struct auth_identity *id)
-{
-	unsigned char hash[32];
-	int rc;
-
 	if (token == NULL || len == 0 || len > AUTH_TOKEN_MAX)
 		return -1;
-	if (db == NULL || id == NULL || sha256(token, len, hash) != 0)
-		return -2;
-	rc = token_row(db, hash, now_ms, id);
-	return rc > 0 ? -1 : rc;
+	return sha256(token, len, hash) == 0 ? 0 : -2;
 }
 
-int auth_token_state(sqlite3 *db, const unsigned char hash[32], int64_t now_ms,
-		     int64_t *expires_at)
+int auth_token_judge(const struct token_record *rec, int64_t now_ms,
+		     struct auth_identity *id)
 {
-	struct auth_identity id;
-	int rc = token_row(db, hash, now_ms, &id);
+	size_t uidlen = rec->uid ? strnlen(rec->uid, AUTH_UID_MAX + 1) : 0;
 
-	if (rc == 0)
-		*expires_at = id.expires_at;
-	return rc;
+	if (rec->revoked_at != 0)
+		return AUTH_TOKEN_REVOKED;
+	if (rec->expires_at != 0 && rec->expires_at <= now_ms)
+		return AUTH_TOKEN_EXPIRED;
+	if (rec->role < ROLE_USER || rec->role > ROLE_ADMIN ||
+	    !auth_uid_valid(rec->uid, uidlen))
+		return AUTH_TOKEN_UNKNOWN; /* a row we did not write: refuse */
+	memset(id, 0, sizeof(*id));
+	memcpy(id->uid, rec->uid, uidlen);
+	id->uid[uidlen] = '\0';
+	id->role = (enum auth_role)rec->role;
+	id->expires_at = rec->expires_at;
+	id->opaque = 1;
+	memcpy(id->hash, rec->hash, 32);
+	hex_prefix(rec->hash, id->prefix);
+	return 0;
 }
 
-int64_t auth_token_changes_head(sqlite3 *db)
+int auth_bearer(const char *h, size_t n, const char **tok, size_t *tlen)
 {
-	sqlite3_stmt *st = NULL;
-	int64_t seq = -1;
-
-	if (sqlite3_prepare_v2(db,
-			       "SELECT coalesce(max(seq), 0) FROM "
-			       "token_changes",
-			       -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		seq = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return seq;
-}
-
-int auth_token_changes(sqlite3 *db, int64_t *after, unsigned char (*hash)[32],
-		       int max)
-{
-	static const char sql[] = "SELECT seq, hash FROM token_changes WHERE "
-				  "seq > ?1 ORDER BY seq LIMIT ?2";
-	sqlite3_stmt *st = NULL;
-	int64_t from = *after;
-	int n = 0, step;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, *after) || sqlite3_bind_int(st, 2, max)) {
-		n = -1;
-		goto out;
+	if (h == NULL || n <= 7 || strncasecmp(h, "Bearer ", 7) != 0)
+		return -1;
+	h += 7;
+	n -= 7;
+	while (n && (*h == ' ' || *h == '\t')) {
+		h++;
+		n--;
 	}
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		*after = sqlite3_column_int64(st, 0);
-		if (sqlite3_column_bytes(st, 1) != 32)
-			continue; /* not a hash we wrote */
-		memcpy(hash[n++], sqlite3_column_blob(st, 1), 32);
-	}
-	if (step != SQLITE_DONE) {
-		*after = from;
-		n = -1;
-	}
-out:
-	sqlite3_finalize(st);
-	return n;
+	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	*tok = h;
+	*tlen = n;
+	return 0;
 }

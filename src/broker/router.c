@@ -25,7 +25,7 @@
 #define REPLAY_BUDGET 2048 /* rows per loop turn, all connections */
 
 /* {"type":"message","seq":N,"from":..,"to"|"room":..,"data":..,"ts":..} */
-static struct shbuf *frame_message(const struct stored_msg *m)
+static struct shbuf *frame_message(const struct msg_record *m)
 {
 	struct sb b;
 	struct shbuf *f;
@@ -72,7 +72,7 @@ void router_send(struct conn *from, const char *from_uid, const char *to_uid,
 		 const char *room, json_t *data, const char *data_raw,
 		 size_t data_raw_len, json_t *ref, struct evhttp_request *req)
 {
-	struct stored_msg m = {0};
+	struct msg_record m = {0};
 	char *key = NULL, *text = NULL;
 	struct post *p;
 	int64_t seq;
@@ -451,7 +451,7 @@ void router_replay_start(struct conn *c, int64_t since, int report,
 
 /* Send one replayed row, unless c's output is half full: then stop this
  * chunk (the row is fetched again from last_seq once the output drains). */
-static void replay_row(void *arg, const struct stored_msg *m)
+static void replay_row(void *arg, const struct msg_record *m)
 {
 	struct conn *c = arg;
 	struct shbuf *f;

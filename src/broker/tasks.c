@@ -280,10 +280,22 @@ static int task_save(struct task *t)
 {
 	char *steps = steps_json(t);
 	char *w = json_dumps(t->watchers, JSON_COMPACT);
-	int rc = store_task_put(srv->store, t->id, t->title, t->owner, w,
-				task_names[t->status], steps, t->done, t->total,
-				t->note, t->version, t->created_at,
-				t->updated_at, t->finished_at);
+	struct task_record r = {
+		.id = t->id,
+		.title = t->title,
+		.owner = t->owner,
+		.watchers = w,
+		.status = task_names[t->status],
+		.steps = steps,
+		.note = t->note,
+		.done = t->done,
+		.total = t->total,
+		.version = t->version,
+		.created_at = t->created_at,
+		.updated_at = t->updated_at,
+		.finished_at = t->finished_at,
+	};
+	int rc = store_task_put(srv->store, &r);
 	free(steps);
 	free(w);
 	return rc;
@@ -401,7 +413,7 @@ static enum task_err steps_from_json(struct task *t, json_t *steps, char *err,
 	return TE_OK;
 }
 
-static void load_row(void *arg, sqlite3_stmt *row)
+static void load_row(void *arg, const struct task_record *r)
 {
 	struct task *t = xcalloc(1, sizeof(*t));
 	json_t *steps, *s;
@@ -409,21 +421,19 @@ static void load_row(void *arg, sqlite3_stmt *row)
 	char err[96];
 	(void)arg;
 
-	t->id = xstrdup((const char *)sqlite3_column_text(row, 0));
-	t->title = xstrdup((const char *)sqlite3_column_text(row, 1));
-	t->owner = xstrdup((const char *)sqlite3_column_text(row, 2));
-	t->watchers =
-		json_loads((const char *)sqlite3_column_text(row, 3), 0, NULL);
+	t->id = xstrdup(r->id);
+	t->title = xstrdup(r->title);
+	t->owner = xstrdup(r->owner);
+	t->watchers = r->watchers ? json_loads(r->watchers, 0, NULL) : NULL;
 	if (!json_is_array(t->watchers)) {
 		json_decref(t->watchers);
 		t->watchers = json_array();
 	}
-	int st = parse_name((const char *)sqlite3_column_text(row, 4),
-			    task_names, 5);
+	int st = r->status ? parse_name(r->status, task_names, 5) : -1;
 	t->status = st < 0 ? T_PENDING : (enum task_status)st;
 	t->explicit_status = t->status == T_CANCELED;
 	/* Rows written before the step limits are loaded as they are. */
-	steps = json_loads((const char *)sqlite3_column_text(row, 5), 0, NULL);
+	steps = r->steps ? json_loads(r->steps, 0, NULL) : NULL;
 	if (json_is_array(steps) &&
 	    steps_from_json(t, steps, err, sizeof(err)) == TE_OK) {
 		json_array_foreach(steps, i, s)
@@ -440,18 +450,14 @@ static void load_row(void *arg, sqlite3_stmt *row)
 		}
 	}
 	json_decref(steps);
-	t->done = sqlite3_column_type(row, 6) == SQLITE_NULL
-			  ? -1
-			  : sqlite3_column_int64(row, 6);
-	t->total = sqlite3_column_type(row, 7) == SQLITE_NULL
-			   ? -1
-			   : sqlite3_column_int64(row, 7);
-	if (sqlite3_column_type(row, 8) != SQLITE_NULL)
-		t->note = xstrdup((const char *)sqlite3_column_text(row, 8));
-	t->version = t->committed = sqlite3_column_int64(row, 9);
-	t->created_at = sqlite3_column_int64(row, 10);
-	t->updated_at = sqlite3_column_int64(row, 11);
-	t->finished_at = sqlite3_column_int64(row, 12);
+	t->done = r->done;
+	t->total = r->total;
+	if (r->note)
+		t->note = xstrdup(r->note);
+	t->version = t->committed = r->version;
+	t->created_at = r->created_at;
+	t->updated_at = r->updated_at;
+	t->finished_at = r->finished_at;
 	if (task_final(t) && t->finished_at == 0)
 		t->finished_at = t->updated_at;
 	task_add(t);

@@ -185,9 +185,8 @@ static void api_tokens(struct evhttp_request *req)
 		http_error(req, 503, "store unavailable");
 		goto out;
 	}
-	if (auth_token_issue(
-		    store_db(srv->store), json_string_value(uid),
-		    (enum auth_role)r,
+	if (store_token_issue(
+		    srv->store, json_string_value(uid), (enum auth_role)r,
 		    ttl && json_is_integer(ttl) ? json_integer_value(ttl) : 0,
 		    token, sizeof(token), &exp) < 0) {
 		http_error(req, 500, "could not store the token");

@@ -3,6 +3,9 @@
  * are grouped into one transaction per loop turn by the caller.
  */
 #include "basestation/store.h"
+#include "tokens.h"
+
+#include <sqlite3.h>
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
 #include "basestation/metrics.h"
@@ -92,6 +95,7 @@ static const char *const sql_text[ST_N] = {
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_N];
+	struct tokens tokens;
 	int in_tx;
 	char epoch[33];
 	/* WAL checkpoints run on their own connection and thread, so the
@@ -288,6 +292,7 @@ struct store *store_open(const char *path, int sync_full, char *err,
 	snprintf(s->epoch, sizeof(s->epoch), "%s",
 		 (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
+	tokens_init(&s->tokens, s->db);
 	s->path = strdup(path);
 	if (s->path && sqlite3_threadsafe())
 		checkpoint_start(s);
@@ -305,6 +310,7 @@ void store_close(struct store *s)
 	if (s->in_tx)
 		store_commit(s);
 	checkpoint_stop(s);
+	tokens_finish(&s->tokens);
 	for (int i = 0; i < ST_N; i++)
 		sqlite3_finalize(s->st[i]);
 	if (s->db) {
@@ -315,11 +321,6 @@ void store_close(struct store *s)
 	}
 	free(s->path);
 	free(s);
-}
-
-sqlite3 *store_db(struct store *s)
-{
-	return s->db;
 }
 
 const char *store_epoch(const struct store *s)
@@ -429,7 +430,7 @@ int store_writable(struct store *s)
 	return 1;
 }
 
-int store_msg_insert(struct store *s, const struct stored_msg *m)
+int store_msg_insert(struct store *s, const struct msg_record *m)
 {
 	sqlite3_stmt *st = s->st[ST_MSG_INSERT];
 	sqlite3_bind_int64(st, 1, m->seq);
@@ -548,7 +549,7 @@ int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,
 	sqlite3_bind_int64(st, 3, upto);
 	sqlite3_bind_int(st, 4, limit);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct stored_msg m = {
+		struct msg_record m = {
 			.seq = sqlite3_column_int64(st, 0),
 			.ts = sqlite3_column_int64(st, 1),
 			.sender = (const char *)sqlite3_column_text(st, 2),
@@ -661,29 +662,25 @@ int store_counter_set(struct store *s, const char *name, int64_t v)
 	return run(s, ST_COUNTER_SET);
 }
 
-int store_task_put(struct store *s, const char *id, const char *title,
-		   const char *owner, const char *watchers_json,
-		   const char *status, const char *steps_json, int64_t done,
-		   int64_t total, const char *note, int64_t version,
-		   int64_t created_at, int64_t updated_at, int64_t finished_at)
+int store_task_put(struct store *s, const struct task_record *t)
 {
 	sqlite3_stmt *st = s->st[ST_TASK_PUT];
-	bind_text(st, 1, id);
-	bind_text(st, 2, title);
-	bind_text(st, 3, owner);
-	bind_text(st, 4, watchers_json);
-	bind_text(st, 5, status);
-	bind_text(st, 6, steps_json);
-	if (done >= 0)
-		sqlite3_bind_int64(st, 7, done);
-	if (total >= 0)
-		sqlite3_bind_int64(st, 8, total);
-	bind_text(st, 9, note);
-	sqlite3_bind_int64(st, 10, version);
-	sqlite3_bind_int64(st, 11, created_at);
-	sqlite3_bind_int64(st, 12, updated_at);
-	if (finished_at > 0)
-		sqlite3_bind_int64(st, 13, finished_at);
+	bind_text(st, 1, t->id);
+	bind_text(st, 2, t->title);
+	bind_text(st, 3, t->owner);
+	bind_text(st, 4, t->watchers);
+	bind_text(st, 5, t->status);
+	bind_text(st, 6, t->steps);
+	if (t->done >= 0)
+		sqlite3_bind_int64(st, 7, t->done);
+	if (t->total >= 0)
+		sqlite3_bind_int64(st, 8, t->total);
+	bind_text(st, 9, t->note);
+	sqlite3_bind_int64(st, 10, t->version);
+	sqlite3_bind_int64(st, 11, t->created_at);
+	sqlite3_bind_int64(st, 12, t->updated_at);
+	if (t->finished_at > 0)
+		sqlite3_bind_int64(st, 13, t->finished_at);
 	return run(s, ST_TASK_PUT);
 }
 
@@ -704,8 +701,71 @@ int store_load_tasks(struct store *s, store_task_cb cb, void *arg)
 			       "updated_at, finished_at FROM tasks",
 			       -1, &st, NULL) != SQLITE_OK)
 		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		cb(arg, st);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct task_record t = {
+			.id = (const char *)sqlite3_column_text(st, 0),
+			.title = (const char *)sqlite3_column_text(st, 1),
+			.owner = (const char *)sqlite3_column_text(st, 2),
+			.watchers = (const char *)sqlite3_column_text(st, 3),
+			.status = (const char *)sqlite3_column_text(st, 4),
+			.steps = (const char *)sqlite3_column_text(st, 5),
+			.done = sqlite3_column_type(st, 6) == SQLITE_NULL
+					? -1
+					: sqlite3_column_int64(st, 6),
+			.total = sqlite3_column_type(st, 7) == SQLITE_NULL
+					 ? -1
+					 : sqlite3_column_int64(st, 7),
+			.note = (const char *)sqlite3_column_text(st, 8),
+			.version = sqlite3_column_int64(st, 9),
+			.created_at = sqlite3_column_int64(st, 10),
+			.updated_at = sqlite3_column_int64(st, 11),
+			.finished_at = sqlite3_column_int64(st, 12),
+		};
+		cb(arg, &t);
+	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- tokens: src/store/tokens.c on the loop's connection ---- */
+
+int store_token_put(struct store *s, const struct token_record *rec)
+{
+	return tokens_put(&s->tokens, rec);
+}
+
+int store_token_issue(struct store *s, const char *uid, enum auth_role role,
+		      int64_t ttl_s, char *out, size_t outsz,
+		      int64_t *expires_at)
+{
+	return tokens_issue(&s->tokens, uid, role, ttl_s, out, outsz,
+			    expires_at);
+}
+
+int store_token_state(struct store *s, const unsigned char hash[32],
+		      int64_t now_ms, struct auth_identity *id)
+{
+	return tokens_state(&s->tokens, hash, now_ms, id);
+}
+
+int store_token_verify(struct store *s, const char *token, size_t len,
+		       int64_t now_ms, struct auth_identity *id)
+{
+	return tokens_verify(&s->tokens, token, len, now_ms, id);
+}
+
+int store_token_revoke(struct store *s, const char *token, int64_t now_ms)
+{
+	return tokens_revoke(&s->tokens, token, now_ms);
+}
+
+int64_t store_token_changes_head(struct store *s)
+{
+	return tokens_changes_head(&s->tokens);
+}
+
+int store_token_changes(struct store *s, int64_t *after,
+			unsigned char (*hash)[32], int max)
+{
+	return tokens_changes(&s->tokens, after, hash, max);
 }

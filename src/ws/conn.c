@@ -333,9 +333,7 @@ static int check_token(const char *tok, size_t len, struct auth_identity *id)
 	if (srv->cfg->jwt_secret && memchr(tok, '.', len) &&
 	    auth_jwt_verify(srv->cfg->jwt_secret, tok, len, now, id) == 0)
 		return 0;
-	return auth_token_verify(store_db(srv->store), tok, len, now, id) == 0
-		       ? 0
-		       : -1;
+	return store_token_verify(srv->store, tok, len, now, id) == 0 ? 0 : -1;
 }
 
 /* Hostname part of an origin or Host value: strip scheme, port, path. */
@@ -950,11 +948,10 @@ static void check_token_changes(void)
 	static unsigned char hash[TOKEN_CHANGES_MAX][32];
 	static int state[TOKEN_CHANGES_MAX];
 	static int64_t exp[TOKEN_CHANGES_MAX];
-	sqlite3 *db = store_db(srv->store);
 	int64_t from = srv->token_seq, wall = now_ms();
 	struct conn *c, *tmp;
-	int n = auth_token_changes(db, &srv->token_seq, hash,
-				   TOKEN_CHANGES_MAX);
+	int n = store_token_changes(srv->store, &srv->token_seq, hash,
+				    TOKEN_CHANGES_MAX);
 
 	if (n <= 0)
 		return;
@@ -973,8 +970,12 @@ static void check_token_changes(void)
 		if (h == NULL)
 			continue;
 		i = (size_t)(h - hash);
-		if (state[i] == -1)
-			state[i] = auth_token_state(db, hash[i], wall, &exp[i]);
+		if (state[i] == -1) {
+			struct auth_identity id;
+			state[i] = store_token_state(srv->store, hash[i], wall,
+						     &id);
+			exp[i] = state[i] == 0 ? id.expires_at : 0;
+		}
 		if (state[i] == 0)
 			c->token_exp = exp[i]; /* still valid: maybe longer */
 		else if (state[i] == AUTH_TOKEN_EXPIRED)

@@ -1,9 +1,11 @@
 /*
- * Unit tests: opaque tokens (issue/verify/revoke/expiry), roles, uids,
+ * Unit tests: opaque tokens (issue/verify/revoke/expiry, made by
+ * src/auth/token.c and kept by src/store/tokens.c), roles, uids,
  * constant-time comparison, HS256 JWT verification.
  */
 #include "check.h"
 #include "basestation/auth.h"
+#include "store/tokens.h"
 #include "bs_config.h"
 
 #include <stdio.h>
@@ -154,19 +156,21 @@ static int count_rows(sqlite3 *db, const char *sql, const char *arg)
 static void test_tokens(void)
 {
 	sqlite3 *db = open_db(), *empty = NULL;
+	struct tokens ts, te;
 	char tok[64], tok2[64], prefix[9], big[AUTH_TOKEN_MAX + 2];
 	struct auth_identity id;
 	int64_t exp = -1, now = now_ms();
 
+	tokens_init(&ts, db);
 	/* issue + verify */
-	CHECK(auth_token_issue(db, "alice", ROLE_PRODUCER, 0, tok, sizeof(tok),
-			       &exp) == 0);
+	CHECK(tokens_issue(&ts, "alice", ROLE_PRODUCER, 0, tok, sizeof(tok),
+			   &exp) == 0);
 	CHECK(exp == 0);
 	CHECK(strlen(tok) == 46);
 	CHECK(strncmp(tok, "bs_", 3) == 0);
 	CHECK(is_b64url(tok + 3));
 	memset(&id, 0xaa, sizeof(id));
-	CHECK(auth_token_verify(db, tok, strlen(tok), now, &id) == 0);
+	CHECK(tokens_verify(&ts, tok, strlen(tok), now, &id) == 0);
 	CHECK(strcmp(id.uid, "alice") == 0);
 	CHECK(id.role == ROLE_PRODUCER);
 	CHECK(id.expires_at == 0);
@@ -185,68 +189,70 @@ static void test_tokens(void)
 			 tok) == 0);
 
 	/* a second token differs */
-	CHECK(auth_token_issue(db, "bob", ROLE_ADMIN, 0, tok2, sizeof(tok2),
-			       NULL) == 0);
+	CHECK(tokens_issue(&ts, "bob", ROLE_ADMIN, 0, tok2, sizeof(tok2),
+			   NULL) == 0);
 	CHECK(strcmp(tok, tok2) != 0);
-	CHECK(auth_token_verify(db, tok2, strlen(tok2), now, &id) == 0);
+	CHECK(tokens_verify(&ts, tok2, strlen(tok2), now, &id) == 0);
 	CHECK(strcmp(id.uid, "bob") == 0 && id.role == ROLE_ADMIN);
 
 	/* unknown, empty, overlong, truncated, extended */
-	CHECK(auth_token_verify(db, "bs_nope", 7, now, &id) == -1);
-	CHECK(auth_token_verify(db, "", 0, now, &id) == -1);
-	CHECK(auth_token_verify(db, NULL, 0, now, &id) == -1);
-	CHECK(auth_token_verify(db, tok, strlen(tok) - 1, now, &id) == -1);
+	CHECK(tokens_verify(&ts, "bs_nope", 7, now, &id) == -1);
+	CHECK(tokens_verify(&ts, "", 0, now, &id) == -1);
+	CHECK(tokens_verify(&ts, NULL, 0, now, &id) == -1);
+	CHECK(tokens_verify(&ts, tok, strlen(tok) - 1, now, &id) == -1);
 	memset(big, 'a', sizeof(big));
 	big[sizeof(big) - 1] = '\0';
-	CHECK(auth_token_verify(db, big, AUTH_TOKEN_MAX + 1, now, &id) == -1);
-	CHECK(auth_token_verify(db, big, AUTH_TOKEN_MAX, now, &id) == -1);
+	CHECK(tokens_verify(&ts, big, AUTH_TOKEN_MAX + 1, now, &id) == -1);
+	CHECK(tokens_verify(&ts, big, AUTH_TOKEN_MAX, now, &id) == -1);
 	{
 		char longer[80];
 
 		snprintf(longer, sizeof(longer), "%sx", tok);
-		CHECK(auth_token_verify(db, longer, strlen(longer), now, &id) ==
+		CHECK(tokens_verify(&ts, longer, strlen(longer), now, &id) ==
 		      -1);
 	}
 
 	/* revoke */
-	CHECK(auth_token_revoke(db, tok) == 1);
-	CHECK(auth_token_verify(db, tok, strlen(tok), now, &id) == -1);
-	CHECK(auth_token_revoke(db, tok) == 0);
-	CHECK(auth_token_revoke(db, "bs_unknown") == 0);
-	CHECK(auth_token_revoke(db, "") == 0);
-	CHECK(auth_token_revoke(db, big) == 0);
-	CHECK(auth_token_verify(db, tok2, strlen(tok2), now, &id) == 0);
+	CHECK(tokens_revoke(&ts, tok, now_ms()) == 1);
+	CHECK(tokens_verify(&ts, tok, strlen(tok), now, &id) == -1);
+	CHECK(tokens_revoke(&ts, tok, now_ms()) == 0);
+	CHECK(tokens_revoke(&ts, "bs_unknown", now_ms()) == 0);
+	CHECK(tokens_revoke(&ts, "", now_ms()) == 0);
+	CHECK(tokens_revoke(&ts, big, now_ms()) == 0);
+	CHECK(tokens_verify(&ts, tok2, strlen(tok2), now, &id) == 0);
 
 	/* expiry */
-	CHECK(auth_token_issue(db, "carol", ROLE_USER, 60, tok, sizeof(tok),
-			       &exp) == 0);
+	CHECK(tokens_issue(&ts, "carol", ROLE_USER, 60, tok, sizeof(tok),
+			   &exp) == 0);
 	CHECK(exp >= now + 60000 && exp <= now_ms() + 60000);
-	CHECK(auth_token_verify(db, tok, strlen(tok), now, &id) == 0);
+	CHECK(tokens_verify(&ts, tok, strlen(tok), now, &id) == 0);
 	CHECK(id.expires_at == exp && id.role == ROLE_USER);
-	CHECK(auth_token_verify(db, tok, strlen(tok), exp - 1, &id) == 0);
-	CHECK(auth_token_verify(db, tok, strlen(tok), exp, &id) == -1);
-	CHECK(auth_token_verify(db, tok, strlen(tok), exp + 1000000, &id) ==
-	      -1);
+	CHECK(tokens_verify(&ts, tok, strlen(tok), exp - 1, &id) == 0);
+	CHECK(tokens_verify(&ts, tok, strlen(tok), exp, &id) == -1);
+	CHECK(tokens_verify(&ts, tok, strlen(tok), exp + 1000000, &id) == -1);
 
 	/* bad arguments */
-	CHECK(auth_token_issue(db, "a b", ROLE_USER, 0, tok, sizeof(tok),
-			       NULL) == -1);
-	CHECK(auth_token_issue(db, "", ROLE_USER, 0, tok, sizeof(tok), NULL) ==
+	CHECK(tokens_issue(&ts, "a b", ROLE_USER, 0, tok, sizeof(tok), NULL) ==
 	      -1);
-	CHECK(auth_token_issue(db, "dave", (enum auth_role)7, 0, tok,
-			       sizeof(tok), NULL) == -1);
-	CHECK(auth_token_issue(db, "dave", ROLE_USER, -1, tok, sizeof(tok),
-			       NULL) == -1);
-	CHECK(auth_token_issue(db, "dave", ROLE_USER, 0, tok, 20, NULL) == -1);
+	CHECK(tokens_issue(&ts, "", ROLE_USER, 0, tok, sizeof(tok), NULL) ==
+	      -1);
+	CHECK(tokens_issue(&ts, "dave", (enum auth_role)7, 0, tok, sizeof(tok),
+			   NULL) == -1);
+	CHECK(tokens_issue(&ts, "dave", ROLE_USER, -1, tok, sizeof(tok),
+			   NULL) == -1);
+	CHECK(tokens_issue(&ts, "dave", ROLE_USER, 0, tok, 20, NULL) == -1);
 	CHECK(count_rows(db, "SELECT count(*) FROM tokens WHERE uid = ?1",
 			 "dave") == 0);
 
 	/* database errors */
 	CHECK(sqlite3_open(":memory:", &empty) == SQLITE_OK);
-	CHECK(auth_token_verify(empty, tok2, strlen(tok2), now, &id) == -2);
-	CHECK(auth_token_revoke(empty, tok2) == -1);
-	CHECK(auth_token_issue(empty, "eve", ROLE_USER, 0, tok, sizeof(tok),
-			       NULL) == -1);
+	tokens_init(&te, empty);
+	CHECK(tokens_verify(&te, tok2, strlen(tok2), now, &id) == -2);
+	CHECK(tokens_revoke(&te, tok2, now_ms()) == -1);
+	CHECK(tokens_issue(&te, "eve", ROLE_USER, 0, tok, sizeof(tok), NULL) ==
+	      -1);
+	tokens_finish(&te);
+	tokens_finish(&ts);
 	sqlite3_close(empty);
 	sqlite3_close(db);
 }

@@ -376,39 +376,3 @@ void config_free(struct config *c)
 		free(c->trusted_proxies[i]);
 	memset(c, 0, sizeof(*c));
 }
-
-int config_split_addr(const char *addr, char *host, size_t hostsz, int *port)
-{
-	const char *colon;
-	char *end;
-	size_t hl;
-	long p;
-
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-		if (rb == NULL || rb[1] != ':')
-			return -1;
-		hl = (size_t)(rb - addr - 1);
-		if (hl >= hostsz)
-			return -1;
-		memcpy(host, addr + 1, hl);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (colon == NULL)
-			return -1;
-		hl = (size_t)(colon - addr);
-		if (hl >= hostsz)
-			return -1;
-		memcpy(host, addr, hl);
-	}
-	host[hl] = '\0';
-	if (hl == 0)
-		snprintf(host, hostsz, "0.0.0.0");
-	errno = 0;
-	p = strtol(colon + 1, &end, 10);
-	if (errno || end == colon + 1 || *end || p < 0 || p > 65535)
-		return -1;
-	*port = (int)p;
-	return 0;
-}

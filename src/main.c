@@ -3,11 +3,11 @@
  * Exit codes: 0 ok, 1 runtime error, 2 usage error.
  */
 #include "basestation/auth.h"
-#include "basestation/broker.h"
 #include "basestation/config.h"
+#include "basestation/engine_local.h"
 #include "basestation/inspect.h"
 #include "basestation/log.h"
-#include "basestation/store.h"
+#include "basestation/server.h"
 #include "bs_config.h"
 
 #include <errno.h>
@@ -69,17 +69,6 @@ static void token_usage(FILE *f)
 	      "stored.\n--ttl 0 (the default) never expires. --db defaults to "
 	      "$BASESTATION_DB or ./basestation.db.\n",
 	      f);
-}
-
-static struct store *open_store(const char *path)
-{
-	char err[512];
-	struct store *s;
-	log_min_level = LOG_WARN;
-	s = store_open(path, 0, err, sizeof(err));
-	if (s == NULL)
-		fprintf(stderr, "basestation: %s\n", err);
-	return s;
 }
 
 static int cmd_token(int argc, char **argv)
@@ -153,12 +142,14 @@ static int cmd_token(int argc, char **argv)
 					"be user, producer or admin\n");
 			return 2;
 		}
-		struct store *s = open_store(db_path(db));
-		if (s == NULL)
+		char err[512];
+		int rc = engine_local_token_issue(
+			db_path(db), uid, (enum auth_role)r, ttl, out,
+			sizeof(out), &exp, err, sizeof(err));
+		if (rc == -2) {
+			fprintf(stderr, "basestation: %s\n", err);
 			return 1;
-		int rc = store_token_issue(s, uid, (enum auth_role)r, ttl, out,
-					   sizeof(out), &exp);
-		store_close(s);
+		}
 		if (rc < 0) {
 			fprintf(stderr, "basestation: could not store the "
 					"token\n");
@@ -172,11 +163,12 @@ static int cmd_token(int argc, char **argv)
 			"basestation token revoke: TOKEN is required\n");
 		return 2;
 	}
-	struct store *s = open_store(db_path(db));
-	if (s == NULL)
+	char err[512];
+	int rc = engine_local_token_revoke(db_path(db), tok, err, sizeof(err));
+	if (rc == -2) {
+		fprintf(stderr, "basestation: %s\n", err);
 		return 1;
-	int rc = store_token_revoke(s, tok, now_ms());
-	store_close(s);
+	}
 	if (rc < 0) {
 		fprintf(stderr, "basestation: database error\n");
 		return 1;

@@ -1,7 +1,7 @@
 /*
  * Client frames: parsing and validation (no I/O, no server state), so the
  * whole path from bytes to a validated command can be unit-tested and
- * fuzzed. Dispatch lives in src/proto/commands.c too (commands_handle).
+ * fuzzed. Dispatch is src/proto/dispatch.c (proto.h).
  */
 #ifndef BASESTATION_COMMANDS_H
 #define BASESTATION_COMMANDS_H
@@ -44,9 +44,7 @@ struct command {
 	char err[160];	   /* on error: the message */
 };
 
-/* 1 when s is 1..max bytes without control characters. */
-int commands_valid_name(const char *s, size_t max);
-/* 0 when ref is absent, an integer, or a string of at most 64 chars. */
+/* 1 when ref is absent, an integer, or a string of at most 64 chars. */
 int commands_ref_ok(const json_t *ref);
 
 /*

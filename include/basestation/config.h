@@ -62,8 +62,4 @@ int config_from_args(struct config *c, int argc, char **argv, FILE *err);
 void config_usage(FILE *f);
 void config_free(struct config *c);
 
-/* Split "host:port" ("[v6]:port" too). 0 ok, -1 malformed. host gets a
- * NUL-terminated copy (hostsz >= 64). */
-int config_split_addr(const char *addr, char *host, size_t hostsz, int *port);
-
 #endif

@@ -5,8 +5,13 @@
 #ifndef BASESTATION_HTTP_H
 #define BASESTATION_HTTP_H
 
+#include "basestation/config.h"
+#include "basestation/result.h"
+
 #include <jansson.h>
 
+struct engine;
+struct event_base;
 struct evconnlistener;
 struct evhttp;
 struct evhttp_request;
@@ -17,11 +22,18 @@ struct evhttp_request;
 /* Connections accepted before they are judged (conns.c). */
 #define HTTP_ACCEPT_BATCH 16
 
-int http_start(const char *addr, int *port_out);
+/* Listen on cfg->http; the API's operations go to the broker and, for
+ * tokens and /healthz, to engine e. 0 ok, -1 (errno set). */
+int http_start(struct event_base *base, const struct config *cfg,
+	       struct engine *e, const char *web_root, int *port_out);
+/* Connections of the HTTP port at once (fitted to RLIMIT_NOFILE). */
+void http_set_cap(int conns_max);
 void http_stop(void);
 
 /* conns.c: the caps and the request deadline of the HTTP port. */
-void http_conns_start(struct evhttp *http, struct evconnlistener *l);
+void http_conns_start(struct event_base *base, const struct config *cfg,
+		      struct evhttp *http, struct evconnlistener *l);
+void http_conns_set_cap(int conns_max);
 /* route() got req: its deadline stops until the reply is sent. */
 void http_conns_request(struct evhttp_request *req);
 /* Judge the connections accepted but not judged yet (also before
@@ -36,8 +48,6 @@ struct evbuffer;
  * headers (Content-Length as GET would have it). body is drained, not
  * freed. */
 void http_send(struct evhttp_request *req, int status, struct evbuffer *body);
-/* The reason phrase for an HTTP status ("Not Found"). */
-const char *http_reason(int status);
 /* Send n bytes of JSON text (NULL: empty body) with status. */
 void http_reply_text(struct evhttp_request *req, int status, const char *json,
 		     size_t n);
@@ -48,8 +58,13 @@ void http_error(struct evhttp_request *req, int status, const char *msg);
 /* Parse the request body as a JSON object; on failure answers 400 and
  * returns NULL. */
 json_t *http_body_json(struct evhttp_request *req);
+/* The status for a result, and a refusal as {"error": msg} with it (400
+ * with "code":"too_large" for a field past a limit). */
+int http_status(enum bk_status st);
+void http_refuse(struct evhttp_request *req, const struct bk_result *r);
 
 /* admin.c */
+void admin_init(struct event_base *base, const char *db);
 void admin_connections(struct evhttp_request *req);
 /* Runs the query on a worker thread; the answer comes from the loop. */
 void admin_sql(struct evhttp_request *req);
@@ -58,12 +73,9 @@ void admin_sql(struct evhttp_request *req);
 void admin_sql_stop(void);
 
 /* static.c: serve a file below the web root; 404 when absent. */
+void static_init(const char *web_root);
 void static_serve(struct evhttp_request *req, const char *path);
 /* 1 when path names a public static file of the admin console. */
 int static_exists(const char *path);
-
-/* demo.c */
-int demo_start(void);
-void demo_stop(void);
 
 #endif

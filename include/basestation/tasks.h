@@ -1,43 +1,42 @@
 /*
- * Tasks and progress: snapshots in SQLite, versions pushed to subscribers.
+ * Tasks and progress: the latest state of each task in memory and in the
+ * store (through the engine); every new version is pushed to subscribers
+ * after its commit, framed once for all of them. Operations complete a
+ * bk_done (result.h): body = the snapshot (JSON text), seq = the version,
+ * name = the task id.
  */
 #ifndef BASESTATION_TASKS_H
 #define BASESTATION_TASKS_H
 
+#include "basestation/result.h"
+
 #include <jansson.h>
 #include <stddef.h>
-#include <stdint.h>
 
-struct conn;
-struct post;
-struct evhttp_request;
+struct session;
 
-void tasks_load(void);
-void tasks_free(void);
+/* Create from body ({id?, title, owner?, watchers?, steps?, total?});
+ * default_owner when it names none (NULL: owner is required). BK_CREATED
+ * after the commit; BK_BAD_REQUEST, BK_TOO_LARGE, BK_CONFLICT (id in use)
+ * or BK_UNAVAILABLE. */
+void tasks_create(const json_t *body, const char *default_owner,
+		  const struct bk_done *done);
+/* Apply an update {step?, status?, done?, total?, note?}: BK_OK with the
+ * new version after its commit, or at once when nothing changed. */
+void tasks_update(const char *id, const json_t *body,
+		  const struct bk_done *done);
+/* The committed snapshot now. */
+void tasks_get(const char *id, const struct bk_done *done);
+/* Subscribe s (seed: the seed documents' shape, which stops once the task
+ * is done): body = the current snapshot (or its seed shape), after the
+ * commit of a change still pending. */
+void tasks_subscribe(struct session *s, const char *id, int seed,
+		     const struct bk_done *done);
+/* Every subscription of s to id, of either kind: BK_OK, name = id. */
+void tasks_unsubscribe(struct session *s, const char *id,
+		       const struct bk_done *done);
+
 size_t tasks_count(void);
-
-/* WebSocket commands. */
-void tasks_ws_subscribe(struct conn *c, const char *id, json_t *ref,
-			int seed_shape);
-void tasks_ws_unsubscribe(struct conn *c, const char *id, json_t *ref);
-void tasks_ws_create(struct conn *c, json_t *msg, json_t *ref);
-void tasks_ws_update(struct conn *c, json_t *msg, json_t *ref);
-void tasks_unsubscribe_all(struct conn *c);
-
-/* HTTP: reply to req after the commit (or at once on error). */
-void tasks_http_create(struct evhttp_request *req, json_t *body);
-void tasks_http_get(struct evhttp_request *req, const char *id);
-void tasks_http_progress(struct evhttp_request *req, const char *id,
-			 json_t *body);
-
-/* After the commit: push the version to subscribers, answer the caller. */
-void tasks_post_commit(struct post *p, int ok);
-/* Remove finished tasks older than the retention, a few at a time. */
-void tasks_prune(int64_t now);
-
-/* In-process producers (the demo): no reply. 0 ok, -1 refused. */
-int tasks_local_create(json_t *body);
-int tasks_local_update(const char *id, json_t *body);
 int tasks_exists(const char *id);
 
 #endif

@@ -202,6 +202,10 @@ void ws_accept_key(const char *key, size_t keylen, char out[29]);
 int ws_query_get(const char *query, size_t qlen, const char *name, char *out,
 		 size_t outsz);
 
+/* The reason phrase of an HTTP status ("Not Found"), for the refusals of
+ * the upgrade and the HTTP API alike. */
+const char *ws_http_reason(int status);
+
 /* Case-insensitive comparison of a ws_str with a C string. */
 int ws_str_ieq(struct ws_str s, const char *lit);
 

@@ -1,23 +1,20 @@
 /*
- * Who is online: conn id -> conn (srv->conns), uid -> user -> its
- * connections, room -> members and their live connections. Membership is
- * durable (the members table) and loaded at start, so routing never asks
+ * Who is online: session id -> session (bk.sessions), uid -> user -> its
+ * sessions, room -> members and their live sessions. Membership is
+ * durable (the engine's store) and loaded at start, so routing never asks
  * the database who is in a room.
  *
  * Records live exactly as long as something needs them, so what a client
  * can make the broker hold is bounded by what it is entitled to (its
  * connections, its --max-rooms memberships): a room while it has a member
- * (its connections are those of members), a user while it has a connection
- * or a membership. Nothing else keeps a pointer to either across loop
- * turns: queued posts name their room or recipient and look it up at
- * fan-out. A user's inbox cursor is in the users table, written when its
- * last connection goes, and read back when the record is made again.
+ * (its sessions are those of members), a user while it has a session or a
+ * membership. Nothing else keeps a pointer to either across loop turns:
+ * events name their room or recipient and look it up at fan-out. A user's
+ * inbox cursor is in the store, written when its last session goes, and
+ * read back when the record is made again.
  */
-#include "basestation/broker.h"
-#include "basestation/log.h"
+#include "broker_int.h"
 #include "basestation/xalloc.h"
-#include "basestation/metrics.h"
-#include "basestation/store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,29 +24,29 @@ struct user *registry_user(const char *uid, int create)
 	struct user *u;
 	int64_t cursor = 0;
 
-	HASH_FIND_STR(srv->users, uid, u);
+	HASH_FIND_STR(bk.users, uid, u);
 	if (u || !create)
 		return u;
 	/* No row (a new user): inbox from the start. A read error does the
 	 * same: messages delivered twice rather than lost. */
-	if (store_user_get(srv->store, uid, &cursor) < 0)
+	if (engine_cursor(bk.engine, uid, &cursor) < 0)
 		cursor = 0;
 	u = xcalloc(1, sizeof(*u));
 	u->uid = xstrdup(uid);
 	u->cursor = cursor;
-	HASH_ADD_KEYPTR(hh, srv->users, u->uid, strlen(u->uid), u);
+	HASH_ADD_KEYPTR(hh, bk.users, u->uid, strlen(u->uid), u);
 	return u;
 }
 
 struct room *registry_room(const char *name, int create)
 {
 	struct room *r;
-	HASH_FIND_STR(srv->rooms, name, r);
+	HASH_FIND_STR(bk.rooms, name, r);
 	if (r || !create)
 		return r;
 	r = xcalloc(1, sizeof(*r));
 	r->name = xstrdup(name);
-	HASH_ADD_KEYPTR(hh, srv->rooms, r->name, strlen(r->name), r);
+	HASH_ADD_KEYPTR(hh, bk.rooms, r->name, strlen(r->name), r);
 	return r;
 }
 
@@ -62,107 +59,88 @@ static void room_free(struct room *r)
 		HASH_DEL(r->members, m);
 		free(m);
 	}
-	HASH_DEL(srv->rooms, r);
-	free(r->conns);
+	HASH_DEL(bk.rooms, r);
+	free(r->sessions);
 	free(r->name);
 	free(r);
 }
 
 static void user_free(struct user *u)
 {
-	HASH_DEL(srv->users, u);
+	HASH_DEL(bk.users, u);
 	free(u->rooms);
 	free(u->uid);
 	free(u);
 }
 
-size_t registry_nusers(void)
+static void room_add(struct room *r, struct session *s)
 {
-	return HASH_COUNT(srv->users);
-}
-
-size_t registry_nrooms(void)
-{
-	return HASH_COUNT(srv->rooms);
-}
-
-static void room_add_conn(struct room *r, struct conn *c)
-{
-	if (r->nconns == r->capconns) {
-		r->capconns = r->capconns ? r->capconns * 2 : 4;
-		r->conns = xrealloc(r->conns,
-				    sizeof(*r->conns) * (size_t)r->capconns);
+	if (r->nsessions == r->capsessions) {
+		r->capsessions = r->capsessions ? r->capsessions * 2 : 4;
+		r->sessions =
+			xrealloc(r->sessions,
+				 sizeof(*r->sessions) * (size_t)r->capsessions);
 	}
-	r->conns[r->nconns++] = c;
+	r->sessions[r->nsessions++] = s;
 }
 
-static void room_del_conn(struct room *r, struct conn *c)
+static void room_del(struct room *r, struct session *s)
 {
-	for (int i = 0; i < r->nconns; i++)
-		if (r->conns[i] == c) {
+	for (int i = 0; i < r->nsessions; i++)
+		if (r->sessions[i] == s) {
 			/* Keep order: fan-out order is join order. */
-			memmove(&r->conns[i], &r->conns[i + 1],
-				sizeof(*r->conns) *
-					(size_t)(r->nconns - i - 1));
-			r->nconns--;
+			memmove(&r->sessions[i], &r->sessions[i + 1],
+				sizeof(*r->sessions) *
+					(size_t)(r->nsessions - i - 1));
+			r->nsessions--;
 			return;
 		}
 }
 
-void registry_attach(struct conn *c, const char *uid)
+void registry_attach(struct session *s, const char *uid)
 {
 	struct user *u = registry_user(uid, 1);
 
-	c->user = u;
-	c->uprev = NULL;
-	c->unext = u->conns;
-	if (u->conns)
-		u->conns->uprev = c;
-	u->conns = c;
-	if (u->nconns++ == 0)
-		srv->users_online++;
+	s->user = u;
+	s->uprev = NULL;
+	s->unext = u->sessions;
+	if (u->sessions)
+		u->sessions->uprev = s;
+	u->sessions = s;
+	if (u->nsessions++ == 0)
+		bk.users_online++;
 	for (int i = 0; i < u->nrooms; i++)
-		room_add_conn(u->rooms[i], c);
+		room_add(u->rooms[i], s);
+	HASH_ADD(hh, bk.sessions, id, sizeof(s->id), s);
 }
 
-/* Remove c from routing. When the user's last connection goes, the inbox
- * cursor moves to the newest committed seq: everything up to it was
- * delivered live (or can be resumed by seq). */
-void registry_detach(struct conn *c)
+struct user *registry_detach(struct session *s)
 {
-	struct user *u = c->user;
+	struct user *u = s->user;
 
 	if (u == NULL)
-		return;
+		return NULL;
+	HASH_DEL(bk.sessions, s);
 	for (int i = 0; i < u->nrooms; i++)
-		room_del_conn(u->rooms[i], c);
-	if (c->uprev)
-		c->uprev->unext = c->unext;
+		room_del(u->rooms[i], s);
+	if (s->uprev)
+		s->uprev->unext = s->unext;
 	else
-		u->conns = c->unext;
-	if (c->unext)
-		c->unext->uprev = c->uprev;
-	c->unext = c->uprev = NULL;
-	c->user = NULL;
-	srv->nconns--;
-	metrics.conns_closed++;
-	if (--u->nconns == 0) {
-		srv->users_online--;
-		/* What this connection had been sent, or the newest seq when
-		 * it was not replaying: messages queued for others after
-		 * that will be in the next inbox. */
-		int64_t cur = c->replaying ? c->last_seq : srv->committed_seq;
-		if (cur > u->cursor)
-			u->cursor = cur;
-		/* The record goes when nothing needs it; the cursor stays in
-		 * the users table. If this write is lost (no transaction, or
-		 * its commit fails), the stored cursor is older: the next
-		 * inbox repeats messages, it never skips one. */
-		if (server_write_begin() == 0)
-			store_user_put(srv->store, u->uid, u->cursor, now_ms());
-		if (u->nrooms == 0)
-			user_free(u);
-	}
+		u->sessions = s->unext;
+	if (s->unext)
+		s->unext->uprev = s->uprev;
+	s->unext = s->uprev = NULL;
+	s->user = NULL;
+	if (--u->nsessions > 0)
+		return NULL;
+	bk.users_online--;
+	return u;
+}
+
+void registry_release(struct user *u)
+{
+	if (u->nsessions == 0 && u->nrooms == 0)
+		user_free(u);
 }
 
 int registry_is_member(const struct user *u, const struct room *r)
@@ -190,8 +168,8 @@ int registry_join(struct user *u, struct room *r, int64_t joined_seq)
 				    sizeof(*u->rooms) * (size_t)u->caprooms);
 	}
 	u->rooms[u->nrooms++] = r;
-	for (struct conn *c = u->conns; c; c = c->unext)
-		room_add_conn(r, c);
+	for (struct session *s = u->sessions; s; s = s->unext)
+		room_add(r, s);
 	return 1;
 }
 
@@ -210,76 +188,34 @@ int registry_leave(struct user *u, struct room *r)
 		;
 	if (i < u->nrooms)
 		u->rooms[i] = u->rooms[--u->nrooms];
-	for (struct conn *c = u->conns; c; c = c->unext)
-		room_del_conn(r, c);
-	/* Its last member gone, the room has no connection either. */
+	for (struct session *s = u->sessions; s; s = s->unext)
+		room_del(r, s);
+	/* Its last member gone, the room has no session either. */
 	if (r->nmembers == 0)
 		room_free(r);
 	return 1;
 }
 
-int registry_ip_count(const char *ip, enum ip_port port)
-{
-	struct ipcount *e;
-	HASH_FIND_STR(srv->ips, ip, e);
-	return e ? e->n[port] : 0;
-}
-
-struct ipcount *registry_ip_hold(const char *ip, enum ip_port port)
-{
-	struct ipcount *e;
-	HASH_FIND_STR(srv->ips, ip, e);
-	if (e == NULL) {
-		e = xcalloc(1, sizeof(*e));
-		snprintf(e->ip, sizeof(e->ip), "%s", ip);
-		HASH_ADD_STR(srv->ips, ip, e);
-	}
-	e->n[port]++;
-	return e;
-}
-
-void registry_ip_put(struct ipcount *e, enum ip_port port)
-{
-	e->n[port]--;
-	if (e->n[IP_WS] <= 0 && e->n[IP_HTTP] <= 0) {
-		HASH_DEL(srv->ips, e);
-		free(e);
-	}
-}
-
-static void load_member(void *arg, const char *room, const char *uid,
-			int64_t joined_seq)
+void registry_load_member(void *arg, const char *room, const char *uid,
+			  int64_t joined_seq)
 {
 	(void)arg;
-	struct user *u = registry_user(uid, 1);
-	struct room *r = registry_room(room, 1);
-	registry_join(u, r, joined_seq);
-}
-
-/* Members only: other users' records are made when they connect. */
-void registry_load(void)
-{
-	if (store_load_members(srv->store, load_member, NULL) < 0)
-		fatal("cannot load rooms from the store");
+	registry_join(registry_user(uid, 1), registry_room(room, 1),
+		      joined_seq);
 }
 
 void registry_free(void)
 {
 	struct user *u, *ut;
 	struct room *r, *rt;
-	struct ipcount *e, *et;
 
-	HASH_ITER(hh, srv->rooms, r, rt)
+	HASH_ITER(hh, bk.rooms, r, rt)
 	{
 		room_free(r);
 	}
-	HASH_ITER(hh, srv->users, u, ut)
+	HASH_ITER(hh, bk.users, u, ut)
 	{
 		user_free(u);
 	}
-	HASH_ITER(hh, srv->ips, e, et)
-	{
-		HASH_DEL(srv->ips, e);
-		free(e);
-	}
+	bk.sessions = NULL;
 }

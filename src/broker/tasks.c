@@ -1,21 +1,22 @@
 /*
  * Tasks and progress. A task is a title, an owner, watchers, ordered steps
  * and/or done/total counters, and a version that grows by one per change.
- * The latest snapshot lives in memory and in SQLite; every change is
- * written in the loop turn's transaction and pushed after the commit, each
- * version framed once and shared by all subscribers.
+ * The latest state lives in memory and, through the engine, in the store:
+ * every change is an ENGINE_TASK event carrying its record and this
+ * version's snapshot; once the engine hands it back committed, the
+ * snapshot is pushed to the subscribers (framed once, shared by all) and
+ * then the producer's operation completes. One path per operation,
+ * whoever asked (WebSocket, HTTP, the demo): results, not replies.
  */
-#include "basestation/tasks.h"
-#include "basestation/broker.h"
-#include "basestation/http.h"
+#include "broker_int.h"
 #include "basestation/log.h"
-#include "basestation/xalloc.h"
 #include "basestation/metrics.h"
+#include "basestation/msgbuf.h"
+#include "basestation/names.h"
 #include "basestation/sb.h"
-#include "basestation/shbuf.h"
-#include "basestation/store.h"
+#include "basestation/tasks.h"
+#include "basestation/xalloc.h"
 
-#include <event2/http.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,17 +47,17 @@ struct step {
 };
 
 struct tsub {
-	struct conn *c;
-	int64_t version; /* last version this subscriber was sent */
-	int seed;	 /* the seed documents' shape */
+	struct session *s; /* first: fanout() */
+	int64_t version;   /* last version this subscriber was sent */
+	int seed;	   /* the seed documents' shape */
 };
 
 /*
  * Only the live state is kept: snapshots are built when sent, as JSON text
- * (a queued change carries its own). A task is in srv->tasks and on one of
+ * (a queued change carries its own). A task is in bk.tasks and on one of
  * two lists, oldest first: finished tasks by finished_at (retention and
  * eviction under --max-tasks), the others by updated_at (idle retention).
- * It is freed once removed and no queued post refers to it.
+ * It is freed once removed and no pending operation refers to it.
  */
 struct task {
 	char *id;
@@ -69,8 +70,8 @@ struct task {
 	int nsteps;
 	enum task_status status;
 	int explicit_status; /* status set by the producer, not derived */
-	int refs;	     /* srv->tasks, plus one per queued post */
-	unsigned gone : 1;   /* removed: only posts still refer to it */
+	int refs;	     /* bk.tasks, plus one per pending change */
+	unsigned gone : 1;   /* removed: only pending operations refer to it */
 	unsigned on_done : 1;
 	int64_t done, total;	    /* -1: not used */
 	int64_t version, committed; /* committed: 0 until the create is */
@@ -84,15 +85,10 @@ enum task_err { TE_OK, TE_BAD, TE_LARGE, TE_EXISTS, TE_STORE };
 
 static struct task *done_list, *live_list;
 
-size_t tasks_count(void)
-{
-	return HASH_COUNT(srv->tasks);
-}
-
 static struct task *task_find(const char *id)
 {
 	struct task *t;
-	HASH_FIND_STR(srv->tasks, id, t);
+	HASH_FIND_STR(bk.tasks, id, t);
 	return t;
 }
 
@@ -186,28 +182,6 @@ static void snap_build(struct sb *b, const struct task *t, int64_t now)
 	sb_add(b, "}", 1);
 }
 
-/* ,"ref":… when there is one. */
-static void add_ref(struct sb *b, const json_t *ref)
-{
-	char *s;
-	if (ref && (s = json_dumps(ref, JSON_ENCODE_ANY)) != NULL) {
-		sb_adds(b, ",\"ref\":");
-		sb_adds(b, s);
-		free(s);
-	}
-}
-
-/* {"type":"task","task":snap[,"ref":…]} */
-static void task_msg(struct sb *b, const char *snap, size_t n,
-		     const json_t *ref)
-{
-	sb_init(b, n + 48);
-	sb_adds(b, "{\"type\":\"task\",\"task\":");
-	sb_add(b, snap, n);
-	add_ref(b, ref);
-	sb_add(b, "}", 1);
-}
-
 /* The seed documents' shape: {"type":"undone"|"finish","message",
  * "list":[{"name","status":"finish"|"unfinish","duration"}]}, from a
  * snapshot's text. */
@@ -245,14 +219,6 @@ static json_t *seed_shape(const char *snap, size_t n, int push)
 	return o;
 }
 
-static struct shbuf *frame_of(json_t *obj)
-{
-	char *s = json_dumps(obj, JSON_COMPACT);
-	struct shbuf *f = shbuf_frame_text(s, strlen(s));
-	free(s);
-	return f;
-}
-
 /* ---- persistence ---- */
 
 static char *steps_json(const struct task *t)
@@ -276,17 +242,20 @@ static char *steps_json(const struct task *t)
 	return b.p;
 }
 
-static int task_save(struct task *t)
+/* The row of t now; its strings point into t, watchers into *w and the
+ * steps into *steps (the caller frees both). */
+static struct task_record task_record_of(const struct task *t, char **w,
+					 char **steps)
 {
-	char *steps = steps_json(t);
-	char *w = json_dumps(t->watchers, JSON_COMPACT);
-	struct task_record r = {
+	*steps = steps_json(t);
+	*w = json_dumps(t->watchers, JSON_COMPACT);
+	return (struct task_record){
 		.id = t->id,
 		.title = t->title,
 		.owner = t->owner,
-		.watchers = w,
+		.watchers = *w,
 		.status = task_names[t->status],
-		.steps = steps,
+		.steps = *steps,
 		.note = t->note,
 		.done = t->done,
 		.total = t->total,
@@ -295,12 +264,31 @@ static int task_save(struct task *t)
 		.updated_at = t->updated_at,
 		.finished_at = t->finished_at,
 	};
-	int rc = store_task_put(srv->store, &r);
-	free(steps);
-	free(w);
-	return rc;
 }
 
+/* {"type":"task","task":snap}: a version pushed to subscribers. */
+static struct msgbuf *task_payload(const char *snap, size_t n)
+{
+	struct sb b;
+	struct msgbuf *m;
+
+	sb_init(&b, n + 32);
+	sb_adds(&b, "{\"type\":\"task\",\"task\":");
+	sb_add(&b, snap, n);
+	sb_add(&b, "}", 1);
+	m = msgbuf_copy(b.p, b.n);
+	sb_free(&b);
+	return m;
+}
+
+/* The seed shape of a snapshot as JSON text (the caller frees it). */
+static char *seed_text(const char *snap, size_t n, int push)
+{
+	json_t *o = seed_shape(snap, n, push);
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
 static void task_free(struct task *t)
 {
 	free(t->names);
@@ -343,29 +331,31 @@ static void task_place(struct task *t)
 static void task_add(struct task *t)
 {
 	t->refs = 1;
-	HASH_ADD_KEYPTR(hh, srv->tasks, t->id, strlen(t->id), t);
+	HASH_ADD_KEYPTR(hh, bk.tasks, t->id, strlen(t->id), t);
 	task_place(t);
 }
 
 static void sub_remove(struct task *t, int i);
 
 /* Out of the table, the lists and every subscription; freed when the
- * last queued post is done with it. */
+ * last pending operation is done with it. */
 static void task_unlink(struct task *t)
 {
 	while (t->nsubs > 0)
 		sub_remove(t, 0);
-	HASH_DEL(srv->tasks, t);
+	HASH_DEL(bk.tasks, t);
 	DL_DELETE(*list_of(t->on_done), t);
 	t->prev = t->next = NULL;
 	t->gone = 1;
 	task_unref(t);
 }
 
-/* Delete t from the store (in the loop turn's transaction) and memory. */
+/* Delete t from the store (through the engine) and from memory. */
 static int task_delete(struct task *t, const char *why)
 {
-	if (server_write_begin() < 0 || store_task_del(srv->store, t->id) < 0)
+	struct engine_event ev = {.kind = ENGINE_TASK_DELETE, .task_id = t->id};
+
+	if (engine_submit(bk.engine, &ev, NULL, NULL) < 0)
 		return -1;
 	log_info("task.prune", "task=%s status=%s why=%s", log_val(t->id),
 		 task_names[t->status], why);
@@ -412,16 +402,14 @@ static enum task_err steps_from_json(struct task *t, json_t *steps, char *err,
 	}
 	return TE_OK;
 }
-
-static void load_row(void *arg, const struct task_record *r)
+/* Set t (id aside) from a stored row: at start, and for a change that
+ * another node made. */
+static void task_fill(struct task *t, const struct task_record *r)
 {
-	struct task *t = xcalloc(1, sizeof(*t));
 	json_t *steps, *s;
 	size_t i;
 	char err[96];
-	(void)arg;
 
-	t->id = xstrdup(r->id);
 	t->title = xstrdup(r->title);
 	t->owner = xstrdup(r->owner);
 	t->watchers = r->watchers ? json_loads(r->watchers, 0, NULL) : NULL;
@@ -452,14 +440,37 @@ static void load_row(void *arg, const struct task_record *r)
 	json_decref(steps);
 	t->done = r->done;
 	t->total = r->total;
-	if (r->note)
-		t->note = xstrdup(r->note);
+	t->note = r->note ? xstrdup(r->note) : NULL;
 	t->version = t->committed = r->version;
 	t->created_at = r->created_at;
 	t->updated_at = r->updated_at;
 	t->finished_at = r->finished_at;
 	if (task_final(t) && t->finished_at == 0)
 		t->finished_at = t->updated_at;
+}
+
+/* What task_fill set, freed (the subscriptions and links stay). */
+static void task_empty(struct task *t)
+{
+	free(t->names);
+	free(t->steps);
+	free(t->title);
+	free(t->owner);
+	free(t->note);
+	json_decref(t->watchers);
+	t->names = NULL;
+	t->steps = NULL;
+	t->nsteps = 0;
+	t->note = NULL;
+}
+
+void tasks_load_row(void *arg, const struct task_record *r)
+{
+	struct task *t = xcalloc(1, sizeof(*t));
+	(void)arg;
+
+	t->id = xstrdup(r->id);
+	task_fill(t, r);
 	task_add(t);
 }
 
@@ -475,10 +486,8 @@ static int by_updated(const struct task *a, const struct task *b)
 	       (a->updated_at < b->updated_at);
 }
 
-void tasks_load(void)
+void tasks_loaded(void)
 {
-	if (store_load_tasks(srv->store, load_row, NULL) < 0)
-		fatal("cannot load tasks from the store");
 	DL_SORT(done_list, by_finished);
 	DL_SORT(live_list, by_updated);
 }
@@ -486,7 +495,7 @@ void tasks_load(void)
 void tasks_free(void)
 {
 	struct task *t, *tmp;
-	HASH_ITER(hh, srv->tasks, t, tmp)
+	HASH_ITER(hh, bk.tasks, t, tmp)
 	{
 		task_unlink(t);
 	}
@@ -540,7 +549,7 @@ static enum task_err task_from_json(struct task *t, json_t *b,
 
 	if (id && !json_is_null(id)) {
 		if (!json_is_string(id) ||
-		    !commands_valid_name(json_string_value(id), 128) ||
+		    !name_ok(json_string_value(id), 128) ||
 		    strchr(json_string_value(id), '/') ||
 		    strchr(json_string_value(id), '?'))
 			return refuse(err, errsz, TE_BAD,
@@ -564,8 +573,7 @@ static enum task_err task_from_json(struct task *t, json_t *b,
 	t->title = xstrdup(json_string_value(title));
 	if (owner && !json_is_null(owner)) {
 		if (!json_is_string(owner) ||
-		    !commands_valid_name(json_string_value(owner),
-					 AUTH_UID_MAX))
+		    !name_ok(json_string_value(owner), AUTH_UID_MAX))
 			return refuse(err, errsz, TE_BAD,
 				      "'owner' must be a uid");
 		t->owner = xstrdup(json_string_value(owner));
@@ -585,8 +593,7 @@ static enum task_err task_from_json(struct task *t, json_t *b,
 		json_array_foreach(watchers, i, v)
 		{
 			if (!json_is_string(v) ||
-			    !commands_valid_name(json_string_value(v),
-						 AUTH_UID_MAX))
+			    !name_ok(json_string_value(v), AUTH_UID_MAX))
 				return refuse(err, errsz, TE_BAD,
 					      "'watchers' must be an array of "
 					      "uids");
@@ -605,10 +612,10 @@ static enum task_err task_from_json(struct task *t, json_t *b,
 		if (!json_is_array(steps))
 			return refuse(err, errsz, TE_BAD,
 				      "'steps' must be an array of names");
-		if (json_array_size(steps) > (size_t)srv->cfg->max_steps)
+		if (json_array_size(steps) > (size_t)bk.cfg->max_steps)
 			return refuse(err, errsz, TE_LARGE,
 				      "at most %d steps (--max-steps)",
-				      srv->cfg->max_steps);
+				      bk.cfg->max_steps);
 		return steps_from_json(t, steps, err, errsz);
 	}
 	return TE_OK;
@@ -756,143 +763,211 @@ static const char *task_apply(struct task *t, json_t *b, int *changed,
 	return NULL;
 }
 
-/* Store the new version and queue its push. The reply to the producer
- * (conn ack or HTTP snapshot) goes out after the commit; the post carries
- * this version's snapshot text and a reference to t. */
-static int task_commit(struct task *t, struct conn *c, json_t *ref,
-		       struct evhttp_request *req, int http_status)
-{
-	struct post *p;
-	struct sb b;
-
-	task_place(t);
-	if (server_write_begin() < 0 || task_save(t) < 0)
-		return -1;
-	metrics.task_updates++;
-	p = xcalloc(1, sizeof(*p));
-	p->kind = POST_TASK;
-	p->task = t;
-	t->refs++;
-	p->seq = t->version;
-	p->conn_id = c ? c->id : 0;
-	p->ref = ref ? json_incref(ref) : NULL;
-	p->req = req;
-	p->http_status = http_status;
-	sb_init(&b, 256 + (size_t)t->nsteps * 96);
-	snap_build(&b, t, t->updated_at);
-	p->snap = b.p;
-	p->snap_len = b.n;
-	server_post(p);
-	return 0;
-}
-
-/* Frames are made on first use, once per post for all subscribers. */
-static void push_to(struct tsub *s, struct post *p, struct shbuf **frame,
-		    struct shbuf **seed)
-{
-	struct sb b;
-
-	if (s->version >= p->seq)
-		return;
-	s->version = p->seq;
-	if (!s->seed) {
-		if (*frame == NULL) {
-			task_msg(&b, p->snap, p->snap_len, NULL);
-			*frame = shbuf_frame_text(b.p, b.n);
-			sb_free(&b);
-		}
-		conn_send_frame(s->c, *frame);
-		return;
-	}
-	if (*seed == NULL) {
-		json_t *o = seed_shape(p->snap, p->snap_len, 1);
-		*seed = frame_of(o);
-		json_decref(o);
-	}
-	conn_send_frame(s->c, *seed);
-}
-
 static void sub_remove(struct task *t, int i)
 {
-	struct conn *c = t->subs[i].c;
+	struct session *s = t->subs[i].s;
 	t->subs[i] = t->subs[--t->nsubs];
-	for (int k = 0; k < c->nsubs; k++)
-		if (c->subs[k] == t) {
-			c->subs[k] = c->subs[--c->nsubs];
+	for (int k = 0; k < s->nsubs; k++)
+		if (s->subs[k] == t) {
+			s->subs[k] = s->subs[--s->nsubs];
 			break;
 		}
 }
 
-void tasks_post_commit(struct post *p, int ok)
+static enum bk_status status_of(enum task_err e)
 {
-	/* The task may be gone since (pruned, evicted, or an earlier post of
-	 * this batch dropped it): its reference keeps it readable. */
-	struct task *t = p->task;
-	struct shbuf *frame = NULL, *seed = NULL;
-	struct conn *c;
-
-	p->task = NULL;
-	if (!ok) {
-		/* A create that never committed does not exist. */
-		if (!t->gone && t->committed == 0)
-			task_unlink(t);
-		if (p->req)
-			http_error(p->req, 503, "commit failed");
-		else if ((c = conn_find(p->conn_id)) != NULL)
-			conn_send_error(c, p->ref, "internal", "commit failed");
-		task_unref(t);
-		return;
+	switch (e) {
+	case TE_OK:
+		return BK_OK;
+	case TE_LARGE:
+		return BK_TOO_LARGE;
+	case TE_EXISTS:
+		return BK_CONFLICT;
+	case TE_STORE:
+		return BK_UNAVAILABLE;
+	case TE_BAD:
+		break;
 	}
-	if (p->seq > t->committed)
-		t->committed = p->seq;
-	for (int i = 0; i < t->nsubs;) {
-		struct tsub *s = &t->subs[i];
-		if (s->c->state != CONN_OPEN) {
-			i++;
-			continue;
-		}
-		push_to(s, p, &frame, &seed);
-		/* The seed shape stops once the task is done. */
-		if (s->seed && task_final(t) && p->seq == t->version)
-			sub_remove(t, i);
-		else
-			i++;
-	}
-	shbuf_unref(frame);
-	shbuf_unref(seed);
-	if (p->req) {
-		http_reply_text(p->req, p->http_status, p->snap, p->snap_len);
-	} else if ((c = conn_find(p->conn_id)) != NULL) {
-		if (p->http_status == 201) { /* task.create: the snapshot */
-			struct sb b;
-			task_msg(&b, p->snap, p->snap_len, p->ref);
-			conn_send_text(c, b.p, b.n);
-			sb_free(&b);
-		} else {
-			json_t *o = json_pack("{s:s, s:s, s:I}", "type", "ack",
-					      "task", t->id, "version",
-					      (json_int_t)p->seq);
-			if (p->ref)
-				json_object_set(o, "ref", p->ref);
-			conn_send_json(c, o);
-		}
-	}
-	task_unref(t);
+	return BK_BAD_REQUEST;
 }
 
-/* ---- commands ---- */
+/* ---- a change, through the engine ---- */
+
+/* A change waiting for its commit: the producer's completion, the task (a
+ * reference: it may be removed meanwhile) and this version's snapshot. */
+struct pending {
+	struct bk_done caller;
+	struct task *t;
+	int64_t version;
+	int created;
+	size_t snap_len;
+	char snap[];
+};
+
+static void pending_done(const struct bk_done *d, const struct bk_result *r)
+{
+	struct pending *p = d->ptr;
+	struct task *t = p->t;
+	struct bk_result res = {
+		.status = p->created ? BK_CREATED : BK_OK,
+		.seq = p->version,
+		.name = t->id,
+		.body = p->snap,
+		.body_len = p->snap_len,
+	};
+
+	if (r->status != BK_OK) {
+		/* A create that never committed does not exist. */
+		if (p->created && !t->gone && t->committed == 0)
+			task_unlink(t);
+		res.status = BK_UNAVAILABLE;
+		res.msg = r->msg;
+		res.body = NULL;
+		res.body_len = 0;
+	}
+	bk_complete(&p->caller, &res);
+	task_unref(t);
+	free(p);
+}
+
+/* Hand t's new version to the engine with its record and snapshot: the
+ * push and done come after the commit. 0 ok; -1 the engine refused it
+ * (done not run). */
+static int task_submit(struct task *t, int created, const struct bk_done *done)
+{
+	struct engine_event ev = {.kind = ENGINE_TASK};
+	struct pending *p;
+	struct bk_done d;
+	struct sb snap;
+	char *w, *steps;
+	int rc;
+
+	task_place(t);
+	sb_init(&snap, 256 + (size_t)t->nsteps * 96);
+	snap_build(&snap, t, t->updated_at);
+	ev.task.rec = task_record_of(t, &w, &steps);
+	ev.task.snap = snap.p;
+	ev.task.snap_len = snap.n;
+	p = xmalloc(sizeof(*p) + snap.n + 1);
+	if (done)
+		p->caller = *done;
+	else
+		memset(&p->caller, 0, sizeof(p->caller));
+	p->t = t;
+	t->refs++;
+	p->version = t->version;
+	p->created = created;
+	p->snap_len = snap.n;
+	memcpy(p->snap, snap.p, snap.n + 1);
+	d = (struct bk_done){.fn = pending_done, .ptr = p};
+	rc = engine_submit(bk.engine, &ev, &d, NULL);
+	if (rc < 0) {
+		t->refs--;
+		free(p);
+	} else {
+		metrics.task_updates++;
+	}
+	free(w);
+	free(steps);
+	sb_free(&snap);
+	return rc;
+}
+
+struct push {
+	struct task *t;
+	int64_t version;
+	const char *snap;
+	size_t snap_len;
+	struct msgbuf *plain, *seed; /* made on first use */
+};
+
+static void push_one(void *elem, void *arg)
+{
+	struct tsub *sub = elem;
+	struct push *p = arg;
+	struct task *t = p->t;
+
+	if (!sub->s->open)
+		return;
+	if (sub->version < p->version) {
+		sub->version = p->version;
+		if (!sub->seed) {
+			if (p->plain == NULL)
+				p->plain = task_payload(p->snap, p->snap_len);
+			session_send(sub->s, p->plain);
+		} else {
+			if (p->seed == NULL) {
+				char *s = seed_text(p->snap, p->snap_len, 1);
+				p->seed = msgbuf_copy(s, strlen(s));
+				free(s);
+			}
+			session_send(sub->s, p->seed);
+		}
+	}
+	/* The seed shape stops once the task is done. */
+	if (sub->seed && task_final(t) && p->version == t->version)
+		sub_remove(t, (int)(sub - t->subs));
+}
+
+/* Another node's change: make or update t from its row when it is newer
+ * than what is held. */
+static struct task *apply_remote(struct task *t, const struct task_record *r)
+{
+	if (t == NULL) {
+		t = xcalloc(1, sizeof(*t));
+		t->id = xstrdup(r->id);
+		task_fill(t, r);
+		task_add(t);
+	} else if (r->version > t->version) {
+		task_empty(t);
+		task_fill(t, r);
+		task_place(t);
+	}
+	return t;
+}
+
+void tasks_on_event(const struct engine_event *ev)
+{
+	const struct task_record *r = &ev->task.rec;
+	struct push p = {0};
+	struct task *t;
+
+	if (ev->kind == ENGINE_TASK_DELETE) {
+		if (!ev->local && (t = task_find(ev->task_id)) != NULL)
+			task_unlink(t);
+		return;
+	}
+	t = task_find(r->id);
+	if (!ev->local)
+		t = apply_remote(t, r);
+	/* Gone since (pruned, evicted), or another task of the same id. */
+	if (t == NULL || t->created_at != r->created_at)
+		return;
+	if (r->version > t->committed)
+		t->committed = r->version;
+	p.t = t;
+	p.version = r->version;
+	p.snap = ev->task.snap;
+	p.snap_len = ev->task.snap_len;
+	fanout((void *const *)&t->subs, sizeof(struct tsub), &t->nsubs,
+	       push_one, &p);
+	msgbuf_unref(p.plain);
+	msgbuf_unref(p.seed);
+}
+
+/* ---- operations ---- */
 
 /* Room for one more task under --max-tasks: the oldest finished task goes
  * early when needed (finished tasks are history, like messages under
  * --retention-count); unfinished ones are never evicted. */
 static enum task_err make_room(char *err, size_t errsz)
 {
-	int max = srv->cfg->max_tasks;
+	int max = bk.cfg->max_tasks;
 
-	if ((int)HASH_COUNT(srv->tasks) >= max && done_list &&
+	if ((int)HASH_COUNT(bk.tasks) >= max && done_list &&
 	    task_delete(done_list, "max-tasks") < 0)
 		return refuse(err, errsz, TE_STORE, "store unavailable");
-	if ((int)HASH_COUNT(srv->tasks) >= max)
+	if ((int)HASH_COUNT(bk.tasks) >= max)
 		return refuse(err, errsz, TE_LARGE,
 			      "at most %d unfinished tasks (--max-tasks)", max);
 	return TE_OK;
@@ -924,270 +999,173 @@ static struct task *create(json_t *b, const char *default_owner,
 	return t;
 }
 
-/* Drop a create that could not be stored. */
-static void drop_uncommitted(struct task *t)
+/* Complete done with t's snapshot now. */
+static void complete_snapshot(const struct task *t, const struct bk_done *done)
 {
-	task_unlink(t);
+	struct sb b;
+	struct bk_result r = {
+		.status = BK_OK, .seq = t->version, .name = t->id};
+
+	sb_init(&b, 256 + (size_t)t->nsteps * 96);
+	snap_build(&b, t, now_ms());
+	r.body = b.p;
+	r.body_len = b.n;
+	bk_complete(done, &r);
+	sb_free(&b);
 }
 
-static const char *ws_code(enum task_err e)
-{
-	return e == TE_LARGE   ? "too_large"
-	       : e == TE_STORE ? "internal"
-			       : "bad_request";
-}
-
-/* HTTP: 400 for bad fields ({"error","code":"too_large"} past a limit),
- * 409 for an id in use, 503 when the store fails. */
-static void http_refuse(struct evhttp_request *req, enum task_err e,
-			const char *msg)
-{
-	if (e == TE_LARGE)
-		http_reply_json(req, 400,
-				json_pack("{s:s, s:s}", "error", msg, "code",
-					  "too_large"));
-	else
-		http_error(req,
-			   e == TE_EXISTS  ? 409
-			   : e == TE_STORE ? 503
-					   : 400,
-			   msg);
-}
-
-void tasks_ws_create(struct conn *c, json_t *msg, json_t *ref)
+void tasks_create(const json_t *body, const char *default_owner,
+		  const struct bk_done *done)
 {
 	char err[160];
 	enum task_err e;
-	struct task *t;
+	struct task *t =
+		create((json_t *)body, default_owner, &e, err, sizeof(err));
 
-	if (c->role != ROLE_PRODUCER && c->role != ROLE_ADMIN) {
-		conn_send_error(c, ref, "forbidden",
-				"task.create needs the producer role");
-		return;
-	}
-	t = create(msg, c->user->uid, &e, err, sizeof(err));
 	if (t == NULL) {
-		conn_send_error(c, ref, ws_code(e), "%s", err);
+		bk_refuse(done, status_of(e), err);
 		return;
 	}
-	if (task_commit(t, c, ref, NULL, 201) < 0) {
-		drop_uncommitted(t);
-		conn_send_error(c, ref, "internal", "store unavailable");
+	if (task_submit(t, 1, done) < 0) {
+		/* A create that could not be stored. */
+		task_unlink(t);
+		bk_refuse(done, BK_UNAVAILABLE, "store unavailable");
 	}
 }
 
-void tasks_ws_update(struct conn *c, json_t *msg, json_t *ref)
+void tasks_update(const char *id, const json_t *body,
+		  const struct bk_done *done)
 {
-	json_t *id = json_object_get(msg, "task");
-	struct task *t;
+	struct task *t = task_find(id);
 	const char *err;
+	char msg[160];
 	enum task_err e;
 	int changed;
 
-	if (c->role != ROLE_PRODUCER && c->role != ROLE_ADMIN) {
-		conn_send_error(c, ref, "forbidden",
-				"task.update needs the producer role");
-		return;
-	}
-	if (!json_is_string(id)) {
-		conn_send_error(c, ref, "bad_request",
-				"field 'task' must be a task id");
-		return;
-	}
-	t = task_find(json_string_value(id));
 	if (t == NULL) {
-		conn_send_error(c, ref, "not_found", "no task '%.128s'",
-				json_string_value(id));
+		snprintf(msg, sizeof(msg), "no task '%.128s'", id);
+		bk_refuse(done, BK_NOT_FOUND, msg);
 		return;
 	}
-	err = task_apply(t, msg, &changed, &e);
+	err = task_apply(t, (json_t *)body, &changed, &e);
 	if (err) {
-		conn_send_error(c, ref, ws_code(e), "%s", err);
+		bk_refuse(done, status_of(e), err);
 		return;
 	}
-	if (!changed) {
-		json_t *o = json_pack("{s:s, s:s, s:I}", "type", "ack", "task",
-				      t->id, "version", (json_int_t)t->version);
-		if (ref)
-			json_object_set(o, "ref", ref);
-		conn_send_json(c, o);
-		return;
-	}
-	if (task_commit(t, c, ref, NULL, 200) < 0)
-		conn_send_error(c, ref, "internal", "store unavailable");
+	if (!changed)
+		complete_snapshot(t, done);
+	else if (task_submit(t, 0, done) < 0)
+		bk_refuse(done, BK_UNAVAILABLE, "store unavailable");
 }
 
-/* Send text to c now if t has nothing uncommitted, else after the commit
- * that carries t's pending change: nobody sees a version a crash could
- * undo. */
-static void send_committed(struct conn *c, const struct task *t,
-			   const json_t *ref, const char *text, size_t n)
-{
-	struct post *p;
-
-	if (t->committed >= t->version || server_write_begin() < 0) {
-		conn_send_text(c, text, n);
-		return;
-	}
-	p = xcalloc(1, sizeof(*p));
-	p->kind = POST_REPLY;
-	p->conn_id = c->id;
-	p->ref = ref ? json_incref((json_t *)ref) : NULL;
-	p->frame = shbuf_frame_text(text, n);
-	server_post(p);
-}
-
-void tasks_ws_subscribe(struct conn *c, const char *id, json_t *ref, int seed)
+void tasks_get(const char *id, const struct bk_done *done)
 {
 	struct task *t = task_find(id);
-	struct tsub *s = NULL;
-	struct sb snap, msg;
+
+	if (t == NULL || t->committed == 0)
+		bk_refuse(done, BK_NOT_FOUND, "no such task");
+	else
+		complete_snapshot(t, done);
+}
+
+void tasks_subscribe(struct session *s, const char *id, int seed,
+		     const struct bk_done *done)
+{
+	struct task *t = task_find(id);
+	struct tsub *sub = NULL;
+	struct bk_result r = {.status = BK_OK, .name = id};
+	struct sb snap;
+	char msg[160], *text = NULL;
 
 	if (t == NULL || t->committed == 0) {
-		conn_send_error(c, ref, "not_found", "no task '%.128s'", id);
+		snprintf(msg, sizeof(msg), "no task '%.128s'", id);
+		bk_refuse(done, BK_NOT_FOUND, msg);
 		return;
 	}
-	if (!may_watch(t, c->user->uid, c->role)) {
-		conn_send_error(c, ref, "forbidden",
-				"only the owner, watchers and admins may "
-				"watch this task");
+	if (!may_watch(t, s->user->uid, s->role)) {
+		bk_refuse(done, BK_FORBIDDEN,
+			  "only the owner, watchers and admins may watch this "
+			  "task");
 		return;
 	}
-	/* A connection may watch a task both ways (a `subscribe` and the
-	 * seed page's {"id":X}); each kind is its own subscription. */
+	/* A session may watch a task both ways (a `subscribe` and the seed
+	 * page's {"id":X}); each kind is its own subscription. */
 	for (int i = 0; i < t->nsubs; i++)
-		if (t->subs[i].c == c && t->subs[i].seed == seed)
-			s = &t->subs[i];
-	if (s == NULL && !(seed && task_final(t))) {
+		if (t->subs[i].s == s && t->subs[i].seed == seed)
+			sub = &t->subs[i];
+	if (sub == NULL && !(seed && task_final(t))) {
 		if (t->nsubs == t->capsubs) {
 			t->capsubs = t->capsubs ? t->capsubs * 2 : 4;
 			t->subs = xrealloc(t->subs, sizeof(*t->subs) *
 							    (size_t)t->capsubs);
 		}
-		s = &t->subs[t->nsubs++];
-		s->c = c;
-		s->seed = seed;
-		if (c->nsubs == c->capsubs) {
-			c->capsubs = c->capsubs ? c->capsubs * 2 : 4;
-			c->subs = xrealloc(c->subs, sizeof(*c->subs) *
-							    (size_t)c->capsubs);
+		sub = &t->subs[t->nsubs++];
+		sub->s = s;
+		sub->seed = seed;
+		if (s->nsubs == s->capsubs) {
+			s->capsubs = s->capsubs ? s->capsubs * 2 : 4;
+			s->subs = xrealloc(s->subs, sizeof(*s->subs) *
+							    (size_t)s->capsubs);
 		}
-		c->subs[c->nsubs++] = t;
+		s->subs[s->nsubs++] = t;
 	}
 	/* The current snapshot first; later versions follow. */
-	if (s)
-		s->version = t->version;
+	if (sub)
+		sub->version = t->version;
+	r.seq = t->version;
 	sb_init(&snap, 256 + (size_t)t->nsteps * 96);
 	snap_build(&snap, t, now_ms());
 	if (seed) {
-		json_t *o = seed_shape(snap.p, snap.n, 0);
-		char *text = json_dumps(o, JSON_COMPACT);
-		json_decref(o);
-		send_committed(c, t, NULL, text, strlen(text));
-		free(text);
+		text = seed_text(snap.p, snap.n, 0);
+		r.body = text;
+		r.body_len = strlen(text);
 	} else {
-		task_msg(&msg, snap.p, snap.n, ref);
-		send_committed(c, t, ref, msg.p, msg.n);
-		sb_free(&msg);
+		r.body = snap.p;
+		r.body_len = snap.n;
 	}
+	/* Nobody sees a version a crash could undo: with a change of t still
+	 * pending, after its commit. */
+	if (t->committed >= t->version) {
+		bk_complete(done, &r);
+	} else {
+		struct bk_done d = carry(done, &r);
+		engine_sync(bk.engine, &d);
+	}
+	free(text);
 	sb_free(&snap);
 }
 
-void tasks_ws_unsubscribe(struct conn *c, const char *id, json_t *ref)
+void tasks_unsubscribe(struct session *s, const char *id,
+		       const struct bk_done *done)
 {
 	struct task *t = task_find(id);
-	json_t *o;
+	struct bk_result r = {.status = BK_OK, .name = id};
 
-	/* Every subscription of c to t, of either kind. */
+	/* Every subscription of s to t, of either kind. */
 	for (int i = 0; t && i < t->nsubs;) {
-		if (t->subs[i].c == c)
+		if (t->subs[i].s == s)
 			sub_remove(t, i);
 		else
 			i++;
 	}
-	o = json_pack("{s:s, s:s}", "type", "unsubscribed", "task", id);
-	if (ref)
-		json_object_set(o, "ref", ref);
-	conn_send_json(c, o);
+	bk_complete(done, &r);
 }
 
-void tasks_unsubscribe_all(struct conn *c)
+void tasks_unsubscribe_all(struct session *s)
 {
-	while (c->nsubs > 0) {
-		struct task *t = c->subs[0];
+	while (s->nsubs > 0) {
+		struct task *t = s->subs[0];
 		int i;
-		for (i = 0; i < t->nsubs && t->subs[i].c != c; i++)
+		for (i = 0; i < t->nsubs && t->subs[i].s != s; i++)
 			;
 		if (i < t->nsubs)
 			sub_remove(t, i);
 		else
-			c->subs[0] = c->subs[--c->nsubs];
+			s->subs[0] = s->subs[--s->nsubs];
 	}
-	free(c->subs);
-	c->subs = NULL;
-	c->capsubs = 0;
-}
-
-/* ---- HTTP ---- */
-
-static void http_snapshot(struct evhttp_request *req, const struct task *t)
-{
-	struct sb b;
-	sb_init(&b, 256 + (size_t)t->nsteps * 96);
-	snap_build(&b, t, now_ms());
-	http_reply_text(req, 200, b.p, b.n);
-	sb_free(&b);
-}
-
-void tasks_http_create(struct evhttp_request *req, json_t *body)
-{
-	char err[160];
-	enum task_err e;
-	struct task *t = create(body, NULL, &e, err, sizeof(err));
-
-	if (t == NULL) {
-		http_refuse(req, e, err);
-		return;
-	}
-	if (task_commit(t, NULL, NULL, req, 201) < 0) {
-		drop_uncommitted(t);
-		http_error(req, 503, "store unavailable");
-	}
-}
-
-void tasks_http_get(struct evhttp_request *req, const char *id)
-{
-	struct task *t = task_find(id);
-	if (t == NULL || t->committed == 0) {
-		http_error(req, 404, "no such task");
-		return;
-	}
-	http_snapshot(req, t);
-}
-
-void tasks_http_progress(struct evhttp_request *req, const char *id,
-			 json_t *body)
-{
-	struct task *t = task_find(id);
-	const char *err;
-	enum task_err e;
-	int changed;
-
-	if (t == NULL) {
-		http_error(req, 404, "no such task");
-		return;
-	}
-	err = task_apply(t, body, &changed, &e);
-	if (err) {
-		http_refuse(req, e, err);
-		return;
-	}
-	if (!changed) {
-		http_snapshot(req, t);
-		return;
-	}
-	if (task_commit(t, NULL, NULL, req, 200) < 0)
-		http_error(req, 503, "store unavailable");
+	free(s->subs);
+	s->subs = NULL;
+	s->capsubs = 0;
 }
 
 /*
@@ -1198,11 +1176,11 @@ void tasks_http_progress(struct evhttp_request *req, const char *id,
  */
 void tasks_prune(int64_t now)
 {
-	const struct config *cfg = srv->cfg;
+	const struct config *cfg = bk.cfg;
 	int n = 0;
 
 	while (n < TASK_PRUNE_BATCH && done_list &&
-	       (int)HASH_COUNT(srv->tasks) > cfg->max_tasks) {
+	       (int)HASH_COUNT(bk.tasks) > cfg->max_tasks) {
 		if (task_delete(done_list, "max-tasks") < 0)
 			return;
 		n++;
@@ -1222,37 +1200,9 @@ void tasks_prune(int64_t now)
 	}
 }
 
-int tasks_local_create(json_t *body)
+size_t tasks_count(void)
 {
-	char err[160];
-	enum task_err e;
-	struct task *t = create(body, NULL, &e, err, sizeof(err));
-	if (t == NULL) {
-		log_warn("task.local", "msg=%s", log_val(err));
-		return -1;
-	}
-	if (task_commit(t, NULL, NULL, NULL, 201) < 0) {
-		drop_uncommitted(t);
-		return -1;
-	}
-	return 0;
-}
-
-int tasks_local_update(const char *id, json_t *body)
-{
-	struct task *t = task_find(id);
-	const char *err;
-	enum task_err e;
-	int changed;
-	if (t == NULL)
-		return -1;
-	err = task_apply(t, body, &changed, &e);
-	if (err) {
-		log_warn("task.local", "task=%s msg=%s", log_val(id),
-			 log_val(err));
-		return -1;
-	}
-	return changed ? task_commit(t, NULL, NULL, NULL, 200) : 0;
+	return HASH_COUNT(bk.tasks);
 }
 
 int tasks_exists(const char *id)

@@ -8,6 +8,7 @@
  * pipe, and the loop thread answers the request.
  */
 #include "basestation/broker.h"
+#include "basestation/conn.h"
 #include "basestation/http.h"
 #include "basestation/inspect.h"
 #include "basestation/log.h"
@@ -24,34 +25,41 @@
 /* Queries running at once; more answer 503. */
 #define SQL_MAX_JOBS 4
 
+static struct event_base *base;
+static const char *db_path;
+
+void admin_init(struct event_base *b, const char *db)
+{
+	base = b;
+	db_path = db;
+}
+
+static void one_connection(void *arg, const struct conn_info *i)
+{
+	const struct session *s = i->s;
+	json_t *rooms = json_array();
+
+	for (int k = 0; k < broker_session_nrooms(s); k++)
+		json_array_append_new(rooms,
+				      json_string(broker_session_room(s, k)));
+	json_array_append_new(
+		arg, json_pack("{s:I, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:i}",
+			       "conn", (json_int_t)s->id, "uid", broker_uid(s),
+			       "role", auth_role_name(s->role), "remote",
+			       i->remote, "since", (json_int_t)i->since_ms,
+			       "rooms", rooms, "out_buffered",
+			       (json_int_t)i->out_buffered, "last_seq",
+			       (json_int_t)s->last_seq, "tasks", s->nsubs));
+}
+
 void admin_connections(struct evhttp_request *req)
 {
 	json_t *list = json_array();
-	struct conn *c, *tmp;
 
-	HASH_ITER(hh, srv->conns, c, tmp)
-	{
-		json_t *rooms;
-		if (c->state != CONN_OPEN || c->user == NULL)
-			continue;
-		rooms = json_array();
-		for (int i = 0; i < c->user->nrooms; i++)
-			json_array_append_new(
-				rooms, json_string(c->user->rooms[i]->name));
-		json_array_append_new(
-			list,
-			json_pack(
-				"{s:I, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:i}",
-				"conn", (json_int_t)c->id, "uid", c->user->uid,
-				"role", auth_role_name(c->role), "remote",
-				c->remote, "since", (json_int_t)c->since_ms,
-				"rooms", rooms, "out_buffered",
-				(json_int_t)conn_out_buffered(c), "last_seq",
-				(json_int_t)c->last_seq, "tasks", c->nsubs));
-	}
+	conns_each(one_connection, list);
 	http_reply_json(req, 200,
 			json_pack("{s:o, s:i}", "connections", list, "count",
-				  srv->nconns));
+				  conns_open()));
 }
 
 struct sql_job {
@@ -67,7 +75,7 @@ struct sql_job {
 
 static struct {
 	int fd[2];	      /* worker -> loop: finished jobs (pointers) */
-	struct event *ev;     /* read end, on srv->base */
+	struct event *ev;     /* read end, on the loop */
 	struct sql_job *jobs; /* running */
 	int njobs;
 } pool = {{-1, -1}, NULL, NULL, 0};
@@ -144,7 +152,7 @@ static int pool_init(void)
 	if (pipe2(pool.fd, O_CLOEXEC) < 0)
 		return -1;
 	if (evutil_make_socket_nonblocking(pool.fd[0]) < 0 ||
-	    (pool.ev = event_new(srv->base, pool.fd[0], EV_READ | EV_PERSIST,
+	    (pool.ev = event_new(base, pool.fd[0], EV_READ | EV_PERSIST,
 				 sql_done_cb, NULL)) == NULL ||
 	    event_add(pool.ev, NULL) < 0) {
 		admin_sql_stop();
@@ -214,7 +222,7 @@ void admin_sql(struct evhttp_request *req)
 	if (json_is_integer(mr) && json_integer_value(mr) > 0 &&
 	    json_integer_value(mr) < 100000)
 		j->lim.max_rows = (int)json_integer_value(mr);
-	j->db = strdup(srv->cfg->db);
+	j->db = strdup(db_path);
 	j->sql = strdup(json_string_value(sql));
 	if (params && !json_is_null(params))
 		j->params = json_deep_copy(params);

@@ -1,14 +1,19 @@
 /*
  * HTTP routing and the /api endpoints. JSON in and out; everything under
  * /api needs the API key and under /admin the admin key (constant-time).
+ * The endpoints call the same broker operations as the WebSocket
+ * commands and render their results (result.h) as a status and JSON.
  */
 #include "basestation/broker.h"
+#include "basestation/conn.h"
+#include "basestation/engine.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
 #include "basestation/metrics.h"
-#include "basestation/store.h"
+#include "basestation/names.h"
+#include "basestation/net.h"
+#include "basestation/records.h"
 #include "basestation/tasks.h"
-#include "basestation/xalloc.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -21,111 +26,11 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-const char *http_reason(int status)
-{
-	switch (status) {
-	case 200:
-		return "OK";
-	case 201:
-		return "Created";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 413:
-		return "Payload Too Large";
-	case 426:
-		return "Upgrade Required";
-	case 500:
-		return "Internal Server Error";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Status";
-	}
-}
-
-void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
-{
-	/* libevent sends the body even to HEAD (and then no Content-Length),
-	 * which a keep-alive client would read as the next response. */
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-		char len[32];
-		snprintf(len, sizeof(len), "%zu",
-			 body ? evbuffer_get_length(body) : 0);
-		evhttp_remove_header(evhttp_request_get_output_headers(req),
-				     "Content-Length");
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Content-Length", len);
-		if (body)
-			evbuffer_drain(body, evbuffer_get_length(body));
-	}
-	evhttp_send_reply(req, status, http_reason(status), body);
-}
-
-void http_reply_text(struct evhttp_request *req, int status, const char *json,
-		     size_t n)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "application/json");
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Cache-Control", "no-store");
-	if (json) {
-		evbuffer_add(b, json, n);
-		evbuffer_add(b, "\n", 1);
-	}
-	http_send(req, status, b);
-	evbuffer_free(b);
-}
-
-void http_reply_json(struct evhttp_request *req, int status, json_t *body)
-{
-	char *s = json_dumps(body, JSON_COMPACT);
-
-	http_reply_text(req, status, s, s ? strlen(s) : 0);
-	free(s);
-	json_decref(body);
-}
-
-void http_error(struct evhttp_request *req, int status, const char *msg)
-{
-	http_reply_json(req, status, json_pack("{s:s}", "error", msg));
-}
-
-json_t *http_body_json(struct evhttp_request *req)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	json_error_t jerr;
-	json_t *j;
-	char msg[256];
-
-	if (len == 0) {
-		http_error(req, 400, "a JSON object body is required");
-		return NULL;
-	}
-	j = json_loadb((const char *)evbuffer_pullup(in, -1), len,
-		       JSON_REJECT_DUPLICATES, &jerr);
-	if (j == NULL) {
-		snprintf(msg, sizeof(msg), "invalid JSON: %s", jerr.text);
-		http_error(req, 400, msg);
-		return NULL;
-	}
-	if (!json_is_object(j)) {
-		json_decref(j);
-		http_error(req, 400, "the body must be a JSON object");
-		return NULL;
-	}
-	return j;
-}
+static struct {
+	const struct config *cfg;
+	struct engine *engine;
+	struct evhttp *http;
+} api;
 
 /* 1 when the request carries "Authorization: Bearer <key>". A key that is
  * not configured (NULL or empty) matches nothing. */
@@ -133,20 +38,33 @@ static int has_key(struct evhttp_request *req, const char *key)
 {
 	const char *h = evhttp_find_header(
 		evhttp_request_get_input_headers(req), "Authorization");
+	const char *tok;
+	size_t tl;
+
 	if (key == NULL || *key == '\0' || h == NULL ||
-	    strncasecmp(h, "Bearer ", 7) != 0)
+	    auth_bearer(h, strlen(h), &tok, &tl) < 0)
 		return 0;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return auth_ct_equal(h, strlen(h), key, strlen(key));
+	return auth_ct_equal(tok, tl, key, strlen(key));
+}
+
+/* The token's 201 once its row is durable. */
+static void token_done(const struct bk_done *d, const struct bk_result *r)
+{
+	if (r->status == BK_OK)
+		http_reply_json(d->ptr, 201, d->aux);
+	else {
+		http_refuse(d->ptr, r);
+		json_decref(d->aux);
+	}
 }
 
 static void api_tokens(struct evhttp_request *req)
 {
-	json_t *b = http_body_json(req), *uid, *role, *ttl;
+	json_t *b = http_body_json(req), *uid, *role, *ttl, *o;
+	struct engine_event ev = {.kind = ENGINE_TOKEN_ISSUE};
+	struct bk_done done = {.fn = token_done, .ptr = req};
+	const char *why;
 	char token[128];
-	int64_t exp;
 	int r = ROLE_USER;
 
 	if (b == NULL)
@@ -179,50 +97,51 @@ static void api_tokens(struct evhttp_request *req)
 		http_error(req, 400, "'ttl' must be seconds (integer >= 0)");
 		goto out;
 	}
-	/* Inside the loop turn's transaction, answered once it is committed
-	 * (contract v2 §6): a 201 names a token that survives a crash. */
-	if (server_write_begin() < 0) {
-		http_error(req, 503, "store unavailable");
+	/* Through the engine, answered once it is committed (contract v2
+	 * §6): a 201 names a token that survives a crash. */
+	if (auth_token_new(json_string_value(uid), (enum auth_role)r,
+			   ttl && json_is_integer(ttl) ? json_integer_value(ttl)
+						       : 0,
+			   now_ms(), token, sizeof(token), &ev.token) < 0) {
+		http_error(req, 500, "could not store the token");
 		goto out;
 	}
-	if (store_token_issue(
-		    srv->store, json_string_value(uid), (enum auth_role)r,
-		    ttl && json_is_integer(ttl) ? json_integer_value(ttl) : 0,
-		    token, sizeof(token), &exp) < 0) {
-		http_error(req, 500, "could not store the token");
+	o = json_pack("{s:s, s:s, s:s}", "token", token, "uid",
+		      json_string_value(uid), "role",
+		      auth_role_name((enum auth_role)r));
+	json_object_set_new(o, "expires_at",
+			    ev.token.expires_at
+				    ? json_integer(ev.token.expires_at)
+				    : json_null());
+	done.aux = o;
+	if (engine_submit(api.engine, &ev, &done, &why) < 0) {
+		json_decref(o);
+		http_error(req, 503, why);
 		goto out;
 	}
 	log_info("token.issue", "uid=%s role=%s via=http",
 		 log_val(json_string_value(uid)),
 		 auth_role_name((enum auth_role)r));
-	json_t *o = json_pack("{s:s, s:s, s:s}", "token", token, "uid",
-			      json_string_value(uid), "role",
-			      auth_role_name((enum auth_role)r));
-	json_object_set_new(o, "expires_at",
-			    exp ? json_integer(exp) : json_null());
-	struct post *p = xcalloc(1, sizeof(*p));
-	p->kind = POST_REPLY;
-	p->req = req;
-	p->http_status = 201;
-	p->http_body = o;
-	server_post(p);
 out:
 	json_decref(b);
 }
 
-/* 1 when v is a string of 1..max bytes without control characters; an
- * embedded NUL would otherwise cut the name short. */
-static int valid_name(const json_t *v, size_t max)
+/* {"seq":N} once the message is committed. */
+static void publish_done(const struct bk_done *d, const struct bk_result *r)
 {
-	return json_is_string(v) &&
-	       strlen(json_string_value(v)) == json_string_length(v) &&
-	       commands_valid_name(json_string_value(v), max);
+	if (r->status == BK_OK)
+		http_reply_json(d->ptr, 200,
+				json_pack("{s:I}", "seq", (json_int_t)r->seq));
+	else
+		http_refuse(d->ptr, r);
 }
 
 static void api_publish(struct evhttp_request *req)
 {
 	json_t *b = http_body_json(req), *to, *room, *data, *from;
 	const char *sender = "system";
+	struct bk_done done = {.fn = publish_done, .ptr = req};
+	char *text = NULL;
 
 	if (b == NULL)
 		return;
@@ -235,8 +154,8 @@ static void api_publish(struct evhttp_request *req)
 			   "exactly one of 'to' or 'room' is required");
 		goto out;
 	}
-	if ((to && !valid_name(to, AUTH_UID_MAX)) ||
-	    (room && !valid_name(room, 128))) {
+	if ((to && !name_json_ok(to, AUTH_UID_MAX)) ||
+	    (room && !name_json_ok(room, 128))) {
 		http_error(req, 400,
 			   "'to' / 'room' must be a string of 1..128 "
 			   "bytes without control characters");
@@ -247,25 +166,37 @@ static void api_publish(struct evhttp_request *req)
 		goto out;
 	}
 	if (from && !json_is_null(from)) {
-		if (!valid_name(from, AUTH_UID_MAX)) {
+		if (!name_json_ok(from, AUTH_UID_MAX)) {
 			http_error(req, 400, "'from' must be a uid string");
 			goto out;
 		}
 		sender = json_string_value(from);
 	}
-	router_send(NULL, sender, to ? json_string_value(to) : NULL,
-		    room ? json_string_value(room) : NULL, data, NULL, 0, NULL,
-		    req);
+	text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (text == NULL) {
+		http_error(req, 503, "could not store the message");
+		goto out;
+	}
+	/* What a client may not send, a backend may not either: every
+	 * message fits the WebSocket limit. */
+	if (strlen(text) > api.cfg->max_message) {
+		http_error(req, 413, "'data' is larger than --max-message");
+		goto out;
+	}
+	broker_send(NULL, sender, to ? json_string_value(to) : NULL,
+		    room ? json_string_value(room) : NULL, text, strlen(text),
+		    NULL, &done);
 out:
+	free(text);
 	json_decref(b);
 }
 
-/* /healthz runs on the loop thread; the store's connection waits at most
- * STORE_BUSY_MS for a write lock held by another process, then this
+/* /healthz runs on the loop thread; the local engine's store waits at
+ * most STORE_BUSY_MS for a write lock held by another process, then this
  * answers 503. */
 static void healthz(struct evhttp_request *req)
 {
-	if (!store_writable(srv->store)) {
+	if (!engine_healthy(api.engine)) {
 		http_reply_json(req, 503,
 				json_pack("{s:s, s:s}", "status", "error",
 					  "error", "database is not writable"));
@@ -278,9 +209,10 @@ static void metrics_page(struct evhttp_request *req)
 {
 	struct evbuffer *b = evbuffer_new();
 	/* A room record exists exactly while the room has a member. */
-	metrics_render(b, (uint64_t)srv->nconns, (uint64_t)srv->users_online,
-		       registry_nusers(), registry_nrooms(), tasks_count(),
-		       (uint64_t)srv->committed_seq);
+	metrics_render(b, (uint64_t)conns_open(),
+		       (uint64_t)broker_users_online(), broker_nusers(),
+		       broker_nrooms(), tasks_count(),
+		       (uint64_t)broker_committed());
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 			  "Content-Type",
 			  "text/plain; version=0.0.4; charset=utf-8");
@@ -309,10 +241,29 @@ static int method_ok(struct evhttp_request *req, enum evhttp_cmd_type m,
 	return 0;
 }
 
+/* A task's snapshot (201 for a create), or the refusal. */
+static void task_done(const struct bk_done *d, const struct bk_result *r)
+{
+	struct bk_result nf;
+
+	if (r->status == BK_OK || r->status == BK_CREATED) {
+		http_reply_text(d->ptr, http_status(r->status), r->body,
+				r->body_len);
+		return;
+	}
+	if (r->status == BK_NOT_FOUND) {
+		nf = *r;
+		nf.msg = "no such task"; /* the id is in the path */
+		r = &nf;
+	}
+	http_refuse(d->ptr, r);
+}
+
 /* /api/tasks, /api/tasks/{id}, /api/tasks/{id}/progress */
 static void api_tasks(struct evhttp_request *req, const char *rest,
 		      enum evhttp_cmd_type m)
 {
+	struct bk_done done = {.fn = task_done, .ptr = req};
 	char id[256];
 	const char *slash;
 	size_t n;
@@ -322,7 +273,7 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 			return;
 		json_t *b = http_body_json(req);
 		if (b) {
-			tasks_http_create(req, b);
+			tasks_create(b, NULL, &done);
 			json_decref(b);
 		}
 		return;
@@ -341,19 +292,19 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 	memcpy(id, rest, n);
 	id[n] = '\0';
 	char *dec = evhttp_uridecode(id, 0, NULL);
-	if (dec == NULL || !commands_valid_name(dec, 128)) {
+	if (dec == NULL || !name_ok(dec, 128)) {
 		free(dec);
 		http_error(req, 400, "bad task id");
 		return;
 	}
 	if (slash == NULL) {
 		if (method_ok(req, m, EVHTTP_REQ_GET))
-			tasks_http_get(req, dec);
+			tasks_get(dec, &done);
 	} else if (strcmp(slash, "/progress") == 0) {
 		if (method_ok(req, m, EVHTTP_REQ_POST)) {
 			json_t *b = http_body_json(req);
 			if (b) {
-				tasks_http_progress(req, dec, b);
+				tasks_update(dec, b, &done);
 				json_decref(b);
 			}
 		}
@@ -385,7 +336,7 @@ static void route(struct evhttp_request *req, void *arg)
 		if (method_ok(req, m, EVHTTP_REQ_GET))
 			metrics_page(req);
 	} else if (strncmp(path, "/api/", 5) == 0) {
-		if (!has_key(req, srv->cfg->api_key)) {
+		if (!has_key(req, api.cfg->api_key)) {
 			http_error(req, 401, "missing or wrong API key");
 			return;
 		}
@@ -401,7 +352,7 @@ static void route(struct evhttp_request *req, void *arg)
 			http_error(req, 404, "not found");
 		}
 	} else if (strncmp(path, "/admin/", 7) == 0 && !static_exists(path)) {
-		if (!has_key(req, srv->cfg->admin_key)) {
+		if (!has_key(req, api.cfg->admin_key)) {
 			http_error(req, 401, "missing or wrong admin key");
 			return;
 		}
@@ -419,46 +370,55 @@ static void route(struct evhttp_request *req, void *arg)
 	}
 }
 
-int http_start(const char *addr, int *port_out)
+int http_start(struct event_base *base, const struct config *cfg,
+	       struct engine *e, const char *web_root, int *port_out)
 {
 	struct evconnlistener *l;
 
-	srv->http = evhttp_new(srv->base);
-	if (srv->http == NULL)
+	api.cfg = cfg;
+	api.engine = e;
+	admin_init(base, cfg->db);
+	static_init(web_root);
+	api.http = evhttp_new(base);
+	if (api.http == NULL)
 		return -1;
-	evhttp_set_max_body_size(srv->http,
-				 (ev_ssize_t)srv->cfg->max_http_body);
-	evhttp_set_max_headers_size(srv->http, 16384);
-	evhttp_set_timeout(srv->http, 30);
+	evhttp_set_max_body_size(api.http, (ev_ssize_t)cfg->max_http_body);
+	evhttp_set_max_headers_size(api.http, 16384);
+	evhttp_set_timeout(api.http, 30);
 	/* Every method libevent parses reaches route(), which answers 405
 	 * (JSON, with Allow) to those a path does not take. */
 	evhttp_set_allowed_methods(
-		srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-				   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-				   EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(srv->http, route, NULL);
+		api.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+				  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+				  EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+				  EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(api.http, route, NULL);
 	/* Our listener, with the back-off on accept errors; evhttp takes
 	 * its connections (and frees it in evhttp_free). */
-	l = server_listen(addr, "http", NULL, port_out);
+	l = net_listen(cfg->http, "http", NULL, port_out);
 	if (l == NULL)
 		return -1;
-	if (evhttp_bind_listener(srv->http, l) == NULL) {
-		server_listen_forget(l);
+	if (evhttp_bind_listener(api.http, l) == NULL) {
+		net_listen_forget(l);
 		evconnlistener_free(l);
 		return -1;
 	}
-	http_conns_start(srv->http, l);
+	http_conns_start(base, cfg, api.http, l);
 	return 0;
+}
+
+void http_set_cap(int conns_max)
+{
+	http_conns_set_cap(conns_max);
 }
 
 void http_stop(void)
 {
 	admin_sql_stop();
-	if (srv && srv->http) {
+	if (api.http) {
 		http_conns_judge_pending();
-		evhttp_free(srv->http);
-		srv->http = NULL;
+		evhttp_free(api.http);
+		api.http = NULL;
 		http_conns_stop();
 	}
 }

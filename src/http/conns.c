@@ -1,5 +1,5 @@
 /*
- * The HTTP port's connections: at most srv->http_conns_max at once (from
+ * The HTTP port's connections: at most hc.max at once (from
  * --max-http-conns, fitted to the descriptor limit), at most --max-per-ip
  * from one address, and a deadline for each whole request
  * (--http-request-timeout) where evhttp only has an inactivity timeout, so
@@ -20,7 +20,7 @@
  * A refused connection gets a 503 with Retry-After written straight to the
  * socket (no request was read) and is freed; evhttp closes the socket.
  */
-#include "basestation/broker.h"
+#include "basestation/net.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <uthash.h>
 
 struct hconn {
 	struct bufferevent *bev;	 /* until judged (one reference) */
@@ -48,6 +49,9 @@ static struct {
 	struct hconn *pending, **pending_tail; /* accepted, not judged */
 	int npending;
 	int n; /* judged and not closed yet */
+	int max;
+	const struct config *cfg;
+	struct event_base *base;
 } hc;
 
 static struct hconn *find(struct evhttp_connection *evcon)
@@ -59,7 +63,7 @@ static struct hconn *find(struct evhttp_connection *evcon)
 
 static void arm_deadline(struct hconn *h)
 {
-	struct timeval tv = {srv->cfg->http_request_timeout, 0};
+	struct timeval tv = {hc.cfg->http_request_timeout, 0};
 	if (tv.tv_sec > 0)
 		evtimer_add(h->deadline_ev, &tv);
 }
@@ -71,7 +75,7 @@ static void closed_cb(struct evhttp_connection *evcon, void *arg)
 	(void)evcon;
 	HASH_DEL(hc.conns, h);
 	if (h->ip)
-		registry_ip_put(h->ip, IP_HTTP);
+		net_ip_put(h->ip, IP_HTTP);
 	event_free(h->deadline_ev);
 	free(h);
 	hc.n--;
@@ -86,13 +90,14 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_info("http.timeout", "remote=%s timeout_s=%d",
-		 h->ip ? h->ip->ip : "-", srv->cfg->http_request_timeout);
+		 h->ip ? net_ip_addr(h->ip) : "-",
+		 hc.cfg->http_request_timeout);
 	evhttp_connection_free(h->evcon);
 }
 
 static void refuse(struct hconn *h, evutil_socket_t fd, const char *why)
 {
-	server_refuse_fd(fd, IP_HTTP, why);
+	net_refuse_fd(fd, IP_HTTP, why);
 	evhttp_connection_free(h->evcon);
 }
 
@@ -103,7 +108,7 @@ static void judge(struct hconn *h)
 	char remote[48] = "unknown";
 	void *arg = NULL;
 	evutil_socket_t fd;
-	int max_ip = srv->cfg->max_per_ip;
+	int max_ip = hc.cfg->max_per_ip;
 
 	bufferevent_getcb(h->bev, NULL, NULL, NULL, &arg);
 	fd = bufferevent_getfd(h->bev);
@@ -116,25 +121,23 @@ static void judge(struct hconn *h)
 		return;
 	}
 	h->evcon = arg;
-	h->deadline_ev = evtimer_new(srv->base, deadline_cb, h);
+	h->deadline_ev = evtimer_new(hc.base, deadline_cb, h);
 	HASH_ADD_PTR(hc.conns, evcon, h);
 	evhttp_connection_set_closecb(h->evcon, closed_cb, h);
-	if (++hc.n > srv->http_conns_max) {
+	if (++hc.n > hc.max) {
 		refuse(h, fd, "too many HTTP connections");
 		return;
 	}
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		server_addr_string((struct sockaddr *)&ss, remote,
-				   sizeof(remote));
+		net_addr_string((struct sockaddr *)&ss, remote, sizeof(remote));
 	/* No X-Forwarded-For here: the request is not read yet. A trusted
 	 * proxy's connections are bounded by the cap alone. */
-	if (!server_trusted_proxy(remote)) {
-		if (max_ip > 0 &&
-		    registry_ip_count(remote, IP_HTTP) >= max_ip) {
+	if (!net_trusted_proxy(remote)) {
+		if (max_ip > 0 && net_ip_count(remote, IP_HTTP) >= max_ip) {
 			refuse(h, fd, "too many connections from this address");
 			return;
 		}
-		h->ip = registry_ip_hold(remote, IP_HTTP);
+		h->ip = net_ip_hold(remote, IP_HTTP);
 	}
 	arm_deadline(h);
 }
@@ -158,7 +161,7 @@ void http_conns_judge_pending(void)
 		judge(h);
 	}
 	if (hc.listener)
-		server_listen_pause(hc.listener, 0);
+		net_listen_pause(hc.listener, 0);
 }
 
 /* evhttp's bufferevent callback: a connection is being accepted. */
@@ -177,21 +180,31 @@ static struct bufferevent *new_bev(struct event_base *base, void *arg)
 	*hc.pending_tail = h;
 	hc.pending_tail = &h->pnext;
 	hc.npending++;
-	server_listen_ok(hc.listener);
+	net_listen_ok(hc.listener);
 	/* The listener accepts until the backlog is empty: at most a batch
 	 * before they are judged (the descriptors are budgeted). */
 	if (hc.npending >= HTTP_ACCEPT_BATCH)
-		server_listen_pause(hc.listener, 1);
+		net_listen_pause(hc.listener, 1);
 	event_active(hc.judge_ev, EV_TIMEOUT, 0);
 	return bev;
 }
 
-void http_conns_start(struct evhttp *http, struct evconnlistener *l)
+void http_conns_start(struct event_base *base, const struct config *cfg,
+		      struct evhttp *http, struct evconnlistener *l)
 {
+	hc.base = base;
+	hc.cfg = cfg;
+	if (hc.max == 0)
+		hc.max = cfg->max_http_conns;
 	hc.listener = l;
 	hc.pending_tail = &hc.pending;
-	hc.judge_ev = event_new(srv->base, -1, 0, judge_cb, NULL);
+	hc.judge_ev = event_new(hc.base, -1, 0, judge_cb, NULL);
 	evhttp_set_bevcb(http, new_bev, NULL);
+}
+
+void http_conns_set_cap(int conns_max)
+{
+	hc.max = conns_max;
 }
 
 /* The reply is out; on a kept-alive connection the next request gets its
@@ -218,6 +231,6 @@ void http_conns_stop(void)
 	if (hc.judge_ev)
 		event_free(hc.judge_ev);
 	if (hc.listener)
-		server_listen_forget(hc.listener);
+		net_listen_forget(hc.listener);
 	memset(&hc, 0, sizeof(hc));
 }

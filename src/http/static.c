@@ -6,7 +6,6 @@
  * backslash, and the resolved file (symlinks followed) must lie inside its
  * root.
  */
-#include "basestation/broker.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
 #include "bs_config.h"
@@ -20,6 +19,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static const char *web_root;
+
+void static_init(const char *root)
+{
+	web_root = root;
+}
 
 static const struct {
 	const char *ext, *type;
@@ -65,7 +71,7 @@ static int resolve(const char *path, char *out, size_t outsz)
 {
 	size_t declen = 0;
 	char *dec = evhttp_uridecode(path, 0, &declen);
-	const char *root = srv->web_root, *rel;
+	const char *root = web_root, *rel;
 	char joined[PATH_MAX], real_root[PATH_MAX], real_file[PATH_MAX];
 	int rc = -1;
 

@@ -1,37 +1,18 @@
 /*
- * Client frames: parse the JSON object, validate its fields, dispatch.
- * Bad input gets an `error` frame and the connection stays open; only a
- * client that keeps flooding past its rate limit is closed (1008).
+ * Client frames: parse the JSON object and validate its fields. Pure: no
+ * I/O, no state (fuzzed); dispatch.c acts on the result.
  */
 #include "basestation/commands.h"
-#include "basestation/broker.h"
-#include "basestation/log.h"
-#include "basestation/metrics.h"
-#include "basestation/store.h"
-#include "basestation/tasks.h"
+#include "basestation/names.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-int commands_valid_name(const char *s, size_t max)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > max)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return 0;
-	return 1;
-}
-
 int commands_ref_ok(const json_t *ref)
 {
-	if (ref == NULL || json_is_integer(ref))
-		return 0;
-	if (json_is_string(ref) && json_string_length(ref) <= 64)
-		return 0;
-	return -1;
+	return ref == NULL || json_is_integer(ref) ||
+	       (json_is_string(ref) && json_string_length(ref) <= 64);
 }
 
 static int fail(struct command *cmd, const char *code, const char *fmt, ...)
@@ -54,8 +35,7 @@ static int get_name(struct command *cmd, const char *field, size_t max)
 	if (!json_is_string(v))
 		return fail(cmd, "bad_request", "field '%s' must be a string",
 			    field);
-	if (strlen(json_string_value(v)) != json_string_length(v) ||
-	    !commands_valid_name(json_string_value(v), max))
+	if (!name_json_ok(v, max))
 		return fail(cmd, "bad_request",
 			    "field '%s' must be 1..%zu bytes without control "
 			    "characters",
@@ -201,7 +181,7 @@ int commands_parse(const uint8_t *data, size_t len, struct command *cmd)
 		return fail(cmd, "bad_request",
 			    "a frame must be a JSON object");
 	ref = json_object_get(cmd->msg, "ref");
-	if (commands_ref_ok(ref) < 0)
+	if (!commands_ref_ok(ref))
 		return fail(cmd, "bad_request",
 			    "'ref' must be a string of at most 64 characters "
 			    "or an integer");
@@ -266,89 +246,4 @@ void commands_free(struct command *cmd)
 {
 	json_decref(cmd->msg);
 	cmd->msg = NULL;
-}
-
-/* ---- dispatch ---- */
-
-static void pong(struct conn *c, const json_t *ref)
-{
-	json_t *o = json_pack("{s:s}", "type", "pong");
-	if (ref)
-		json_object_set(o, "ref", (json_t *)ref);
-	conn_send_json(c, o);
-}
-
-static void dispatch(struct conn *c, struct command *cmd)
-{
-	struct room *r;
-
-	switch (cmd->type) {
-	case CMD_PING:
-		pong(c, cmd->ref);
-		break;
-	case CMD_SEED_TEST:
-		conn_send_json(c, json_pack("{s:s}", "test", "ok"));
-		break;
-	case CMD_SEND:
-		router_send(c, c->user->uid, cmd->target, NULL, cmd->data,
-			    cmd->data_raw, cmd->data_raw_len, cmd->ref, NULL);
-		break;
-	case CMD_PUBLISH:
-		r = registry_room(cmd->target, 0);
-		if (r == NULL || !registry_is_member(c->user, r)) {
-			conn_send_error(c, cmd->ref, "forbidden",
-					"join room '%s' before publishing",
-					cmd->target);
-			break;
-		}
-		router_send(c, c->user->uid, NULL, cmd->target, cmd->data,
-			    cmd->data_raw, cmd->data_raw_len, cmd->ref, NULL);
-		break;
-	case CMD_JOIN:
-		router_join(c, cmd->target, cmd->ref);
-		break;
-	case CMD_LEAVE:
-		router_leave(c, cmd->target, cmd->ref);
-		break;
-	case CMD_PRESENCE:
-		router_presence(c, cmd->target, cmd->ref);
-		break;
-	case CMD_RESUME:
-		router_replay_start(
-			c, cmd->since, 1,
-			cmd->epoch == NULL ||
-				strcmp(cmd->epoch, store_epoch(srv->store)) ==
-					0,
-			cmd->ref);
-		break;
-	case CMD_SUBSCRIBE:
-		tasks_ws_subscribe(c, cmd->target, cmd->ref, 0);
-		break;
-	case CMD_SEED_TASK:
-		tasks_ws_subscribe(c, cmd->target, NULL, 1);
-		break;
-	case CMD_UNSUBSCRIBE:
-		tasks_ws_unsubscribe(c, cmd->target, cmd->ref);
-		break;
-	case CMD_TASK_CREATE:
-		tasks_ws_create(c, cmd->msg, cmd->ref);
-		break;
-	case CMD_TASK_UPDATE:
-		tasks_ws_update(c, cmd->msg, cmd->ref);
-		break;
-	}
-}
-
-void commands_handle(struct conn *c, const uint8_t *data, size_t len)
-{
-	struct command cmd;
-	int rc = commands_parse(data, len, &cmd);
-
-	if (conn_rate_check(c, cmd.ref) == 0) {
-		if (rc < 0)
-			conn_send_error(c, cmd.ref, cmd.code, "%s", cmd.err);
-		else
-			dispatch(c, &cmd);
-	}
-	commands_free(&cmd);
 }

@@ -4,6 +4,7 @@
  * a code and a message; nothing leaks.
  */
 #include "basestation/commands.h"
+#include "basestation/names.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				json_t *again = json_loadb(
 					cmd.data_raw, cmd.data_raw_len,
 					JSON_DECODE_ANY, NULL);
-				if (again == NULL || !json_equal(again, cmd.data))
+				if (again == NULL ||
+				    !json_equal(again, cmd.data))
 					abort();
 				json_decref(again);
 			}
@@ -42,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case CMD_UNSUBSCRIBE:
 		case CMD_SEED_TASK:
 			if (cmd.target == NULL ||
-			    !commands_valid_name(cmd.target, COMMANDS_NAME_MAX))
+			    !name_ok(cmd.target, COMMANDS_NAME_MAX))
 				abort();
 			break;
 		case CMD_RESUME:
@@ -53,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
-	if (cmd.ref && commands_ref_ok(cmd.ref) != 0)
+	if (cmd.ref && !commands_ref_ok(cmd.ref))
 		abort();
 	commands_free(&cmd);
 	return 0;

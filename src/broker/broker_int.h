@@ -1,0 +1,150 @@
+/*
+ * The broker's own state and the calls between its files (private to
+ * src/broker/). Who calls whom, so that no two files call each other:
+ *
+ *   broker.c   start, stop, the engine's events  -> session, router, tasks
+ *   session.c  a session's life, tokens          -> registry, replay, tasks
+ *   router.c   messages, rooms                   -> registry, replay,
+ *                                                   payload, fanout, carry
+ *   tasks.c    tasks                             -> fanout, carry,
+ *                                                   payload
+ *   replay.c   resume, inbox, held messages      -> payload
+ *   registry.c users, rooms, sessions by id      (nothing)
+ *   payload.c  message JSON                      (nothing)
+ *   fanout.c   one delivery loop                 (nothing)
+ *   carry.c    replies that wait for a commit    (nothing)
+ *   state.c    the state below                   (nothing)
+ */
+#ifndef BASESTATION_BROKER_INT_H
+#define BASESTATION_BROKER_INT_H
+
+#include "basestation/broker.h"
+#include "basestation/engine.h"
+#include "basestation/session.h"
+
+#include <stdint.h>
+#include <uthash.h>
+
+struct event;
+struct event_base;
+struct msgbuf;
+
+struct member {
+	struct user *user;
+	int64_t joined_seq;
+	UT_hash_handle hh; /* room->members, by user pointer */
+};
+
+struct room {
+	char *name;
+	UT_hash_handle hh; /* bk.rooms, by name */
+	struct member *members;
+	int nmembers;
+	struct session **sessions; /* live sessions of members */
+	int nsessions, capsessions;
+};
+
+/* A user is held while it has a session or a membership. */
+struct user {
+	char *uid;
+	UT_hash_handle hh; /* bk.users, by uid */
+	struct session *sessions;
+	int nsessions;
+	struct room **rooms;
+	int nrooms, caprooms;
+	int64_t cursor; /* offline inbox: delivered up to here */
+};
+
+struct broker {
+	const struct config *cfg;
+	struct engine *engine;
+	struct event_base *base;
+	struct session *sessions; /* open, by id */
+	struct user *users;
+	struct room *rooms;
+	struct task *tasks;
+	int users_online;
+	struct session *replay_head, *replay_tail;
+	struct event *replay_ev, *prune_ev;
+};
+
+extern struct broker bk;
+
+/* ---- registry.c ---- */
+/* Find a record; with create, make it if missing (a new user's inbox
+ * cursor is read from the engine's store). A record is freed once nothing
+ * needs it, so a created one must be attached or joined at once. Never
+ * keep a pointer to either across loop turns. */
+struct user *registry_user(const char *uid, int create);
+struct room *registry_room(const char *name, int create);
+/* s joins uid's sessions and rooms, and the table by id. */
+void registry_attach(struct session *s, const char *uid);
+/* s leaves them. Returns its user when s was its last session (the user
+ * is still there: the caller settles the cursor, then registry_release
+ * frees it when it is in no room), else NULL. */
+struct user *registry_detach(struct session *s);
+void registry_release(struct user *u);
+/* 1 added, 0 already a member */
+int registry_join(struct user *u, struct room *r, int64_t joined_seq);
+/* 1 removed, 0 not a member. Frees r when u was its last member. */
+int registry_leave(struct user *u, struct room *r);
+int registry_is_member(const struct user *u, const struct room *r);
+void registry_load_member(void *arg, const char *room, const char *uid,
+			  int64_t joined_seq);
+void registry_free(void);
+
+/* ---- payload.c ---- */
+/* {"type":"message","seq":N,"from":..,"to"|"room":..,"data":..,"ts":..} */
+struct msgbuf *payload_message(const struct msg_record *m);
+/* A JSON object (stolen) as a message. */
+struct msgbuf *payload_json(json_t *o);
+
+/* ---- carry.c ---- */
+/* A completion for an engine operation that hands caller r (copied now)
+ * once the operation completes, or the engine's refusal instead. When the
+ * engine refuses it at once, carry_drop() releases it. */
+struct bk_done carry(const struct bk_done *caller, const struct bk_result *r);
+void carry_drop(const struct bk_done *d);
+
+/* ---- fanout.c ---- */
+/* Call one(elem, arg) for each element of the array *v (n elements now in
+ * *n, size bytes each, each starting with a struct session *). A delivery
+ * may remove elements while this runs, keeping the order of the others (a
+ * slow consumer is cut and leaves its rooms) or replacing the current one
+ * (a finished seed subscription ends): the slot is looked at again before
+ * moving on, so none is skipped or visited twice. */
+void fanout(void *const *v, size_t size, const int *n,
+	    void (*one)(void *elem, void *arg), void *arg);
+
+/* ---- replay.c ---- */
+/* Deliver m (seq) to s live: held while s replays, never twice, never
+ * out of order. */
+void replay_deliver(struct session *s, int64_t seq, struct msgbuf *m);
+/* 0 started; -1 one runs already. */
+int replay_start(struct session *s, int64_t since, int report, int epoch_ok,
+		 const json_t *ref);
+/* s's output drained. */
+void replay_drained(struct session *s);
+/* s goes away: out of the replay queue, held messages dropped. */
+void replay_forget(struct session *s);
+void replay_init(void);
+void replay_stop(void);
+
+/* ---- router.c ---- */
+void router_on_message(const struct engine_event *ev);
+void router_on_member(const struct engine_event *ev);
+
+/* ---- tasks.c ---- */
+void tasks_load_row(void *arg, const struct task_record *r);
+/* After the last row: the retention lists in order. */
+void tasks_loaded(void);
+void tasks_free(void);
+void tasks_on_event(const struct engine_event *ev);
+/* Retention: a few tasks at a time. */
+void tasks_prune(int64_t now);
+void tasks_unsubscribe_all(struct session *s);
+
+/* ---- session.c ---- */
+void session_tokens_changed(const struct engine_event *ev);
+
+#endif

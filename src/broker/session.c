@@ -1,0 +1,119 @@
+/*
+ * A session's life in the broker (session.h): opened once its transport
+ * has authenticated it, closed when the transport closes, finished just
+ * before the transport frees it. The token it came with is watched: it is
+ * closed with 4001 when the token expires or is revoked (contract §10).
+ */
+#include "broker_int.h"
+#include "basestation/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Close code for a connection whose token was revoked or expired. */
+#define CLOSE_TOKEN 4001
+
+void session_init(struct session *s, const struct session_sink *sink,
+		  uint64_t id)
+{
+	s->sink = sink;
+	s->id = id;
+}
+
+void session_open(struct session *s, const struct auth_identity *id)
+{
+	s->role = id->role;
+	s->token_exp = id->expires_at;
+	s->token_opaque = id->opaque ? 1 : 0;
+	if (id->opaque)
+		memcpy(s->token_hash, id->hash, sizeof(s->token_hash));
+	s->rate.tokens = bk.cfg->burst;
+	s->rate.at = mono_ms();
+	registry_attach(s, id->uid);
+	s->open = 1;
+}
+
+/* When the user's last session goes, the inbox cursor moves to the newest
+ * committed seq (everything up to it was delivered live, or can be resumed
+ * by seq), or to what this session had been sent if it was replaying. */
+void session_close(struct session *s)
+{
+	struct user *u;
+
+	if (!s->open)
+		return;
+	s->open = 0;
+	if ((u = registry_detach(s)) == NULL)
+		return;
+	int64_t cur = s->replaying ? s->last_seq : engine_committed(bk.engine);
+	if (cur > u->cursor)
+		u->cursor = cur;
+	/* The record goes when nothing needs it; the cursor stays in the
+	 * store. If this write is lost (refused, or its commit fails), the
+	 * stored cursor is older: the next inbox repeats messages, it never
+	 * skips one. */
+	struct engine_event ev = {.kind = ENGINE_CURSOR, .session = s->id};
+	ev.cursor.uid = u->uid;
+	ev.cursor.cursor = u->cursor;
+	engine_submit(bk.engine, &ev, NULL, NULL);
+	registry_release(u);
+}
+
+void session_finish(struct session *s)
+{
+	session_close(s);
+	replay_forget(s);
+	tasks_unsubscribe_all(s);
+}
+
+void session_drained(struct session *s)
+{
+	replay_drained(s);
+}
+
+int session_check_expiry(struct session *s, int64_t wall_ms)
+{
+	if (!s->open || s->token_exp == 0 || wall_ms < s->token_exp)
+		return 0;
+	s->sink->close(s, CLOSE_TOKEN, "token expired");
+	return 1;
+}
+
+struct session *session_find(uint64_t id)
+{
+	struct session *s;
+	HASH_FIND(hh, bk.sessions, &id, sizeof(id), s);
+	return s;
+}
+
+static int by_hash(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+/* Tokens changed (the engine judged each): one walk over the open
+ * sessions closes those whose token no longer admits them. */
+void session_tokens_changed(const struct engine_event *ev)
+{
+	struct session *s, *tmp;
+
+	if (ev->tokens.n <= 0)
+		return;
+	HASH_ITER(hh, bk.sessions, s, tmp)
+	{
+		const struct engine_token_state *t;
+
+		if (!s->token_opaque)
+			continue;
+		t = bsearch(s->token_hash, ev->tokens.v, (size_t)ev->tokens.n,
+			    sizeof(*t), by_hash);
+		if (t == NULL)
+			continue;
+		if (t->state == 0)
+			s->token_exp = t->expires_at; /* maybe longer */
+		else if (t->state == AUTH_TOKEN_EXPIRED)
+			s->sink->close(s, CLOSE_TOKEN, "token expired");
+		else
+			s->sink->close(s, CLOSE_TOKEN, "token revoked");
+	}
+}

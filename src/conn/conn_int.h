@@ -1,0 +1,112 @@
+/*
+ * A WebSocket connection (private to src/conn/): the socket (through its
+ * transport), the request head while in the handshake, the frame parser,
+ * the output. The broker's half, the session, is embedded: the broker
+ * reaches it through the sink in send.c and never sees the rest.
+ *
+ *   conn.c     accept, reads, frames in, timers, reaping -> upgrade, send
+ *   upgrade.c  the handshake and its policy              -> send
+ *   send.c     frames out, back-pressure, the sink, close
+ *   state.c    the state below
+ */
+#ifndef BASESTATION_CONN_INT_H
+#define BASESTATION_CONN_INT_H
+
+#include "basestation/config.h"
+#include "basestation/session.h"
+#include "basestation/transport.h"
+#include "basestation/ws.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+struct ipcount;
+
+enum conn_state {
+	CONN_HANDSHAKE, /* reading the HTTP request head */
+	CONN_REFUSING,	/* writing an HTTP refusal, then close */
+	CONN_OPEN,
+	CONN_CLOSING, /* close frame queued; waiting for the flush */
+	CONN_DEAD,    /* queued for destruction */
+};
+
+struct conn {
+	struct session s;	  /* the broker's half */
+	struct conn *next, *prev; /* cs.all */
+	struct transport tp;
+	short watching;	       /* EV_READ, or EV_READ | EV_WRITE */
+	unsigned in_flush : 1; /* on cs.flush */
+	unsigned shut : 1;     /* our side half-closed after the close */
+	unsigned tp_ready : 1; /* the transport's handshake is done */
+	unsigned slow : 1;     /* cut as a slow consumer: longer linger */
+	struct event ev;
+	struct evbuffer *out; /* pending output; NULL when none */
+	char *hs;	      /* request head while in the handshake */
+	uint32_t hs_len;
+	enum conn_state state;
+	struct conn *fnext; /* flush list */
+	struct conn *qnext; /* reap list */
+	struct ipcount *ip;
+	char remote[48];
+	int64_t since_ms;  /* wall clock, connected at */
+	int64_t last_rx;   /* monotonic ms of the last frame received */
+	int64_t last_ping; /* monotonic ms of the last ping sent */
+	int64_t deadline;  /* monotonic ms: handshake or close deadline */
+	struct ws_parser parser;
+};
+
+struct conns {
+	const struct config *cfg;
+	struct event_base *base;
+	struct conn *all;   /* every socket, handshakes too */
+	struct conn *flush; /* with output to write this turn */
+	struct conn *reap;
+	struct event *flush_ev, *reap_ev, *tick_ev;
+	event_callback_fn io_cb; /* every connection's event (conn.c) */
+	uint64_t next_id;
+	int nconns;   /* open WebSocket connections */
+	int nsockets; /* all accepted sockets */
+	int sockets_max;
+	unsigned stopping : 1;
+};
+
+extern struct conns cs;
+
+static inline struct conn *conn_of(struct session *s)
+{
+	return (struct conn *)((char *)s - offsetof(struct conn, s));
+}
+
+/* ---- send.c ---- */
+/* The output buffer, created on first use; c joins the flush list. */
+struct evbuffer *conn_out(struct conn *c);
+/* Write what the transport takes; wait for EV_WRITE when it takes no
+ * more. */
+void conn_write_out(struct conn *c);
+/* Write the output queued this loop turn (one writev per connection). */
+void conn_flush_all(void);
+uint64_t conn_out_buffered(const struct conn *c);
+/* Change what the event waits for. */
+void conn_watch(struct conn *c, short what);
+/* Ping or pong (counted against --max-outbuf like any output). */
+void conn_send_ping_pong(struct conn *c, enum ws_opcode op, const void *p,
+			 size_t n);
+/* Queue a close frame; the session leaves routing; linger. */
+void conn_close(struct conn *c, uint16_t code, const char *reason);
+/* Mark dead; freed by the reap event. */
+void conn_kill(struct conn *c);
+/* The sink the broker delivers through. */
+extern const struct session_sink conn_sink;
+
+/* ---- upgrade.c ---- */
+/* Parse and judge the request head in c->hs. Returns 1 when the
+ * connection was upgraded (*head_len = bytes of the head) or refused, 0
+ * when more bytes are needed. */
+int upgrade_handshake(struct conn *c, size_t *head_len);
+/* An HTTP refusal, then close. */
+void upgrade_refuse(struct conn *c, int status, const char *why);
+
+#endif

@@ -1,0 +1,283 @@
+/*
+ * Frames out: the output buffer, flushed once per loop turn through the
+ * transport (one writev per connection for everything queued in the
+ * turn), back-pressure (a slow consumer is cut, never waited for), the
+ * close handshake, and the sink the broker delivers through.
+ *
+ * A shared message (msgbuf.h) goes out as its plain encoding: the text
+ * frame header is written once into the headroom in front of the payload,
+ * so every recipient copies (or references) the same bytes.
+ */
+#include "conn_int.h"
+#include "basestation/broker.h"
+#include "basestation/log.h"
+#include "basestation/metrics.h"
+#include "basestation/msgbuf.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <string.h>
+
+#define CLOSE_LINGER_MS 2000
+#define SLOW_CLOSE_MS	5000
+/* Chains handed to one writev (as evbuffer_write does). */
+#define WRITE_IOV 128
+
+uint64_t conn_out_buffered(const struct conn *c)
+{
+	return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+/* Rare: only when the transport's buffer is full, or it drains again. */
+void conn_watch(struct conn *c, short what)
+{
+	if (c->watching == what)
+		return;
+	event_del(&c->ev);
+	event_assign(&c->ev, cs.base, c->tp.fd, (short)(what | EV_PERSIST),
+		     cs.io_cb, c);
+	event_add(&c->ev, NULL);
+	c->watching = what;
+}
+
+/* The connection joins the list flushed at the end of this loop turn:
+ * many frames queued in one turn leave in one writev. */
+struct evbuffer *conn_out(struct conn *c)
+{
+	if (c->out == NULL && (c->out = evbuffer_new()) == NULL)
+		fatal("out of memory");
+	if (!c->in_flush && !(c->watching & EV_WRITE)) {
+		c->in_flush = 1;
+		c->fnext = cs.flush;
+		cs.flush = c;
+		event_active(cs.flush_ev, EV_TIMEOUT, 0);
+	}
+	return c->out;
+}
+
+/* c leaves the open state: counted once, and its session leaves routing. */
+static void conn_left(struct conn *c)
+{
+	if (c->state != CONN_OPEN)
+		return;
+	cs.nconns--;
+	metrics.conns_closed++;
+	session_close(&c->s);
+}
+
+void conn_kill(struct conn *c)
+{
+	if (c->state == CONN_DEAD)
+		return;
+	conn_left(c);
+	c->state = CONN_DEAD;
+	event_del(&c->ev);
+	c->qnext = cs.reap;
+	cs.reap = c;
+	event_active(cs.reap_ev, EV_TIMEOUT, 0);
+}
+
+/* Output empty: free the buffer; go on with a paced replay; finish a
+ * close. */
+static void conn_drained(struct conn *c)
+{
+	evbuffer_free(c->out);
+	c->out = NULL;
+	conn_watch(c, EV_READ);
+	if (c->state == CONN_OPEN) {
+		session_drained(&c->s);
+	} else if ((c->state == CONN_CLOSING || c->state == CONN_REFUSING) &&
+		   !c->shut) {
+		/* All written: half-close and linger for the peer's FIN so an
+		 * unread byte on our side does not turn into an RST that
+		 * destroys the close frame in flight. */
+		transport_shutdown(&c->tp);
+		c->shut = 1;
+		c->deadline = mono_ms() + CLOSE_LINGER_MS;
+	}
+}
+
+void conn_write_out(struct conn *c)
+{
+	struct evbuffer_iovec v[WRITE_IOV];
+	struct iovec iov[WRITE_IOV];
+	ssize_t n;
+	int k;
+
+	if (c->state == CONN_DEAD || c->out == NULL)
+		return;
+	while (evbuffer_get_length(c->out) > 0) {
+		k = evbuffer_peek(c->out, -1, NULL, v, WRITE_IOV);
+		if (k > WRITE_IOV)
+			k = WRITE_IOV;
+		for (int i = 0; i < k; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		n = transport_writev(&c->tp, iov, k);
+		if (n > 0) {
+			evbuffer_drain(c->out, (size_t)n);
+			continue;
+		}
+		if (n == NET_WANT_WRITE || n == NET_WANT_READ)
+			break;
+		conn_kill(c); /* EPIPE, ECONNRESET: the peer is gone */
+		return;
+	}
+	if (evbuffer_get_length(c->out) > 0)
+		conn_watch(c, EV_READ | EV_WRITE);
+	else
+		conn_drained(c);
+}
+
+void conn_flush_all(void)
+{
+	struct conn *c;
+	while ((c = cs.flush) != NULL) {
+		cs.flush = c->fnext;
+		c->in_flush = 0;
+		conn_write_out(c);
+	}
+}
+
+static void count_out(size_t n)
+{
+	metrics.msgs_out++;
+	metrics.bytes_out += n;
+}
+
+static void cut_slow(struct conn *c, uint64_t buffered)
+{
+	const char *uid = broker_uid(&c->s);
+
+	metrics.drop_slow++;
+	log_warn("conn.slow", "conn=%llu uid=%s buffered=%llu",
+		 (unsigned long long)c->s.id, uid ? log_val(uid) : "-",
+		 (unsigned long long)buffered);
+	c->slow = 1;
+	conn_close(c, WS_CLOSE_POLICY, "slow consumer");
+}
+
+/* 1 when c has more buffered than allowed: then it is cut. */
+static int check_slow(struct conn *c, size_t adding)
+{
+	/* One frame larger than the limit still goes to a client that has
+	 * nothing pending; otherwise it could never get past it. */
+	if (conn_out_buffered(c) + adding <= cs.cfg->max_outbuf ||
+	    conn_out_buffered(c) == 0)
+		return 0;
+	/* Output queued in this very turn is not slowness: hand it to the
+	 * transport now, unless it is known to be full already. */
+	if (!(c->watching & EV_WRITE)) {
+		conn_write_out(c);
+		if (c->state != CONN_OPEN)
+			return 1;
+		if (conn_out_buffered(c) + adding <= cs.cfg->max_outbuf)
+			return 0;
+	}
+	cut_slow(c, conn_out_buffered(c));
+	return 1;
+}
+
+/* Queue a control frame as is: only conn_close() uses it directly (a
+ * close frame must go out even to a slow consumer). */
+static void send_control(struct conn *c, enum ws_opcode op, const void *p,
+			 size_t n)
+{
+	struct evbuffer *out = conn_out(c);
+	uint8_t hdr[10];
+	size_t hl = ws_frame_header(hdr, op, n);
+
+	evbuffer_add(out, hdr, hl);
+	if (n)
+		evbuffer_add(out, p, n);
+	count_out(hl + n);
+}
+
+/* Pings and pongs count against --max-outbuf like any other output: a
+ * client that pings without reading is a slow consumer (closed with 1008),
+ * not a way to grow our memory. */
+void conn_send_ping_pong(struct conn *c, enum ws_opcode op, const void *p,
+			 size_t n)
+{
+	if (c->state != CONN_OPEN || check_slow(c, n + 2))
+		return;
+	send_control(c, op, p, n);
+}
+
+void conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+	uint8_t body[125];
+	size_t rl = reason ? strlen(reason) : 0;
+
+	if (c->state != CONN_OPEN)
+		return;
+	if (rl > 123)
+		rl = 123;
+	body[0] = (uint8_t)(code >> 8);
+	body[1] = (uint8_t)(code & 0xff);
+	if (rl)
+		memcpy(body + 2, reason, rl);
+	send_control(c, WS_OP_CLOSE, body, 2 + rl);
+	conn_left(c);
+	c->state = CONN_CLOSING;
+	c->deadline = mono_ms() + (c->slow ? SLOW_CLOSE_MS : CLOSE_LINGER_MS);
+	log_info("conn.close", "conn=%llu code=%u reason=%s",
+		 (unsigned long long)c->s.id, code,
+		 log_val(reason ? reason : ""));
+}
+
+/* ---- the sink ---- */
+
+/* The text frame of m: its header written once into the headroom. */
+static const uint8_t *text_frame(struct msgbuf *m, size_t *len)
+{
+	uint8_t hdr[10];
+	size_t hl = 0;
+
+	if (m->front == 0)
+		hl = ws_frame_header(hdr, WS_OP_TEXT, m->len);
+	return msgbuf_front(m, hdr, hl, len);
+}
+
+static int sink_deliver(struct session *s, struct msgbuf *m)
+{
+	struct conn *c = conn_of(s);
+	const uint8_t *p;
+	size_t n;
+
+	if (c->state != CONN_OPEN)
+		return -1;
+	p = text_frame(m, &n);
+	if (check_slow(c, n))
+		return -1;
+	msgbuf_add(conn_out(c), m, p, n);
+	count_out(n);
+	return 0;
+}
+
+static uint64_t sink_buffered(const struct session *s)
+{
+	return conn_out_buffered(
+		(const struct conn *)((const char *)s -
+				      offsetof(struct conn, s)));
+}
+
+static void sink_close(struct session *s, uint16_t code, const char *reason)
+{
+	conn_close(conn_of(s), code, reason);
+}
+
+static void sink_cut(struct session *s, uint64_t buffered)
+{
+	struct conn *c = conn_of(s);
+	if (c->state == CONN_OPEN)
+		cut_slow(c, buffered);
+}
+
+const struct session_sink conn_sink = {
+	.deliver = sink_deliver,
+	.buffered = sink_buffered,
+	.close = sink_close,
+	.cut = sink_cut,
+};

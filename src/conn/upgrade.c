@@ -1,0 +1,360 @@
+/*
+ * The WebSocket upgrade: the request head judged against RFC 6455
+ * (ws/handshake.c) and the contract's policy: limits, the client address
+ * behind a trusted proxy, the token (query, Bearer, or a subprotocol
+ * value; looked up through the broker, a prepared read of the store),
+ * the uid, the origin. Accepted: 101, the session opens, its inbox or
+ * resume starts. Refused: an HTTP status with a reason, then close.
+ */
+#include "conn_int.h"
+#include "basestation/broker.h"
+#include "basestation/log.h"
+#include "basestation/metrics.h"
+#include "basestation/net.h"
+#include "basestation/proto.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define REFUSE_LINGER_MS 2000
+/* At most this many Sec-WebSocket-Protocol values are tried as tokens: each
+ * try costs a hash and a database lookup, and one request head can offer
+ * thousands of values. Browsers offer one or two. */
+#define MAX_TOKEN_CANDIDATES 4
+
+/* ---- refusing an upgrade ---- */
+
+void upgrade_refuse(struct conn *c, int status, const char *why)
+{
+	struct evbuffer *out = conn_out(c);
+	enum refuse_reason r;
+
+	switch (status) {
+	case 401:
+		r = REFUSE_UNAUTHORIZED;
+		break;
+	case 403:
+		r = REFUSE_FORBIDDEN;
+		break;
+	case 404:
+		r = REFUSE_NOT_FOUND;
+		break;
+	case 426:
+		r = REFUSE_VERSION;
+		break;
+	case 503:
+		r = REFUSE_LIMIT;
+		break;
+	default:
+		r = REFUSE_BAD_REQUEST;
+	}
+	metrics.refused[r]++;
+	log_info("conn.refused", "conn=%llu remote=%s status=%d reason=%s",
+		 (unsigned long long)c->s.id, c->remote, status, log_val(why));
+	evbuffer_add_printf(
+		out,
+		"HTTP/1.1 %d %s\r\n"
+		"Content-Type: text/plain; charset=utf-8\r\n"
+		"Content-Length: %zu\r\n"
+		"Connection: close\r\n"
+		"%s"
+		"\r\n%s\n",
+		status, ws_http_reason(status), strlen(why) + 1,
+		status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "", why);
+	c->state = CONN_REFUSING;
+	c->deadline = mono_ms() + REFUSE_LINGER_MS;
+	free(c->hs);
+	c->hs = NULL;
+	c->hs_len = 0;
+}
+
+/* ---- the upgrade ---- */
+
+static void trim(const char **p, size_t *n)
+{
+	while (*n && (**p == ' ' || **p == '\t')) {
+		(*p)++;
+		(*n)--;
+	}
+	while (*n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+		(*n)--;
+}
+
+/* Verify one token candidate; 0 ok. */
+static int check_token(const char *tok, size_t len, struct auth_identity *id)
+{
+	return broker_authenticate(tok, len, now_ms(), id);
+}
+
+/* Hostname part of an origin or Host value: strip scheme, port, path. */
+static void host_of(const char *p, size_t n, char *out, size_t outsz)
+{
+	const char *s = memmem(p, n, "://", 3);
+	size_t k = 0;
+	if (s) {
+		n -= (size_t)(s + 3 - p);
+		p = s + 3;
+	}
+	if (n && *p == '[') {
+		while (k < n && p[k] != ']')
+			k++;
+		if (k < n)
+			k++;
+	} else {
+		while (k < n && p[k] != ':' && p[k] != '/')
+			k++;
+	}
+	if (k >= outsz)
+		k = outsz - 1;
+	memcpy(out, p, k);
+	out[k] = '\0';
+}
+
+static int origin_allowed(const struct ws_request *req)
+{
+	const struct config *cfg = cs.cfg;
+	char oh[256], hh[256];
+
+	if (req->origin.p == NULL)
+		return 1; /* not a browser */
+	if (cfg->origin_any)
+		return 1;
+	if (cfg->norigins > 0) {
+		for (int i = 0; i < cfg->norigins; i++) {
+			size_t l = strlen(cfg->origins[i]);
+			while (l && cfg->origins[i][l - 1] == '/')
+				l--;
+			if (l == req->origin.n &&
+			    strncasecmp(cfg->origins[i], req->origin.p, l) == 0)
+				return 1;
+		}
+		return 0;
+	}
+	if (req->host.p == NULL)
+		return 0;
+	host_of(req->origin.p, req->origin.n, oh, sizeof(oh));
+	host_of(req->host.p, req->host.n, hh, sizeof(hh));
+	return oh[0] && strcasecmp(oh, hh) == 0;
+}
+
+/* The client address: the peer, or the last X-Forwarded-For entry when the
+ * peer is a proxy the operator named. */
+static void apply_forwarded(struct conn *c, const struct ws_request *req)
+{
+	const char *p, *comma;
+	size_t n;
+	char ip[48];
+	struct in6_addr a6;
+
+	if (req->forwarded_for.p == NULL || !net_trusted_proxy(c->remote))
+		return;
+	p = req->forwarded_for.p;
+	n = req->forwarded_for.n;
+	comma = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == ',')
+			comma = p + i;
+	if (comma) {
+		n -= (size_t)(comma + 1 - p);
+		p = comma + 1;
+	}
+	trim(&p, &n);
+	if (n == 0 || n >= sizeof(ip))
+		return;
+	memcpy(ip, p, n);
+	ip[n] = '\0';
+	if (inet_pton(AF_INET, ip, &a6) == 1 ||
+	    inet_pton(AF_INET6, ip, &a6) == 1)
+		snprintf(c->remote, sizeof(c->remote), "%s", ip);
+}
+
+static void conn_open(struct conn *c, const struct auth_identity *id);
+
+/* Parse and judge the request head in c->hs. Returns 1 when the
+ * connection was upgraded (*head_len = bytes of the head) or refused, 0
+ * when more bytes are needed. */
+int upgrade_handshake(struct conn *c, size_t *head_len)
+{
+	struct evbuffer *out;
+	size_t len = c->hs_len;
+	size_t take = len > WS_HS_MAX_BYTES ? WS_HS_MAX_BYTES : len;
+	const char *buf = c->hs;
+	struct ws_request req;
+	struct auth_identity id;
+	char tmp[AUTH_TOKEN_MAX + 1], accept[29], uidq[AUTH_UID_MAX + 2];
+	const char *proto_echo = NULL, *tok = NULL, *t = NULL;
+	size_t proto_echo_len = 0, tok_len = 0, tl = 0;
+	int n, head, status, have_token = 0, offered_v1 = 0, tried = 0;
+
+	n = head = ws_request_parse(buf, take, &req);
+	if (n == WS_HS_NEED_MORE) {
+		if (len >= WS_HS_MAX_BYTES) {
+			upgrade_refuse(c, 400, "request head too large");
+			return 1;
+		}
+		return 0;
+	}
+	if (n < 0) {
+		upgrade_refuse(c, 400, "malformed request head");
+		return 1;
+	}
+	status = ws_request_check(&req);
+	if (status) {
+		upgrade_refuse(c, status,
+			       status == 404 ? "no such path; use /ws"
+			       : status == 426
+				       ? "Sec-WebSocket-Version must be 13"
+				       : "not a valid WebSocket upgrade");
+		return 1;
+	}
+	apply_forwarded(c, &req);
+	if (cs.stopping || cs.nconns >= cs.cfg->max_connections) {
+		upgrade_refuse(c, 503, "connection limit reached");
+		return 1;
+	}
+	/* Through a trusted proxy: counted by the forwarded address from
+	 * here on (the others were counted at the accept). */
+	if (c->ip == NULL && cs.cfg->max_per_ip > 0 &&
+	    net_ip_count(c->remote, IP_WS) >= cs.cfg->max_per_ip) {
+		upgrade_refuse(c, 503,
+			       "too many connections from this address");
+		return 1;
+	}
+
+	/* Identity: query token, then Bearer, then subprotocol values. */
+	int qlen = ws_query_get(req.query.p, req.query.n, "token", tmp,
+				sizeof(tmp));
+	if (qlen >= 0) {
+		have_token = 1;
+		tok = tmp;
+		tok_len = (size_t)qlen;
+		if (check_token(tmp, (size_t)qlen, &id) < 0)
+			goto unauthorized;
+	} else if (auth_bearer(req.authorization.p, req.authorization.n, &t,
+			       &tl) == 0) {
+		have_token = 1;
+		tok = t;
+		tok_len = tl;
+		if (check_token(t, tl, &id) < 0)
+			goto unauthorized;
+	}
+	if (req.protocol.p) {
+		const char *p = req.protocol.p, *end = p + req.protocol.n;
+		while (p < end) {
+			const char *comma = memchr(p, ',', (size_t)(end - p));
+			const char *e = comma ? comma : end;
+			size_t l = (size_t)(e - p);
+			const char *v = p;
+			trim(&v, &l);
+			if (l == 14 && memcmp(v, "basestation.v1", 14) == 0) {
+				offered_v1 = 1;
+			} else if (l && !have_token &&
+				   tried++ < MAX_TOKEN_CANDIDATES) {
+				if (check_token(v, l, &id) == 0) {
+					have_token = 1;
+					proto_echo = v;
+					proto_echo_len = l;
+				}
+			} else if (l && tok && !proto_echo && l == tok_len &&
+				   memcmp(v, tok, l) == 0) {
+				/* The token accepted from the query or the
+				 * Bearer header is offered here too: echo it,
+				 * or a browser fails the connection. */
+				proto_echo = v;
+				proto_echo_len = l;
+			}
+			p = e + 1;
+		}
+		if (!have_token && req.protocol.n > 0 && !offered_v1)
+			goto unauthorized;
+	}
+	if (!have_token) {
+		upgrade_refuse(c, 401, "missing token");
+		return 1;
+	}
+
+	n = ws_query_get(req.query.p, req.query.n, "uid", uidq, sizeof(uidq));
+	if (n == -1)
+		n = ws_query_get(req.query.p, req.query.n, "id", uidq,
+				 sizeof(uidq));
+	if (n != -1 && (n < 0 || strcmp(uidq, id.uid) != 0)) {
+		upgrade_refuse(c, 403, "uid does not match the token");
+		return 1;
+	}
+	if (!origin_allowed(&req)) {
+		upgrade_refuse(c, 403, "origin not allowed");
+		return 1;
+	}
+
+	/* Accepted. */
+	out = conn_out(c);
+	ws_accept_key(req.key.p, req.key.n, accept);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 101 Switching Protocols\r\n"
+			    "Upgrade: websocket\r\n"
+			    "Connection: Upgrade\r\n"
+			    "Sec-WebSocket-Accept: %s\r\n",
+			    accept);
+	if (offered_v1)
+		evbuffer_add_printf(
+			out, "Sec-WebSocket-Protocol: basestation.v1\r\n");
+	else if (proto_echo)
+		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %.*s\r\n",
+				    (int)proto_echo_len, proto_echo);
+	evbuffer_add(out, "\r\n", 2);
+
+	/* Resume parameters before the head is drained. */
+	int64_t since = -1;
+	int epoch_ok = 1;
+	char num[32], ep[64];
+	if (ws_query_get(req.query.p, req.query.n, "since", num, sizeof(num)) >
+	    0) {
+		char *e;
+		long long v = strtoll(num, &e, 10);
+		if (*e == '\0' && v >= 0)
+			since = v;
+	}
+	if (ws_query_get(req.query.p, req.query.n, "epoch", ep, sizeof(ep)) >=
+	    0)
+		epoch_ok = strcmp(ep, broker_epoch()) == 0;
+
+	*head_len = (size_t)head;
+	conn_open(c, &id);
+	if (c->state != CONN_OPEN)
+		return 1;
+	if (since >= 0)
+		broker_resume(&c->s, since, 1, epoch_ok, NULL, NULL);
+	else
+		broker_resume(&c->s, -1, 0, 1, NULL, NULL);
+	return 1;
+
+unauthorized:
+	upgrade_refuse(c, 401, "invalid, revoked or expired token");
+	return 1;
+}
+
+static void conn_open(struct conn *c, const struct auth_identity *id)
+{
+	c->state = CONN_OPEN;
+	c->since_ms = now_ms();
+	c->last_rx = c->last_ping = mono_ms();
+	ws_parser_init(&c->parser, cs.cfg->max_message, 1);
+	c->parser.max_frames = (uint32_t)cs.cfg->max_frames;
+	if (c->ip == NULL)
+		c->ip = net_ip_hold(c->remote, IP_WS);
+	/* The session remembers its token: it is closed when the token
+	 * expires or is revoked. */
+	session_open(&c->s, id);
+	cs.nconns++;
+	metrics.conns_opened++;
+	log_info("conn.open", "conn=%llu uid=%s role=%s remote=%s token=%s",
+		 (unsigned long long)c->s.id, log_val(id->uid),
+		 auth_role_name(id->role), c->remote,
+		 id->prefix[0] ? id->prefix : "jwt");
+	proto_hello(&c->s, id->uid);
+}

@@ -193,7 +193,7 @@ static int cmd_sql(int argc, char **argv)
 {
 	const char *db = NULL, *sql = NULL;
 	int as_json = 0, max_rows = 1000;
-	struct inspect_limits lim;
+	struct inspect_limits lim = {0}; /* 0: default byte limit */
 	char err[512];
 	json_t *res;
 

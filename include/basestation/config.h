@@ -40,6 +40,7 @@ struct config {
 	int max_rooms;		 /* rooms per user */
 	int max_replay;		 /* messages per resume */
 	int max_http_body;
+	size_t admin_sql_max_bytes; /* bytes of one /admin/sql result */
 	int sync_full;
 	int log_level;
 	int demo;

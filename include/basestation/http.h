@@ -20,6 +20,10 @@ struct evbuffer;
 void http_send(struct evhttp_request *req, int status, struct evbuffer *body);
 /* The reason phrase for an HTTP status ("Not Found"). */
 const char *http_reason(int status);
+/* Send body, JSON text, with status and the JSON headers. body is drained,
+ * not freed. */
+void http_send_json(struct evhttp_request *req, int status,
+		    struct evbuffer *body);
 /* Send body (stolen) as JSON with status. */
 void http_reply_json(struct evhttp_request *req, int status, json_t *body);
 /* {"error": msg} with status. */

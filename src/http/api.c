@@ -68,20 +68,26 @@ void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
 	evhttp_send_reply(req, status, http_reason(status), body);
 }
 
+void http_send_json(struct evhttp_request *req, int status,
+		    struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Cache-Control", "no-store");
+	http_send(req, status, body);
+}
+
 void http_reply_json(struct evhttp_request *req, int status, json_t *body)
 {
 	struct evbuffer *b = evbuffer_new();
 	char *s = json_dumps(body, JSON_COMPACT);
 
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "application/json");
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Cache-Control", "no-store");
 	if (s) {
 		evbuffer_add(b, s, strlen(s));
 		evbuffer_add(b, "\n", 1);
 	}
-	http_send(req, status, b);
+	http_send_json(req, status, b);
 	evbuffer_free(b);
 	free(s);
 	json_decref(body);

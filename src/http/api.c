@@ -198,15 +198,6 @@ out:
 	json_decref(b);
 }
 
-/* 1 when v is a string of 1..max bytes without control characters; an
- * embedded NUL would otherwise cut the name short. */
-static int valid_name(const json_t *v, size_t max)
-{
-	return json_is_string(v) &&
-	       strlen(json_string_value(v)) == json_string_length(v) &&
-	       commands_valid_name(json_string_value(v), max);
-}
-
 static void api_publish(struct evhttp_request *req)
 {
 	json_t *b = http_body_json(req), *to, *room, *data, *from;
@@ -223,8 +214,8 @@ static void api_publish(struct evhttp_request *req)
 			   "exactly one of 'to' or 'room' is required");
 		goto out;
 	}
-	if ((to && !valid_name(to, AUTH_UID_MAX)) ||
-	    (room && !valid_name(room, 128))) {
+	if ((to && !commands_valid_json_id(to, AUTH_UID_MAX)) ||
+	    (room && !commands_valid_json_id(room, COMMANDS_NAME_MAX))) {
 		http_error(req, 400,
 			   "'to' / 'room' must be a string of 1..128 "
 			   "bytes without control characters");
@@ -235,7 +226,7 @@ static void api_publish(struct evhttp_request *req)
 		goto out;
 	}
 	if (from && !json_is_null(from)) {
-		if (!valid_name(from, AUTH_UID_MAX)) {
+		if (!commands_valid_json_id(from, AUTH_UID_MAX)) {
 			http_error(req, 400, "'from' must be a uid string");
 			goto out;
 		}
@@ -333,8 +324,10 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 	}
 	memcpy(id, rest, n);
 	id[n] = '\0';
-	char *dec = evhttp_uridecode(id, 0, NULL);
-	if (dec == NULL || !commands_valid_name(dec, 128)) {
+	size_t declen = 0;
+	char *dec = evhttp_uridecode(id, 0, &declen);
+	/* a %00 decodes to a NUL: "a%00zzz" is not task "a" */
+	if (dec == NULL || !commands_valid_id(dec, declen, COMMANDS_NAME_MAX)) {
 		free(dec);
 		http_error(req, 400, "bad task id");
 		return;

@@ -167,17 +167,19 @@ static void job_reply(struct sql_job *j)
 static void job_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sql_job *j = arg;
+	char msg[64];
 
 	(void)fd;
 	(void)what;
 	if (j->req == NULL)
 		return;
+	/* j->body, status and err are the worker's until it hands j back:
+	 * the answer is made here, from nothing it writes */
 	log_warn("admin.sql", "overran=%dms", j->lim.time_ms);
-	j->body = NULL;
-	j->status = 400;
-	snprintf(j->err, sizeof(j->err), "interrupted: time limit %d ms",
+	snprintf(msg, sizeof(msg), "interrupted: time limit %d ms",
 		 j->lim.time_ms);
-	job_reply(j);
+	http_error(j->req, 400, msg);
+	j->req = NULL;
 }
 
 static void sql_done_cb(evutil_socket_t fd, short what, void *arg)

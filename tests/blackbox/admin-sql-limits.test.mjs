@@ -8,7 +8,8 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
-import { startServer, api, connect, sleep, ADMIN_KEY } from './lib.mjs';
+import { spawnSync } from 'node:child_process';
+import { startServer, api, connect, sleep, ADMIN_KEY, BIN } from './lib.mjs';
 
 let srv, small;
 before(async () => {
@@ -124,6 +125,12 @@ test('a result past --admin-sql-max-bytes is 413 and is never built; pings stay 
   r = await api(small, 'POST', '/admin/sql', { sql: rows(10) + 'SELECT x FROM c' }, ADMIN_KEY);
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.rows.length, 10);
+
+  // `basestation sql` has the same (default) limit: exit 1 and a message
+  const cli = spawnSync(BIN, ['sql', '--json', '--db', srv.db, 'SELECT zeroblob(20000000)'], { encoding: 'utf8', timeout: 20000 });
+  assert.equal(cli.status, 1, cli.stderr);
+  assert.equal(cli.stdout, '');
+  assert.match(cli.stderr, /^basestation sql: result too large: more than 16777216 bytes\n$/);
 });
 
 test('the time limit holds within 1.5x: rows of one expensive call, a call SQLite cannot interrupt', async () => {

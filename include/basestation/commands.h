@@ -44,8 +44,19 @@ struct command {
 	char err[160];	   /* on error: the message */
 };
 
-/* 1 when s is 1..max bytes without control characters. */
+/*
+ * The one rule for every id, uid and room name a client or a backend gives
+ * (WebSocket frames, HTTP paths and bodies): 1..max bytes, none of them a
+ * control character (C0 including NUL, or DEL). Checked over the value's
+ * whole length: a percent-decoded path (or a JSON string, were NULs let
+ * through the parser) may hold a NUL that C string code would silently cut
+ * at: "a%00zzz" is not task "a".
+ */
+int commands_valid_id(const char *s, size_t len, size_t max);
+/* commands_valid_id over a NUL-terminated string. */
 int commands_valid_name(const char *s, size_t max);
+/* 1 when v is a JSON string that is a valid id (commands_valid_id). */
+int commands_valid_json_id(const json_t *v, size_t max);
 /* 0 when ref is absent, an integer, or a string of at most 64 chars. */
 int commands_ref_ok(const json_t *ref);
 

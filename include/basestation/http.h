@@ -41,6 +41,10 @@ const char *http_reason(int status);
 /* Send n bytes of JSON text (NULL: empty body) with status. */
 void http_reply_text(struct evhttp_request *req, int status, const char *json,
 		     size_t n);
+/* Send body, JSON text, with status and the JSON headers. body is drained,
+ * not freed. */
+void http_send_json(struct evhttp_request *req, int status,
+		    struct evbuffer *body);
 /* Send body (stolen) as JSON with status. */
 void http_reply_json(struct evhttp_request *req, int status, json_t *body);
 /* {"error": msg} with status. */

@@ -164,6 +164,17 @@ struct ws_request {
 	struct ws_str authorization;
 	struct ws_str forwarded_for; /* X-Forwarded-For */
 	int header_count;
+	unsigned seen;	   /* WS_HDR_* bits: headers given at least once */
+	unsigned repeated; /* WS_HDR_* bits: given more than once */
+};
+
+/* Headers that may appear at most once (RFC 9112 §3.2, RFC 6455 §4.2.1,
+ * §11.3.1, §11.3.5). */
+enum {
+	WS_HDR_HOST = 1u << 0,
+	WS_HDR_UPGRADE = 1u << 1,
+	WS_HDR_KEY = 1u << 2,
+	WS_HDR_VERSION = 1u << 3,
 };
 
 enum {
@@ -184,10 +195,12 @@ int ws_request_parse(const char *buf, size_t len, struct ws_request *req);
 /*
  * Check a parsed request against RFC 6455 §4.2.1 and the contract. Returns
  * 0 when it is a valid upgrade request for path "/ws", otherwise the HTTP
- * status to refuse with: 400 (not GET, not HTTP/1.1, bad Upgrade,
- * Connection, Sec-WebSocket-Key not base64 of 16 bytes), 404 (path other
+ * status to refuse with: 400 (not GET, not HTTP/1.1, no Host or two, bad
+ * Upgrade, Connection, Sec-WebSocket-Key not base64 of 16 bytes, Upgrade,
+ * Sec-WebSocket-Key or Sec-WebSocket-Version given twice), 404 (path other
  * than /ws), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
- * 404 for a non-GET; 404 is checked before the WebSocket headers.
+ * 404 for a non-GET, a version other than 1.1 and Host; 404 is checked
+ * before the WebSocket headers.
  */
 int ws_request_check(const struct ws_request *req);
 

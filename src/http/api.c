@@ -69,20 +69,26 @@ void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
 	evhttp_send_reply(req, status, http_reason(status), body);
 }
 
+void http_send_json(struct evhttp_request *req, int status,
+		    struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Cache-Control", "no-store");
+	http_send(req, status, body);
+}
+
 void http_reply_text(struct evhttp_request *req, int status, const char *json,
 		     size_t n)
 {
 	struct evbuffer *b = evbuffer_new();
 
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "application/json");
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Cache-Control", "no-store");
 	if (json) {
 		evbuffer_add(b, json, n);
 		evbuffer_add(b, "\n", 1);
 	}
-	http_send(req, status, b);
+	http_send_json(req, status, b);
 	evbuffer_free(b);
 }
 
@@ -211,15 +217,6 @@ out:
 	json_decref(b);
 }
 
-/* 1 when v is a string of 1..max bytes without control characters; an
- * embedded NUL would otherwise cut the name short. */
-static int valid_name(const json_t *v, size_t max)
-{
-	return json_is_string(v) &&
-	       strlen(json_string_value(v)) == json_string_length(v) &&
-	       commands_valid_name(json_string_value(v), max);
-}
-
 static void api_publish(struct evhttp_request *req)
 {
 	json_t *b = http_body_json(req), *to, *room, *data, *from;
@@ -236,8 +233,8 @@ static void api_publish(struct evhttp_request *req)
 			   "exactly one of 'to' or 'room' is required");
 		goto out;
 	}
-	if ((to && !valid_name(to, AUTH_UID_MAX)) ||
-	    (room && !valid_name(room, 128))) {
+	if ((to && !commands_valid_json_id(to, AUTH_UID_MAX)) ||
+	    (room && !commands_valid_json_id(room, COMMANDS_NAME_MAX))) {
 		http_error(req, 400,
 			   "'to' / 'room' must be a string of 1..128 "
 			   "bytes without control characters");
@@ -248,7 +245,7 @@ static void api_publish(struct evhttp_request *req)
 		goto out;
 	}
 	if (from && !json_is_null(from)) {
-		if (!valid_name(from, AUTH_UID_MAX)) {
+		if (!commands_valid_json_id(from, AUTH_UID_MAX)) {
 			http_error(req, 400, "'from' must be a uid string");
 			goto out;
 		}
@@ -341,8 +338,10 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 	}
 	memcpy(id, rest, n);
 	id[n] = '\0';
-	char *dec = evhttp_uridecode(id, 0, NULL);
-	if (dec == NULL || !commands_valid_name(dec, 128)) {
+	size_t declen = 0;
+	char *dec = evhttp_uridecode(id, 0, &declen);
+	/* a %00 decodes to a NUL: "a%00zzz" is not task "a" */
+	if (dec == NULL || !commands_valid_id(dec, declen, COMMANDS_NAME_MAX)) {
 		free(dec);
 		http_error(req, 400, "bad task id");
 		return;

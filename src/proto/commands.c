@@ -14,15 +14,26 @@
 #include <stdio.h>
 #include <string.h>
 
-int commands_valid_name(const char *s, size_t max)
+int commands_valid_id(const char *s, size_t len, size_t max)
 {
-	size_t n = strlen(s);
-	if (n == 0 || n > max)
+	if (s == NULL || len == 0 || len > max)
 		return 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return 0;
 	return 1;
+}
+
+int commands_valid_name(const char *s, size_t max)
+{
+	return s != NULL && commands_valid_id(s, strlen(s), max);
+}
+
+int commands_valid_json_id(const json_t *v, size_t max)
+{
+	return json_is_string(v) &&
+	       commands_valid_id(json_string_value(v), json_string_length(v),
+				 max);
 }
 
 int commands_ref_ok(const json_t *ref)
@@ -54,8 +65,7 @@ static int get_name(struct command *cmd, const char *field, size_t max)
 	if (!json_is_string(v))
 		return fail(cmd, "bad_request", "field '%s' must be a string",
 			    field);
-	if (strlen(json_string_value(v)) != json_string_length(v) ||
-	    !commands_valid_name(json_string_value(v), max))
+	if (!commands_valid_json_id(v, max))
 		return fail(cmd, "bad_request",
 			    "field '%s' must be 1..%zu bytes without control "
 			    "characters",
@@ -242,6 +252,16 @@ int commands_parse(const uint8_t *data, size_t len, struct command *cmd)
 	case CMD_SUBSCRIBE:
 	case CMD_UNSUBSCRIBE:
 		return get_name(cmd, "task", COMMANDS_NAME_MAX);
+	case CMD_TASK_UPDATE: {
+		/* tasks.c checks the role first and the fields after; a task
+		 * id that cannot exist is a bad_request, not not_found */
+		json_t *task = json_object_get(cmd->msg, "task");
+		if (json_is_string(task) &&
+		    !commands_valid_json_id(task, COMMANDS_NAME_MAX))
+			return fail(cmd, "bad_request",
+				    "field 'task' must be a task id");
+		return 0;
+	}
 	case CMD_RESUME: {
 		json_t *since = json_object_get(cmd->msg, "since");
 		json_t *epoch = json_object_get(cmd->msg, "epoch");

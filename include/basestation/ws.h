@@ -140,6 +140,12 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 #define WS_COMPRESSED_MAX(max)                                                 \
 	((max) > (SIZE_MAX - 64) / 9 * 8 ? SIZE_MAX : (max) + (max) / 8 + 64)
 
+/* Make *buf (capacity *cap) hold need bytes: capacity doubles from first
+ * and stops at limit, or at need when need > limit. 0, or -1 out of memory
+ * (the buffer is kept). Shared by the parser and the deflate buffers. */
+int ws_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t limit,
+		   size_t first);
+
 /* Bytes of memory the parser holds on the heap right now. */
 size_t ws_parser_heap(const struct ws_parser *p);
 

@@ -92,26 +92,32 @@ size_t ws_parser_heap(const struct ws_parser *p)
 }
 
 /* Make room for need bytes in p->msg; never beyond limit (>= need). */
-static int reserve(struct ws_parser *p, size_t need, size_t limit)
+int ws_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t limit,
+		   size_t first)
 {
-	size_t cap;
+	size_t c;
 	uint8_t *m;
 
-	if (need <= p->msg_cap)
+	if (need <= *cap)
 		return 0;
-	cap = p->msg_cap ? p->msg_cap : MSG_MIN_ALLOC;
-	while (cap < need && cap <= SIZE_MAX / 2)
-		cap *= 2;
-	if (cap > limit)
-		cap = limit;
-	if (cap < need)
-		cap = need;
-	m = realloc(p->msg, cap);
+	c = *cap ? *cap : first;
+	while (c < need && c <= SIZE_MAX / 2)
+		c *= 2;
+	if (c > limit)
+		c = limit;
+	if (c < need)
+		c = need;
+	m = realloc(*buf, c);
 	if (!m)
 		return -1;
-	p->msg = m;
-	p->msg_cap = cap;
+	*buf = m;
+	*cap = c;
 	return 0;
+}
+
+static int reserve(struct ws_parser *p, size_t need, size_t limit)
+{
+	return ws_buf_reserve(&p->msg, &p->msg_cap, need, limit, MSG_MIN_ALLOC);
 }
 
 /* Kill the parser. p->dead keeps code - 1000 (all our codes are > 1000). */

@@ -72,8 +72,9 @@ void ws_zbuf_free(struct ws_zbuf *b);
 
 /* ---- inflate (client -> server) ---- */
 
-/* Most deflate streams (a block with BFINAL set starts a new one) in one
- * message; more is 1007. Each restart copies up to 32 KiB of history. */
+/* Most deflate streams in one message (a block with BFINAL set ends one;
+ * bytes after it start the next, RFC 7692 §7.2.3.4); more is 1007. Each
+ * new stream copies up to 32 KiB of history, so this bounds the work. */
 #define WS_INFLATE_MAX_STREAMS 64
 
 /* One message being inflated. Fields are private. */
@@ -90,9 +91,10 @@ struct ws_inflate {
 
 /*
  * Inflate one message: out (emptied first) receives the bytes, never more
- * than limit of them and never more capacity than limit (+0: a message
- * that needs one byte more is 1009 without allocating it). With utf8 set
- * the output is validated as it is produced (1007 at the first bad byte).
+ * than limit of them, and out grows to at most limit bytes of capacity (a
+ * message one byte longer is 1009 without allocating that byte). With utf8
+ * set the output is validated as it is produced (1007 at the first bad
+ * byte).
  *
  * The process has ONE inflate stream: begin, feed and end for one message
  * must run within one loop callback, without another message started in

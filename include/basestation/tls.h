@@ -37,6 +37,13 @@ int tls_ctx_reload(struct tls_ctx *t, const char *cert_file,
 
 void tls_ctx_destroy(struct tls_ctx *t);
 
+struct ssl_st;
+/* A new server SSL object (accept state, no fd) from the current pair, for
+ * code that drives OpenSSL through libevent instead: the evhttp listener's
+ * evhttp_set_bevcb callback passes it to bufferevent_openssl_socket_new.
+ * NULL when out of memory (reason in tls_error). */
+struct ssl_st *tls_ctx_ssl_new(struct tls_ctx *t);
+
 /* ---- connections ---- */
 
 struct tls_conn; /* an SSL object; no other allocation */

@@ -158,7 +158,7 @@ void tls_ctx_destroy(struct tls_ctx *t)
 
 #define SSL_OF(c) ((SSL *)(c))
 
-struct tls_conn *tls_conn_create(struct tls_ctx *t, int fd)
+SSL *tls_ctx_ssl_new(struct tls_ctx *t)
 {
 	SSL *s;
 
@@ -168,12 +168,21 @@ struct tls_conn *tls_conn_create(struct tls_ctx *t, int fd)
 		set_error("SSL_new");
 		return NULL;
 	}
+	SSL_set_accept_state(s);
+	return s;
+}
+
+struct tls_conn *tls_conn_create(struct tls_ctx *t, int fd)
+{
+	SSL *s = tls_ctx_ssl_new(t);
+
+	if (s == NULL)
+		return NULL;
 	if (SSL_set_fd(s, fd) != 1) {
 		set_error("SSL_set_fd");
 		SSL_free(s);
 		return NULL;
 	}
-	SSL_set_accept_state(s);
 	return (struct tls_conn *)s;
 }
 

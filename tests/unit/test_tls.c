@@ -504,6 +504,19 @@ static void test_reload(struct tls_ctx *t)
 			     sizeof(err)) == 0);
 	pair_open(&neu, t, cc);
 	CHECK(pair_handshake(&neu) == 0 && peer_cn_is(neu.cli, "bravo"));
+	/* the SSL for the evhttp listener comes from the new pair too */
+	{
+		SSL *s = tls_ctx_ssl_new(t);
+		X509 *x = s ? SSL_get_certificate(s) : NULL;
+		char cn[64] = "";
+		if (x)
+			X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+						  NID_commonName, cn,
+						  sizeof(cn));
+		CHECK(strcmp(cn, "bravo") == 0);
+		CHECK(s && SSL_is_server(s));
+		SSL_free(s);
+	}
 	CHECK(exchange(&old, "old conn still works"));
 	CHECK(exchange(&mid, "and this one"));
 	CHECK(exchange(&neu, "new conn"));

@@ -222,6 +222,9 @@ function taskSubscribe(s, e) {
   });
 }
 
+// Snapshots kept for tasks no component shows (for an instant remount).
+const KEEP_UNUSED_TASKS = 100;
+
 function taskRelease(s, e) {
   if (--e.users > 0) return;
   e.gen++;
@@ -231,6 +234,15 @@ function taskRelease(s, e) {
   if (e.subscribed) {
     e.subscribed = false;
     s.client.unsubscribe(e.id).catch(() => { /* closed, or already gone */ });
+  }
+  // Forget the least recently released beyond the limit.
+  s.tasks.delete(e.id);
+  s.tasks.set(e.id, e);
+  let unused = 0;
+  for (const x of s.tasks.values()) if (x.users === 0) unused++;
+  for (const [id, x] of s.tasks) {
+    if (unused <= KEEP_UNUSED_TASKS) break;
+    if (x.users === 0) { s.tasks.delete(id); unused--; }
   }
 }
 

@@ -16,8 +16,10 @@ import { skipReason, launch, newPage, demoUrl, token, tempDb, api, sleep, ADMIN_
 import { startBroker, stopBroker } from '../client/lib.mjs';
 
 const EXAMPLE = path.resolve(import.meta.dirname, '../../examples/vue');
-const noVite = existsSync(path.join(EXAMPLE, 'node_modules/.bin/vite'))
-  ? false : 'no examples/vue/node_modules (scripts/setup --test runs npm ci there)';
+const [major, minor] = process.versions.node.split('.').map(Number);
+const noVite = !existsSync(path.join(EXAMPLE, 'node_modules/.bin/vite'))
+  ? 'no examples/vue/node_modules (scripts/setup --test runs npm ci there)'
+  : major < 20 || (major === 20 && minor < 19) ? `Vite 8 needs Node 20.19 or later, this is ${process.version}` : false;
 const skip = skipReason || noVite;
 if (skip && process.env.CI) throw new Error(skip);
 

@@ -105,6 +105,9 @@ static const struct opt opts[] = {
 	 O(max_http_body), "BYTES",
 	 "largest HTTP request body (default "
 	 "1048576)"},
+	{"admin-sql-max-bytes", "BASESTATION_ADMIN_SQL_MAX_BYTES", OPT_SIZE,
+	 O(admin_sql_max_bytes), "BYTES",
+	 "largest /admin/sql result, 413 beyond (default 16777216)"},
 	{"trusted-proxy", "BASESTATION_TRUSTED_PROXIES", OPT_PROXY, 0, "ADDR",
 	 "honour X-Forwarded-For from this address, repeatable"},
 	{"web-root", "BASESTATION_WEB_ROOT", OPT_STR, O(web_root), "DIR",
@@ -145,6 +148,7 @@ void config_defaults(struct config *c)
 	c->max_http_body = 1 << 20;
 	c->max_http_conns = 256;
 	c->http_request_timeout = 30;
+	c->admin_sql_max_bytes = 16 << 20;
 	c->log_level = LOG_INFO;
 }
 

@@ -185,7 +185,7 @@ static int cmd_sql(int argc, char **argv)
 {
 	const char *db = NULL, *sql = NULL;
 	int as_json = 0, max_rows = 1000;
-	struct inspect_limits lim;
+	struct inspect_limits lim = {0}; /* 0: default byte limit */
 	char err[512];
 	json_t *res;
 
@@ -200,7 +200,8 @@ static int cmd_sql(int argc, char **argv)
 			     "connection;\nworks while the broker runs. "
 			     "Writes, "
 			     "ATTACH, writing PRAGMAs and\nmore than one "
-			     "statement are refused. Time limit 5 s.");
+			     "statement are refused. Time limit 5 s, result "
+			     "limit 16 MiB.");
 			return 0;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			as_json = 1;

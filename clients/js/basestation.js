@@ -316,6 +316,9 @@ export class BasestationClient {
   /** Number of requests waiting to be sent or acknowledged. */
   get queued() { return this._pending.size; }
 
+  /** The key of the resume position in `storage` (the Vue helpers keep their state under it too). */
+  get storageKey() { return this._key; }
+
   _setState(s) {
     if (this.state === s) return;
     const prev = this.state;

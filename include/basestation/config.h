@@ -40,8 +40,9 @@ struct config {
 	int max_rooms;		 /* rooms per user */
 	int max_replay;		 /* messages per resume */
 	int max_http_body;
-	int max_http_conns;	  /* HTTP connections at once */
-	int http_request_timeout; /* s for a whole request, 0 = none */
+	int max_http_conns;	    /* HTTP connections at once */
+	int http_request_timeout;   /* s for a whole request, 0 = none */
+	size_t admin_sql_max_bytes; /* bytes of one /admin/sql result */
 	int sync_full;
 	int log_level;
 	int demo;

@@ -51,6 +51,10 @@ void http_send(struct evhttp_request *req, int status, struct evbuffer *body);
 /* Send n bytes of JSON text (NULL: empty body) with status. */
 void http_reply_text(struct evhttp_request *req, int status, const char *json,
 		     size_t n);
+/* Send body, JSON text, with status and the JSON headers. body is drained,
+ * not freed. */
+void http_send_json(struct evhttp_request *req, int status,
+		    struct evbuffer *body);
 /* Send body (stolen) as JSON with status. */
 void http_reply_json(struct evhttp_request *req, int status, json_t *body);
 /* {"error": msg} with status. */
@@ -64,7 +68,7 @@ int http_status(enum bk_status st);
 void http_refuse(struct evhttp_request *req, const struct bk_result *r);
 
 /* admin.c */
-void admin_init(struct event_base *base, const char *db);
+void admin_init(struct event_base *base, const struct config *cfg);
 void admin_connections(struct evhttp_request *req);
 /* Runs the query on a worker thread; the answer comes from the loop. */
 void admin_sql(struct evhttp_request *req);

@@ -1,14 +1,22 @@
-/* Names a client may give: rooms, uids as targets, task ids. */
+/*
+ * The one rule for every id, uid and room name a client or a backend gives
+ * (WebSocket frames, HTTP paths and bodies): 1..max bytes, none of them a
+ * control character (C0 including NUL, or DEL). Checked over the value's
+ * whole length: a percent-decoded path (or a JSON string, were NULs let
+ * through the parser) may hold a NUL that C string code would silently cut
+ * at: "a%00zzz" is not task "a".
+ */
 #ifndef BASESTATION_NAMES_H
 #define BASESTATION_NAMES_H
 
 #include <jansson.h>
 #include <stddef.h>
 
-/* 1 when s is 1..max bytes without control characters (C0, DEL). */
+/* 1 when the len bytes at s are a valid id. */
+int name_id_ok(const char *s, size_t len, size_t max);
+/* name_id_ok over a NUL-terminated string. */
 int name_ok(const char *s, size_t max);
-/* 1 when v is a string that name_ok accepts and that holds no NUL (which
- * would cut the name short). */
+/* 1 when v is a JSON string that is a valid id. */
 int name_json_ok(const json_t *v, size_t max);
 
 #endif

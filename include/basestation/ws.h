@@ -63,6 +63,9 @@ enum ws_event_type {
 struct ws_event {
 	enum ws_event_type type;
 	uint16_t close_code;
+	uint8_t compressed;  /* WS_EV_TEXT: RSV1 was set (rsv1_ok only); data
+				is the deflate payload, NOT UTF-8-checked: the
+				caller inflates and validates it */
 	const uint8_t *data; /* valid until the next ws_parser_feed call */
 	size_t len;
 };
@@ -72,6 +75,9 @@ struct ws_parser {
 	size_t max_message; /* max total payload of one (possibly fragmented)
 			       message; larger -> WS_EV_ERROR 1009 */
 	unsigned require_mask : 1; /* 1 on the server: unmasked -> 1002 */
+	unsigned rsv1_ok : 1;	   /* permessage-deflate negotiated: RSV1
+				      allowed on a message's first frame
+				      (default 0: any RSV bit -> 1002) */
 	uint32_t max_frames;	   /* frames per message, 0 = unlimited;
 				      more -> WS_EV_ERROR 1009 */
 	uint32_t frames;	   /* frames of the current message */
@@ -86,6 +92,7 @@ struct ws_parser {
 	uint8_t mask[4];
 	uint8_t mask_pos;
 	uint8_t in_message; /* a fragmented text message is in progress */
+	uint8_t compressed; /* the current message had RSV1 */
 	uint8_t dead;
 	uint64_t remaining; /* payload bytes left in the current frame */
 	uint32_t utf8;	    /* UTF-8 DFA state for the current message */
@@ -116,9 +123,28 @@ void ws_parser_finish(struct ws_parser *p);
  * byte). A binary message is refused on its first header (1003). A close
  * frame's code must be valid per RFC 6455 §7.4 and its reason valid UTF-8,
  * otherwise 1002 (bad code / 1-byte payload) or 1007 (bad reason).
+ *
+ * With rsv1_ok set (permessage-deflate, RFC 7692 §6), RSV1 on the first
+ * frame of a data message marks it compressed: its payload is collected
+ * without the UTF-8 check, up to WS_COMPRESSED_MAX(max_message) bytes, and
+ * delivered with ev->compressed = 1. RSV1 on a continuation or control
+ * frame, RSV2 or RSV3, or RSV1 while rsv1_ok is 0 are 1002.
  */
 size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 		      struct ws_event *ev);
+
+/* The largest compressed payload buffered for a message limited to max
+ * inflated bytes: deflate can expand incompressible data slightly (zlib by
+ * 5 bytes per stored block, fixed Huffman codes by up to 1/8), and the
+ * limit that matters is checked on the inflated bytes. */
+#define WS_COMPRESSED_MAX(max)                                                 \
+	((max) > (SIZE_MAX - 64) / 9 * 8 ? SIZE_MAX : (max) + (max) / 8 + 64)
+
+/* Make *buf (capacity *cap) hold need bytes: capacity doubles from first
+ * and stops at limit, or at need when need > limit. 0, or -1 out of memory
+ * (the buffer is kept). Shared by the parser and the deflate buffers. */
+int ws_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t limit,
+		   size_t first);
 
 /* Bytes of memory the parser holds on the heap right now. */
 size_t ws_parser_heap(const struct ws_parser *p);
@@ -126,6 +152,9 @@ size_t ws_parser_heap(const struct ws_parser *p);
 /* Write an unmasked server frame header (FIN set) for opcode and payload
  * length into out (>= 10 bytes). Returns the header length (2, 4 or 10). */
 size_t ws_frame_header(uint8_t *out, enum ws_opcode op, uint64_t len);
+/* The same with RSV1 set: the header of a permessage-deflate message whose
+ * payload (len bytes) is the output of ws_deflate_message(). */
+size_t ws_frame_header_rsv1(uint8_t *out, enum ws_opcode op, uint64_t len);
 
 /* Write a masked client frame header (FIN set) with the given key into out
  * (>= 14 bytes); the caller masks the payload with ws_mask(). Used by tests,
@@ -164,6 +193,17 @@ struct ws_request {
 	struct ws_str authorization;
 	struct ws_str forwarded_for; /* X-Forwarded-For */
 	int header_count;
+	unsigned seen;	   /* WS_HDR_* bits: headers given at least once */
+	unsigned repeated; /* WS_HDR_* bits: given more than once */
+};
+
+/* Headers that may appear at most once (RFC 9112 §3.2, RFC 6455 §4.2.1,
+ * §11.3.1, §11.3.5). */
+enum {
+	WS_HDR_HOST = 1u << 0,
+	WS_HDR_UPGRADE = 1u << 1,
+	WS_HDR_KEY = 1u << 2,
+	WS_HDR_VERSION = 1u << 3,
 };
 
 enum {
@@ -184,10 +224,12 @@ int ws_request_parse(const char *buf, size_t len, struct ws_request *req);
 /*
  * Check a parsed request against RFC 6455 §4.2.1 and the contract. Returns
  * 0 when it is a valid upgrade request for path "/ws", otherwise the HTTP
- * status to refuse with: 400 (not GET, not HTTP/1.1, bad Upgrade,
- * Connection, Sec-WebSocket-Key not base64 of 16 bytes), 404 (path other
+ * status to refuse with: 400 (not GET, not HTTP/1.1, no Host or two, bad
+ * Upgrade, Connection, Sec-WebSocket-Key not base64 of 16 bytes, Upgrade,
+ * Sec-WebSocket-Key or Sec-WebSocket-Version given twice), 404 (path other
  * than /ws), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
- * 404 for a non-GET; 404 is checked before the WebSocket headers.
+ * 404 for a non-GET, a version other than 1.1 and Host; 404 is checked
+ * before the WebSocket headers.
  */
 int ws_request_check(const struct ws_request *req);
 

@@ -1,11 +1,13 @@
 /*
  * /admin/connections (the live pool map) and /admin/sql (read-only).
  *
- * A query may run up to its time limit, so /admin/sql runs each one on a
- * worker thread and the loop keeps serving meanwhile. A job owns copies of
- * its SQL, parameters and database path; the worker touches nothing else
- * (no libevent, no log, no broker state) and hands the job back through a
- * pipe, and the loop thread answers the request.
+ * A query may run up to its time limit and its result may be megabytes,
+ * so /admin/sql runs each one on a worker thread, which also encodes the
+ * result (inspect_query_text), and the loop keeps serving meanwhile. A job
+ * owns copies of its SQL, parameters and database path; the worker touches
+ * nothing else (no libevent, no log, no broker state) and hands the job
+ * back through a pipe with the finished text, which the loop thread sends
+ * by reference. A timer answers a job whose worker overruns its limit.
  */
 #include "basestation/broker.h"
 #include "basestation/conn.h"
@@ -14,24 +16,31 @@
 #include "basestation/log.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Queries running at once; more answer 503. */
 #define SQL_MAX_JOBS 4
+/* A query's time limit, and when the loop answers whatever its worker is
+ * doing (the contract allows 1.5x). */
+#define SQL_TIME_MS   2000
+#define SQL_ANSWER_MS (SQL_TIME_MS * 5 / 4)
 
 static struct event_base *base;
-static const char *db_path;
+static const struct config *cfg;
 
-void admin_init(struct event_base *b, const char *db)
+void admin_init(struct event_base *b, const struct config *c)
 {
 	base = b;
-	db_path = db;
+	cfg = c;
 }
 
 static void one_connection(void *arg, const struct conn_info *i)
@@ -64,11 +73,16 @@ void admin_connections(struct evhttp_request *req)
 
 struct sql_job {
 	pthread_t thread;
-	struct evhttp_request *req;
+	struct evhttp_request *req; /* NULL once answered */
+	struct event *timer;	    /* answers when the worker overruns */
+	int64_t answer_by;	    /* mono_ms() of that */
 	char *db, *sql;
 	json_t *params; /* a deep copy: shares nothing with the loop */
 	struct inspect_limits lim;
-	json_t *result; /* set by the worker; NULL: refused, see err */
+	/* set by the worker: the finished JSON text, or NULL and err */
+	char *body;
+	size_t len;
+	int status;
 	char err[512];
 	struct sql_job *next;
 };
@@ -78,24 +92,29 @@ static struct {
 	struct event *ev;     /* read end, on the loop */
 	struct sql_job *jobs; /* running */
 	int njobs;
-} pool = {{-1, -1}, NULL, NULL, 0};
+	int abandoned; /* workers left running at stop (see admin_sql_stop) */
+} pool = {{-1, -1}, NULL, NULL, 0, 0};
 
 static void job_free(struct sql_job *j)
 {
+	if (j->timer)
+		event_free(j->timer);
 	free(j->db);
 	free(j->sql);
 	json_decref(j->params);
-	json_decref(j->result);
+	free(j->body);
 	free(j);
 }
 
+/* The worker runs the query and encodes its result: the loop only ever
+ * sees a finished buffer. */
 static void *sql_worker(void *arg)
 {
 	struct sql_job *j = arg;
 	ssize_t n;
 
-	j->result = inspect_query(j->db, j->sql, j->params, &j->lim, j->err,
-				  sizeof(j->err));
+	j->body = inspect_query_text(j->db, j->sql, j->params, &j->lim, &j->len,
+				     &j->status, j->err, sizeof(j->err));
 	/* A pointer is less than PIPE_BUF: written whole or not at all; the
 	 * write end blocks, and at most SQL_MAX_JOBS are ever in the pipe. */
 	do
@@ -104,9 +123,8 @@ static void *sql_worker(void *arg)
 	return NULL;
 }
 
-/* Unlink j from the running list and wait for its thread (which has
- * finished or is about to). */
-static void job_reap(struct sql_job *j)
+/* Unlink j from the running list. */
+static void job_unlink(struct sql_job *j)
 {
 	struct sql_job **pp;
 
@@ -116,20 +134,60 @@ static void job_reap(struct sql_job *j)
 			pool.njobs--;
 			break;
 		}
-	pthread_join(j->thread, NULL);
 }
 
-/* Answer the request of a finished job. evhttp_send_reply also copes with
- * a request whose client went away meanwhile (libevent detached it). */
+static void free_body(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	free((void *)data);
+}
+
+/* Answer the request of a job, once. evhttp_send_reply also copes with a
+ * request whose client went away meanwhile (libevent detached it and
+ * frees it with the reply). The body is handed over, not copied. */
 static void job_reply(struct sql_job *j)
 {
-	if (j->result == NULL) {
-		log_info("admin.sql", "refused=%s", log_val(j->err));
-		http_error(j->req, 400, j->err);
+	struct evbuffer *b;
+
+	if (j->req == NULL)
 		return;
+	if (j->body == NULL) {
+		log_info("admin.sql", "status=%d refused=%s", j->status,
+			 log_val(j->err));
+		http_error(j->req, j->status, j->err);
+	} else if ((b = evbuffer_new()) == NULL ||
+		   evbuffer_add_reference(b, j->body, j->len, free_body, NULL) <
+			   0) {
+		evbuffer_free(b);
+		http_error(j->req, 500, "out of memory");
+	} else {
+		j->body = NULL; /* b owns it */
+		http_send_json(j->req, 200, b);
+		evbuffer_free(b);
 	}
-	http_reply_json(j->req, 200, j->result);
-	j->result = NULL;
+	j->req = NULL;
+}
+
+/* The time limit passed by a quarter and the worker is still inside one
+ * call SQLite cannot interrupt: answer now; the worker finishes (and still
+ * counts against SQL_MAX_JOBS) on its own. */
+static void job_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sql_job *j = arg;
+	char msg[64];
+
+	(void)fd;
+	(void)what;
+	if (j->req == NULL)
+		return;
+	/* j->body, status and err are the worker's until it hands j back:
+	 * the answer is made here, from nothing it writes */
+	log_warn("admin.sql", "overran=%dms", j->lim.time_ms);
+	snprintf(msg, sizeof(msg), "interrupted: time limit %d ms",
+		 j->lim.time_ms);
+	http_error(j->req, 400, msg);
+	j->req = NULL;
 }
 
 static void sql_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -139,7 +197,8 @@ static void sql_done_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	while (read(fd, &j, sizeof(j)) == (ssize_t)sizeof(j)) {
-		job_reap(j);
+		job_unlink(j);
+		pthread_join(j->thread, NULL); /* it has written: it ends */
 		job_reply(j);
 		job_free(j);
 	}
@@ -161,15 +220,46 @@ static int pool_init(void)
 	return 0;
 }
 
+/* Wait for j's worker until j->answer_by. 0 joined, -1 still running. */
+static int job_join_by(struct sql_job *j)
+{
+	struct timespec ts;
+	int64_t left = j->answer_by - mono_ms();
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (left > 0) {
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+	}
+	return pthread_timedjoin_np(j->thread, NULL, &ts) == 0 ? 0 : -1;
+}
+
 void admin_sql_stop(void)
 {
 	struct sql_job *j;
 
-	/* Each worker ends within its time limit, with its answer. */
+	/* Each worker ends within its time limit, with its answer; one stuck
+	 * in a call SQLite cannot interrupt is left to the exit, with its
+	 * job and the pipe it will write to. */
 	while ((j = pool.jobs) != NULL) {
-		job_reap(j);
+		job_unlink(j);
+		if (job_join_by(j) < 0) {
+			job_timeout_cb(-1, 0, j);
+			event_free(j->timer);
+			j->timer = NULL;
+			pool.abandoned++;
+			continue;
+		}
 		job_reply(j);
 		job_free(j);
+	}
+	if (pool.abandoned > 0) {
+		log_warn("admin.sql", "abandoned=%d", pool.abandoned);
+		return;
 	}
 	if (pool.fd[0] >= 0) { /* drain: every job was answered above */
 		while (read(pool.fd[0], &j, sizeof(j)) == (ssize_t)sizeof(j))
@@ -187,6 +277,9 @@ void admin_sql_stop(void)
 
 void admin_sql(struct evhttp_request *req)
 {
+	static const struct timeval answer_in = {.tv_sec = SQL_ANSWER_MS / 1000,
+						 .tv_usec = SQL_ANSWER_MS %
+							    1000 * 1000};
 	json_t *b = http_body_json(req), *sql, *params, *mr;
 	struct sql_job *j;
 
@@ -210,6 +303,8 @@ void admin_sql(struct evhttp_request *req)
 		goto out;
 	}
 	if (pool.njobs >= SQL_MAX_JOBS) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+				  "Retry-After", "1");
 		http_error(req, 503, "too many queries running; try again");
 		goto out;
 	}
@@ -217,17 +312,22 @@ void admin_sql(struct evhttp_request *req)
 	if (j == NULL)
 		goto nomem;
 	j->req = req;
-	j->lim = (struct inspect_limits){
-		.max_rows = 1000, .time_ms = 2000, .max_sql = 16384};
+	j->lim = (struct inspect_limits){.max_rows = 1000,
+					 .time_ms = SQL_TIME_MS,
+					 .max_sql = 16384,
+					 .max_bytes = cfg->admin_sql_max_bytes};
 	if (json_is_integer(mr) && json_integer_value(mr) > 0 &&
 	    json_integer_value(mr) < 100000)
 		j->lim.max_rows = (int)json_integer_value(mr);
-	j->db = strdup(db_path);
+	j->answer_by = mono_ms() + SQL_ANSWER_MS;
+	j->db = strdup(cfg->db);
 	j->sql = strdup(json_string_value(sql));
 	if (params && !json_is_null(params))
 		j->params = json_deep_copy(params);
+	j->timer = evtimer_new(base, job_timeout_cb, j);
 	if (j->db == NULL || j->sql == NULL ||
 	    (params && !json_is_null(params) && j->params == NULL) ||
+	    j->timer == NULL || evtimer_add(j->timer, &answer_in) < 0 ||
 	    pthread_create(&j->thread, NULL, sql_worker, j) != 0) {
 		job_free(j);
 		goto nomem;

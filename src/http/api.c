@@ -5,6 +5,7 @@
  * commands and render their results (result.h) as a status and JSON.
  */
 #include "basestation/broker.h"
+#include "basestation/commands.h"
 #include "basestation/conn.h"
 #include "basestation/engine.h"
 #include "basestation/http.h"
@@ -155,7 +156,7 @@ static void api_publish(struct evhttp_request *req)
 		goto out;
 	}
 	if ((to && !name_json_ok(to, AUTH_UID_MAX)) ||
-	    (room && !name_json_ok(room, 128))) {
+	    (room && !name_json_ok(room, COMMANDS_NAME_MAX))) {
 		http_error(req, 400,
 			   "'to' / 'room' must be a string of 1..128 "
 			   "bytes without control characters");
@@ -291,8 +292,10 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 	}
 	memcpy(id, rest, n);
 	id[n] = '\0';
-	char *dec = evhttp_uridecode(id, 0, NULL);
-	if (dec == NULL || !name_ok(dec, 128)) {
+	size_t declen = 0;
+	char *dec = evhttp_uridecode(id, 0, &declen);
+	/* a %00 decodes to a NUL: "a%00zzz" is not task "a" */
+	if (dec == NULL || !name_id_ok(dec, declen, COMMANDS_NAME_MAX)) {
 		free(dec);
 		http_error(req, 400, "bad task id");
 		return;
@@ -377,7 +380,7 @@ int http_start(struct event_base *base, const struct config *cfg,
 
 	api.cfg = cfg;
 	api.engine = e;
-	admin_init(base, cfg->db);
+	admin_init(base, cfg);
 	static_init(web_root);
 	api.http = evhttp_new(base);
 	if (api.http == NULL)

@@ -30,20 +30,26 @@ void http_send(struct evhttp_request *req, int status, struct evbuffer *body)
 	evhttp_send_reply(req, status, ws_http_reason(status), body);
 }
 
+void http_send_json(struct evhttp_request *req, int status,
+		    struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Cache-Control", "no-store");
+	http_send(req, status, body);
+}
+
 void http_reply_text(struct evhttp_request *req, int status, const char *json,
 		     size_t n)
 {
 	struct evbuffer *b = evbuffer_new();
 
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "application/json");
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Cache-Control", "no-store");
 	if (json) {
 		evbuffer_add(b, json, n);
 		evbuffer_add(b, "\n", 1);
 	}
-	http_send(req, status, b);
+	http_send_json(req, status, b);
 	evbuffer_free(b);
 }
 

@@ -121,8 +121,13 @@ void static_serve(struct evhttp_request *req, const char *path)
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	int fd;
 
-	if (resolve(path, file, sizeof(file)) < 0 ||
-	    (fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) {
+	/* Regular files only. A FIFO, socket or device in the web root is
+	 * not opened at all (opening a FIFO for reading waits for a writer,
+	 * on the loop thread), and O_NONBLOCK covers one swapped in after
+	 * the stat; fstat decides on what was actually opened. */
+	if (resolve(path, file, sizeof(file)) < 0 || stat(file, &st) < 0 ||
+	    !S_ISREG(st.st_mode) ||
+	    (fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
 		http_error(req, 404, "not found");
 		return;
 	}

@@ -222,6 +222,16 @@ int commands_parse(const uint8_t *data, size_t len, struct command *cmd)
 	case CMD_SUBSCRIBE:
 	case CMD_UNSUBSCRIBE:
 		return get_name(cmd, "task", COMMANDS_NAME_MAX);
+	case CMD_TASK_UPDATE: {
+		/* dispatch.c checks the role first and the fields after; a task
+		 * id that cannot exist is a bad_request, not not_found */
+		json_t *task = json_object_get(cmd->msg, "task");
+		if (json_is_string(task) &&
+		    !name_json_ok(task, COMMANDS_NAME_MAX))
+			return fail(cmd, "bad_request",
+				    "field 'task' must be a task id");
+		return 0;
+	}
 	case CMD_RESUME: {
 		json_t *since = json_object_get(cmd->msg, "since");
 		json_t *epoch = json_object_get(cmd->msg, "epoch");

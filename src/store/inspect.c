@@ -5,13 +5,19 @@
  *      SQLITE_DBCONFIG_DEFENSIVE, no extension loading, no ATTACH;
  *   2. an authorizer that allows reads only (allowlist);
  *   3. exactly one statement, and sqlite3_stmt_readonly();
- *   4. a progress handler for the time limit, and a row limit.
+ *   4. a time limit (a watchdog thread that interrupts the statement, a
+ *      progress handler, and checks between values), a row limit and a
+ *      byte limit on the result, counted while rows are read, with
+ *      SQLITE_LIMIT_LENGTH bounding any single value to that budget.
  */
 #include "basestation/inspect.h"
 #include "basestation/ws.h"
 
+#include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,9 +27,8 @@
 
 #include <sqlite3.h>
 
-#define INSPECT_BUSY_MS	      1000
-#define INSPECT_PROGRESS_OPS  1000
-#define INSPECT_MAX_VALUE_LEN (64 * 1024 * 1024)
+#define INSPECT_BUSY_MS	     1000
+#define INSPECT_PROGRESS_OPS 1000
 
 struct auth_ctx {
 	char denied[96]; /* first denied action, "" if none */
@@ -32,9 +37,29 @@ struct auth_ctx {
 			      VM is not flagged read-only (journal_mode) */
 };
 
-struct progress_ctx {
-	int64_t deadline_ns;
-	bool fired;
+/*
+ * The time limit, three ways, since none is enough alone:
+ *  - a watchdog thread calls sqlite3_interrupt() at the deadline, which the
+ *    VM honours at its next jump, however few opcodes a row takes (a row
+ *    of one expensive function call is a handful of opcodes);
+ *  - the progress handler reads the clock every INSPECT_PROGRESS_OPS
+ *    opcodes: the first sqlite3_step() of a statement clears a pending
+ *    interrupt, so one that lands just before it would otherwise be lost;
+ *  - the row loop checks between values, so copying and encoding them is
+ *    bounded too.
+ * A single call that SQLite cannot interrupt (one function over a long
+ * value) is bounded by SQLITE_LIMIT_LENGTH: its inputs and output are at
+ * most the byte budget. The HTTP side answers at 1.25x the limit whatever
+ * the worker does (admin.c).
+ */
+struct deadline {
+	int64_t at_ns;
+	atomic_bool fired;
+	sqlite3 *db;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* CLOCK_MONOTONIC */
+	bool stop;
+	pthread_t thread;
 };
 
 static int64_t mono_ns(void)
@@ -276,15 +301,81 @@ static int authorize(void *arg, int action, const char *a3, const char *a4,
 	return SQLITE_DENY;
 }
 
+/* ---- time limit ---- */
+
+static bool deadline_passed(struct deadline *d)
+{
+	if (atomic_load(&d->fired))
+		return true;
+	if (mono_ns() < d->at_ns)
+		return false;
+	atomic_store(&d->fired, true);
+	return true;
+}
+
 static int progress(void *arg)
 {
-	struct progress_ctx *p = arg;
+	return deadline_passed(arg);
+}
 
-	if (mono_ns() >= p->deadline_ns) {
-		p->fired = true;
-		return 1;
+static void *watchdog(void *arg)
+{
+	struct deadline *d = arg;
+	struct timespec at = {.tv_sec = (time_t)(d->at_ns / 1000000000),
+			      .tv_nsec = (long)(d->at_ns % 1000000000)};
+	int rc = 0;
+
+	pthread_mutex_lock(&d->mu);
+	while (!d->stop && rc == 0) /* 0: signalled or spurious */
+		rc = pthread_cond_timedwait(&d->cv, &d->mu, &at);
+	if (!d->stop) {
+		atomic_store(&d->fired, true);
+		/* under mu: deadline_stop() waits for it before the
+		 * connection is closed */
+		sqlite3_interrupt(d->db);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* Arm the watchdog for db. 0 ok, -1 (nothing to stop) on failure. */
+static int deadline_start(struct deadline *d, sqlite3 *db)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	d->db = db;
+	d->stop = false;
+	if (pthread_condattr_init(&ca) != 0)
+		return -1;
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (rc == 0)
+		rc = pthread_cond_init(&d->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc != 0)
+		return -1;
+	if (pthread_mutex_init(&d->mu, NULL) != 0) {
+		pthread_cond_destroy(&d->cv);
+		return -1;
+	}
+	if (pthread_create(&d->thread, NULL, watchdog, d) != 0) {
+		pthread_mutex_destroy(&d->mu);
+		pthread_cond_destroy(&d->cv);
+		return -1;
 	}
 	return 0;
+}
+
+/* Disarm and join the watchdog; after this nothing touches d->db. */
+static void deadline_stop(struct deadline *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->stop = true;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	pthread_join(d->thread, NULL);
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
 }
 
 /* ---- statement checks and parameters ---- */
@@ -495,7 +586,7 @@ static json_t *blob_value(const unsigned char *b, size_t n)
 		buf[2 * i + 1] = hex[b[i] & 0x0f];
 	}
 	buf[2 * n] = '\0';
-	j = json_pack("{s:s#}", "$blob", buf, (int)(n * 2));
+	j = json_pack("{s:s%}", "$blob", buf, n * 2);
 	free(buf);
 	return j;
 }
@@ -524,10 +615,93 @@ static json_t *column_value(sqlite3_stmt *st, int i)
 	}
 }
 
+/* The fewest bytes column i's value takes in the result text, known
+ * before it is copied: text is quoted, a blob is {"$blob":"<hex>"}. */
+static size_t value_min_bytes(sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_TEXT:
+		return (size_t)sqlite3_column_bytes(st, i) + 2;
+	case SQLITE_BLOB:
+		return 2 * (size_t)sqlite3_column_bytes(st, i) + 12;
+	default:
+		return 1;
+	}
+}
+
+/* ---- result text ---- */
+
+/* The result being written; it never holds more than max bytes. */
+struct out {
+	char *p;
+	size_t n, cap, max;
+	int status; /* 0, or 413 / 500 once an append failed */
+};
+
+static int out_add(struct out *o, const char *s, size_t n)
+{
+	size_t want, cap;
+	char *p;
+
+	if (o->status != 0)
+		return -1;
+	if (n > o->max - o->n) {
+		o->status = 413;
+		return -1;
+	}
+	want = o->n + n + 1;
+	if (want > o->cap) {
+		cap = o->cap * 2 > 4096 ? o->cap * 2 : 4096;
+		if (cap < want)
+			cap = want;
+		if (cap > o->max + 1)
+			cap = o->max + 1;
+		p = realloc(o->p, cap);
+		if (p == NULL) {
+			o->status = 500;
+			return -1;
+		}
+		o->p = p;
+		o->cap = cap;
+	}
+	memcpy(o->p + o->n, s, n);
+	o->n += n;
+	o->p[o->n] = '\0';
+	return 0;
+}
+
+static int out_lit(struct out *o, const char *s)
+{
+	return out_add(o, s, strlen(s));
+}
+
+static int out_cb(const char *buf, size_t size, void *data)
+{
+	return out_add(data, buf, size);
+}
+
+/* Append v (stolen) as compact JSON, written straight into o. */
+static int out_json(struct out *o, json_t *v)
+{
+	int rc = -1;
+
+	if (v == NULL) {
+		if (o->status == 0)
+			o->status = 500;
+	} else if (json_dump_callback(v, out_cb, o,
+				      JSON_COMPACT | JSON_ENCODE_ANY) == 0) {
+		rc = 0;
+	} else if (o->status == 0) {
+		o->status = 500;
+	}
+	json_decref(v);
+	return rc;
+}
+
 /* ---- query ---- */
 
-static sqlite3 *open_readonly(const char *db_path, int time_ms, char *err,
-			      size_t errsz)
+static sqlite3 *open_readonly(const char *db_path, int time_ms,
+			      size_t max_bytes, char *err, size_t errsz)
 {
 	sqlite3 *db = NULL;
 	int rc;
@@ -551,7 +725,12 @@ static sqlite3 *open_readonly(const char *db_path, int time_ms, char *err,
 		goto fail;
 	}
 	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
-	sqlite3_limit(db, SQLITE_LIMIT_LENGTH, INSPECT_MAX_VALUE_LEN);
+	/* No string or blob (nor a row SQLite builds to sort or group) may
+	 * be larger than the whole result may be: zeroblob(1e9) fails at
+	 * once with SQLITE_TOOBIG instead of allocating, and one function
+	 * call, which nothing interrupts, works on bounded values. */
+	sqlite3_limit(db, SQLITE_LIMIT_LENGTH,
+		      max_bytes < INT_MAX ? (int)max_bytes : INT_MAX);
 	if (sqlite3_exec(db, "PRAGMA query_only=ON", NULL, NULL, NULL) !=
 	    SQLITE_OK) {
 		set_err(err, errsz, "cannot configure database connection: %s",
@@ -564,149 +743,242 @@ fail:
 	return NULL;
 }
 
-json_t *inspect_query(const char *db_path, const char *sql, json_t *params,
-		      const struct inspect_limits *lim, char *err, size_t errsz)
+/* The limits with the defaults filled in. */
+static struct inspect_limits limits_of(const struct inspect_limits *lim)
 {
-	struct auth_ctx actx = {0};
-	struct progress_ctx pctx = {0};
-	int max_rows = INSPECT_DEFAULT_MAX_ROWS,
-	    time_ms = INSPECT_DEFAULT_TIME_MS;
-	size_t max_sql = INSPECT_DEFAULT_MAX_SQL, sqllen;
-	int64_t start = mono_ns();
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	json_t *columns = NULL, *rows = NULL, *row, *v, *result = NULL;
-	const char *tail = NULL, *name;
-	bool truncated = false;
-	int ncol, i, rc;
+	struct inspect_limits l = {
+		.max_rows = INSPECT_DEFAULT_MAX_ROWS,
+		.time_ms = INSPECT_DEFAULT_TIME_MS,
+		.max_sql = INSPECT_DEFAULT_MAX_SQL,
+		.max_bytes = INSPECT_DEFAULT_MAX_BYTES,
+	};
 
-	set_err(err, errsz, "%s", "");
 	if (lim != NULL) {
 		if (lim->max_rows > 0)
-			max_rows = lim->max_rows;
+			l.max_rows = lim->max_rows;
 		if (lim->time_ms > 0)
-			time_ms = lim->time_ms;
+			l.time_ms = lim->time_ms;
 		if (lim->max_sql > 0)
-			max_sql = lim->max_sql;
+			l.max_sql = lim->max_sql;
+		if (lim->max_bytes > 0)
+			l.max_bytes = lim->max_bytes;
 	}
-	if (db_path == NULL || sql == NULL) {
-		set_err(err, errsz, "no database or no statement");
-		return NULL;
-	}
-	sqllen = strlen(sql);
-	if (sqllen > max_sql || sqllen > INT32_MAX) {
-		set_err(err, errsz, "statement too long (max %zu bytes)",
-			max_sql);
-		return NULL;
-	}
-	if (tail_is_empty(sql)) {
-		set_err(err, errsz, "empty statement");
-		return NULL;
-	}
+	return l;
+}
 
-	db = open_readonly(db_path, time_ms, err, errsz);
-	if (db == NULL)
-		return NULL;
-	if (sqlite3_set_authorizer(db, authorize, &actx) != SQLITE_OK) {
-		set_err(err, errsz, "cannot install authorizer");
-		goto fail;
-	}
-	pctx.deadline_ns = start + (int64_t)time_ms * 1000000;
-	sqlite3_progress_handler(db, INSPECT_PROGRESS_OPS, progress, &pctx);
+/* Compile sql on db into *st and check it is one read-only statement.
+ * 0 ok, else 400 with err. */
+static int prepare_checked(sqlite3 *db, const char *sql, size_t sqllen,
+			   struct auth_ctx *actx, struct deadline *dl,
+			   int time_ms, sqlite3_stmt **st, char *err,
+			   size_t errsz)
+{
+	const char *tail = NULL;
+	int rc;
 
-	rc = sqlite3_prepare_v2(db, sql, (int)sqllen, &st, &tail);
+	rc = sqlite3_prepare_v2(db, sql, (int)sqllen, st, &tail);
 	if (rc != SQLITE_OK) {
-		if (actx.denied[0] != '\0')
-			set_err(err, errsz, "not authorized: %s", actx.denied);
-		else if (pctx.fired)
+		if (actx->denied[0] != '\0')
+			set_err(err, errsz, "not authorized: %s", actx->denied);
+		else if (atomic_load(&dl->fired))
 			set_err(err, errsz, "interrupted: time limit %d ms",
 				time_ms);
 		else
 			set_err(err, errsz, "%s", sqlite3_errmsg(db));
-		goto fail;
+		return 400;
 	}
-	if (st == NULL) {
+	if (*st == NULL) {
 		set_err(err, errsz, "empty statement");
-		goto fail;
+		return 400;
 	}
-	if (actx.denied[0] != '\0') { /* a denial always fails prepare */
-		set_err(err, errsz, "not authorized: %s", actx.denied);
-		goto fail;
+	if (actx->denied[0] != '\0') { /* a denial always fails prepare */
+		set_err(err, errsz, "not authorized: %s", actx->denied);
+		return 400;
 	}
 	if (tail != NULL && !tail_is_empty(tail)) {
 		set_err(err, errsz, "only one statement allowed");
-		goto fail;
+		return 400;
 	}
-	if (!sqlite3_stmt_readonly(st) && !actx.pragma_query) {
+	if (!sqlite3_stmt_readonly(*st) && !actx->pragma_query) {
 		set_err(err, errsz,
 			"not authorized: statement is not read-only");
-		goto fail;
+		return 400;
 	}
-	if (bind_params(st, params, err, errsz) != 0)
-		goto fail;
+	return 0;
+}
 
-	columns = json_array();
-	rows = json_array();
-	if (columns == NULL || rows == NULL)
-		goto nomem;
-	ncol = sqlite3_column_count(st);
-	for (i = 0; i < ncol; i++) {
+/* Step st and write {"columns":…,"rows":[…],"truncated":…,"elapsed_ms":…}
+ * and a newline into o, checking the time and byte limits between values.
+ * 200, or 400 / 413 / 500 with err. */
+static int write_result(sqlite3 *db, sqlite3_stmt *st,
+			const struct inspect_limits *l, struct deadline *dl,
+			int64_t start, struct out *o, char *err, size_t errsz)
+{
+	int ncol = sqlite3_column_count(st), nrows = 0, i, rc;
+	json_t *columns = json_array();
+	bool truncated = false;
+	const char *name;
+	char tail[96];
+
+	for (i = 0; columns != NULL && i < ncol; i++) {
 		name = sqlite3_column_name(st, i);
-		if (name == NULL)
-			goto nomem;
-		if (json_array_append_new(
+		if (name == NULL ||
+		    json_array_append_new(
 			    columns, text_value((const unsigned char *)name,
-						strlen(name))))
-			goto nomem;
+						strlen(name))) != 0) {
+			json_decref(columns);
+			columns = NULL;
+		}
 	}
-
+	if (out_lit(o, "{\"columns\":") < 0 || out_json(o, columns) < 0 ||
+	    out_lit(o, ",\"rows\":[") < 0)
+		goto fail;
 	for (;;) {
+		if (deadline_passed(dl))
+			goto late;
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_DONE)
 			break;
 		if (rc != SQLITE_ROW) {
-			if (rc == SQLITE_INTERRUPT || pctx.fired)
-				set_err(err, errsz,
-					"interrupted: time limit %d ms",
-					time_ms);
-			else
-				set_err(err, errsz, "%s", sqlite3_errmsg(db));
-			goto fail;
+			if (rc == SQLITE_INTERRUPT || deadline_passed(dl))
+				goto late;
+			if (rc == SQLITE_TOOBIG) {
+				o->status = 413;
+				goto fail;
+			}
+			set_err(err, errsz, "%s", sqlite3_errmsg(db));
+			return rc == SQLITE_NOMEM ? 500 : 400;
 		}
-		if (json_array_size(rows) >= (size_t)max_rows) {
+		if (nrows >= l->max_rows) {
 			truncated = true;
 			break;
 		}
-		row = json_array();
-		if (row == NULL || json_array_append_new(rows, row))
-			goto nomem;
+		if (out_lit(o, nrows++ ? ",[" : "[") < 0)
+			goto fail;
 		for (i = 0; i < ncol; i++) {
-			v = column_value(st, i);
-			if (v == NULL || json_array_append_new(row, v))
-				goto nomem;
+			if (deadline_passed(dl))
+				goto late;
+			if (value_min_bytes(st, i) + 1 > o->max - o->n) {
+				o->status = 413; /* not even copied */
+				goto fail;
+			}
+			if ((i > 0 && out_lit(o, ",") < 0) ||
+			    out_json(o, column_value(st, i)) < 0)
+				goto fail;
 		}
+		if (out_lit(o, "]") < 0)
+			goto fail;
+	}
+	snprintf(tail, sizeof(tail),
+		 "],\"truncated\":%s,\"elapsed_ms\":%lld}\n",
+		 truncated ? "true" : "false",
+		 (long long)((mono_ns() - start) / 1000000));
+	if (out_lit(o, tail) < 0)
+		goto fail;
+	return 200;
+late:
+	set_err(err, errsz, "interrupted: time limit %d ms", l->time_ms);
+	return 400;
+fail:
+	if (o->status == 413)
+		set_err(err, errsz, "result too large: more than %zu bytes",
+			l->max_bytes);
+	else
+		set_err(err, errsz, "out of memory");
+	return o->status == 413 ? 413 : 500;
+}
+
+char *inspect_query_text(const char *db_path, const char *sql, json_t *params,
+			 const struct inspect_limits *lim, size_t *len,
+			 int *status, char *err, size_t errsz)
+{
+	struct inspect_limits l = limits_of(lim);
+	struct auth_ctx actx = {0};
+	struct deadline dl = {0};
+	struct out o = {0};
+	int64_t start = mono_ns();
+	bool armed = false;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t sqllen;
+	int code = 400;
+
+	set_err(err, errsz, "%s", "");
+	if (len != NULL)
+		*len = 0;
+	if (db_path == NULL || sql == NULL) {
+		set_err(err, errsz, "no database or no statement");
+		goto out;
+	}
+	sqllen = strlen(sql);
+	if (sqllen > l.max_sql || sqllen > INT32_MAX) {
+		set_err(err, errsz, "statement too long (max %zu bytes)",
+			l.max_sql);
+		goto out;
+	}
+	if (tail_is_empty(sql)) {
+		set_err(err, errsz, "empty statement");
+		goto out;
 	}
 
-	result = json_object();
-	if (result == NULL || json_object_set(result, "columns", columns) ||
-	    json_object_set(result, "rows", rows) ||
-	    json_object_set_new(result, "truncated", json_boolean(truncated)) ||
-	    json_object_set_new(result, "elapsed_ms",
-				json_integer((mono_ns() - start) / 1000000)))
-		goto nomem;
-	set_err(err, errsz, "%s", "");
-	goto out;
-nomem:
-	set_err(err, errsz, "out of memory");
-fail:
-	json_decref(result);
-	result = NULL;
+	db = open_readonly(db_path, l.time_ms, l.max_bytes, err, errsz);
+	if (db == NULL)
+		goto out;
+	if (sqlite3_set_authorizer(db, authorize, &actx) != SQLITE_OK) {
+		set_err(err, errsz, "cannot install authorizer");
+		goto out;
+	}
+	dl.at_ns = start + (int64_t)l.time_ms * 1000000;
+	sqlite3_progress_handler(db, INSPECT_PROGRESS_OPS, progress, &dl);
+	if (deadline_start(&dl, db) < 0) {
+		set_err(err, errsz, "cannot start the query's watchdog");
+		code = 500;
+		goto out;
+	}
+	armed = true;
+
+	code = prepare_checked(db, sql, sqllen, &actx, &dl, l.time_ms, &st, err,
+			       errsz);
+	if (code != 0)
+		goto out;
+	code = 400;
+	if (bind_params(st, params, err, errsz) != 0)
+		goto out;
+	o.max = l.max_bytes;
+	code = write_result(db, st, &l, &dl, start, &o, err, errsz);
 out:
-	json_decref(columns);
-	json_decref(rows);
+	if (armed)
+		deadline_stop(&dl);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
-	return result;
+	if (status != NULL)
+		*status = code;
+	if (code != 200) {
+		free(o.p);
+		return NULL;
+	}
+	set_err(err, errsz, "%s", "");
+	if (len != NULL)
+		*len = o.n;
+	return o.p;
+}
+
+json_t *inspect_query(const char *db_path, const char *sql, json_t *params,
+		      const struct inspect_limits *lim, char *err, size_t errsz)
+{
+	size_t len = 0;
+	int status = 0;
+	char *text = inspect_query_text(db_path, sql, params, lim, &len,
+					&status, err, errsz);
+	json_t *r;
+
+	if (text == NULL)
+		return NULL;
+	r = json_loadb(text, len, 0, NULL);
+	free(text);
+	if (r == NULL)
+		set_err(err, errsz, "out of memory");
+	return r;
 }
 
 /* ---- text table ---- */

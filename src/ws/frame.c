@@ -92,26 +92,32 @@ size_t ws_parser_heap(const struct ws_parser *p)
 }
 
 /* Make room for need bytes in p->msg; never beyond limit (>= need). */
-static int reserve(struct ws_parser *p, size_t need, size_t limit)
+int ws_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t limit,
+		   size_t first)
 {
-	size_t cap;
+	size_t c;
 	uint8_t *m;
 
-	if (need <= p->msg_cap)
+	if (need <= *cap)
 		return 0;
-	cap = p->msg_cap ? p->msg_cap : MSG_MIN_ALLOC;
-	while (cap < need && cap <= SIZE_MAX / 2)
-		cap *= 2;
-	if (cap > limit)
-		cap = limit;
-	if (cap < need)
-		cap = need;
-	m = realloc(p->msg, cap);
+	c = *cap ? *cap : first;
+	while (c < need && c <= SIZE_MAX / 2)
+		c *= 2;
+	if (c > limit)
+		c = limit;
+	if (c < need)
+		c = need;
+	m = realloc(*buf, c);
 	if (!m)
 		return -1;
-	p->msg = m;
-	p->msg_cap = cap;
+	*buf = m;
+	*cap = c;
 	return 0;
+}
+
+static int reserve(struct ws_parser *p, size_t need, size_t limit)
+{
+	return ws_buf_reserve(&p->msg, &p->msg_cap, need, limit, MSG_MIN_ALLOC);
 }
 
 /* Kill the parser. p->dead keeps code - 1000 (all our codes are > 1000). */
@@ -126,12 +132,15 @@ static size_t fail(struct ws_parser *p, struct ws_event *ev, uint16_t code,
 	return consumed;
 }
 
-/* First header byte: RSV bits, opcode, fragmentation state. */
+/* First header byte: RSV bits, opcode, fragmentation state. RSV1 is
+ * allowed only by rsv1_ok and only where a data message begins. */
 static uint16_t check_byte0(const struct ws_parser *p)
 {
-	uint8_t b0 = p->hdr[0];
+	uint8_t b0 = p->hdr[0], op = b0 & 0x0F;
 
-	if (b0 & 0x70)
+	if ((b0 & 0x30) ||
+	    ((b0 & 0x40) &&
+	     (!p->rsv1_ok || (op != WS_OP_TEXT && op != WS_OP_BINARY))))
 		return WS_CLOSE_PROTOCOL;
 	switch (b0 & 0x0F) {
 	case WS_OP_CONT:
@@ -173,6 +182,13 @@ static size_t length_end(const struct ws_parser *p)
 	return len7 == 126 ? 4 : len7 == 127 ? 10 : 2;
 }
 
+/* Bytes of payload the current message may buffer. */
+static size_t msg_limit(const struct ws_parser *p)
+{
+	return p->compressed ? WS_COMPRESSED_MAX(p->max_message)
+			     : p->max_message;
+}
+
 /* Length field complete: decode it into p->remaining and check limits. */
 static uint16_t check_length(struct ws_parser *p)
 {
@@ -188,13 +204,17 @@ static uint16_t check_length(struct ws_parser *p)
 		if (n >> 63)
 			return WS_CLOSE_PROTOCOL;
 	}
-	if (!(p->hdr[0] & 0x08) && n > p->max_message - p->msg_len)
-		return WS_CLOSE_TOO_BIG;
 	/* Frames per message: a message of many empty fragments costs a
 	 * header each and is refused like an oversized one. */
 	if (!(p->hdr[0] & 0x08)) {
-		p->frames =
-			(p->hdr[0] & 0x0F) == WS_OP_TEXT ? 1 : p->frames + 1;
+		if ((p->hdr[0] & 0x0F) == WS_OP_TEXT) {
+			p->frames = 1;
+			p->compressed = (p->hdr[0] >> 6) & 1;
+		} else {
+			p->frames++;
+		}
+		if (n > msg_limit(p) - p->msg_len)
+			return WS_CLOSE_TOO_BIG;
 		if (p->max_frames && p->frames > p->max_frames)
 			return WS_CLOSE_TOO_BIG;
 	}
@@ -282,6 +302,7 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 
 	ev->type = WS_EV_NONE;
 	ev->close_code = 0;
+	ev->compressed = 0;
 	ev->data = NULL;
 	ev->len = 0;
 	if (p->dead) {
@@ -327,7 +348,7 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 
 		case ST_DATA:
 			if (p->remaining) {
-				size_t limit = p->max_message;
+				size_t limit = msg_limit(p);
 				uint8_t *dst;
 				n = len - i;
 				if (n == 0)
@@ -351,7 +372,9 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 				p->remaining -= n;
 				i += n;
 				p->msg_len += n;
-				p->utf8 = ws_utf8_feed(p->utf8, dst, n);
+				/* compressed: checked after inflate */
+				if (!p->compressed)
+					p->utf8 = ws_utf8_feed(p->utf8, dst, n);
 				if (p->utf8 == WS_UTF8_REJECT)
 					return fail(p, ev, WS_CLOSE_BAD_DATA,
 						    i);
@@ -365,6 +388,7 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 				return fail(p, ev, WS_CLOSE_BAD_DATA, i);
 			p->in_message = 0;
 			ev->type = WS_EV_TEXT;
+			ev->compressed = p->compressed;
 			ev->data = p->msg ? p->msg : empty_payload;
 			ev->len = p->msg_len;
 			return i;
@@ -405,10 +429,10 @@ need_more:
 }
 
 /* Common part of the frame header writers. */
-static size_t put_header(uint8_t *out, enum ws_opcode op, uint64_t len,
+static size_t put_header(uint8_t *out, uint8_t b0, uint64_t len,
 			 uint8_t mask_bit)
 {
-	out[0] = (uint8_t)(0x80 | (op & 0x0F));
+	out[0] = b0;
 	if (len < 126) {
 		out[1] = (uint8_t)(mask_bit | len);
 		return 2;
@@ -425,15 +449,22 @@ static size_t put_header(uint8_t *out, enum ws_opcode op, uint64_t len,
 	return 10;
 }
 
+#define FIN_OP(op) ((uint8_t)(0x80 | ((op)&0x0F)))
+
 size_t ws_frame_header(uint8_t *out, enum ws_opcode op, uint64_t len)
 {
-	return put_header(out, op, len, 0);
+	return put_header(out, FIN_OP(op), len, 0);
+}
+
+size_t ws_frame_header_rsv1(uint8_t *out, enum ws_opcode op, uint64_t len)
+{
+	return put_header(out, FIN_OP(op) | 0x40, len, 0);
 }
 
 size_t ws_frame_header_masked(uint8_t *out, enum ws_opcode op, uint64_t len,
 			      const uint8_t key[4])
 {
-	size_t n = put_header(out, op, len, 0x80);
+	size_t n = put_header(out, FIN_OP(op), len, 0x80);
 
 	memcpy(out + n, key, 4);
 	return n + 4;

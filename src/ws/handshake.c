@@ -134,6 +134,15 @@ static int name_is(const char *name, size_t n, const char *lit)
 	return strlen(lit) == n && mem_ieq(name, lit, n);
 }
 
+/* Note a header that may appear only once; a second one is refused by
+ * ws_request_check (the last would otherwise silently win). */
+static void once(struct ws_request *req, unsigned bit)
+{
+	if (req->seen & bit)
+		req->repeated |= bit;
+	req->seen |= bit;
+}
+
 /* "name: value"; 0 on success, -1 when malformed. */
 static int parse_header(const char *s, size_t n, struct ws_request *req)
 {
@@ -154,8 +163,10 @@ static int parse_header(const char *s, size_t n, struct ws_request *req)
 		return -1;
 	if (name_is(s, i, "Host")) {
 		req->host = v;
+		once(req, WS_HDR_HOST);
 	} else if (name_is(s, i, "Upgrade")) {
 		req->upgrade = v;
+		once(req, WS_HDR_UPGRADE);
 		if (list_has(v, "websocket"))
 			req->upgrade_is_websocket = 1;
 	} else if (name_is(s, i, "Connection")) {
@@ -164,8 +175,10 @@ static int parse_header(const char *s, size_t n, struct ws_request *req)
 			req->connection_has_upgrade = 1;
 	} else if (name_is(s, i, "Sec-WebSocket-Key")) {
 		req->key = v;
+		once(req, WS_HDR_KEY);
 	} else if (name_is(s, i, "Sec-WebSocket-Version")) {
 		req->version = v;
+		once(req, WS_HDR_VERSION);
 	} else if (name_is(s, i, "Origin")) {
 		req->origin = v;
 	} else if (name_is(s, i, "Sec-WebSocket-Protocol")) {
@@ -235,8 +248,17 @@ int ws_request_check(const struct ws_request *req)
 		return 400;
 	if (req->http_major != 1 || req->http_minor < 1)
 		return 400;
+	/* RFC 9112 §3.2: an HTTP/1.1 request without Host, or with two, is
+	 * a 400 whatever it asks for (an empty Host is allowed). */
+	if (!(req->seen & WS_HDR_HOST) || (req->repeated & WS_HDR_HOST))
+		return 400;
 	if (req->path.n != 3 || memcmp(req->path.p, "/ws", 3) != 0)
 		return 404;
+	/* RFC 6455 §11.3.1, §11.3.5: Sec-WebSocket-Key and -Version only
+	 * once; and one Upgrade: which of two would the server have
+	 * answered? */
+	if (req->repeated != 0)
+		return 400;
 	if (!req->upgrade_is_websocket || !req->connection_has_upgrade)
 		return 400;
 	if (req->version.n != 2 || memcmp(req->version.p, "13", 2) != 0)

@@ -73,6 +73,20 @@ describe('400: not a valid upgrade request', () => {
     ];
     for (const key of bad) await refused(withToken('k', { headers: { 'Sec-WebSocket-Key': key } }), 400);
   });
+  test('no Host; Host, Sec-WebSocket-Key, Sec-WebSocket-Version or Upgrade twice (RFC 6455 §4.2.1, §11.3.1)', async () => {
+    // the request is valid but for the header in question
+    const twice = (uid, line) => withToken(uid).replace(/\r\n\r\n$/, `\r\n${line}\r\n\r\n`);
+    await accepted(withToken('dup'));
+    await refused(withToken('dup', { omit: ['Host'] }), 400);
+    await refused(twice('dup', 'Host: 127.0.0.1'), 400);
+    await refused(twice('dup', 'Sec-WebSocket-Key: ' + crypto.randomBytes(16).toString('base64')), 400);
+    await refused(twice('dup', 'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ=='), 400);
+    await refused(twice('dup', 'Sec-WebSocket-Version: 13'), 400);
+    await refused(twice('dup', 'Upgrade: websocket'), 400);
+    // a list header may come twice; an empty Host is allowed
+    await accepted(twice('dup', 'Connection: keep-alive'));
+    await accepted(withToken('dup', { headers: { Host: '' } }));
+  });
   test('malformed request line or header line', async () => {
     await refused('GET /ws\r\n\r\n', 400);
     await refused(withToken('mf').replace('Upgrade: websocket', 'Upgrade websocket'), 400);
@@ -182,8 +196,8 @@ describe('403: uid and Origin', () => {
       'http://evil.example/127.0.0.1', 'http://127.0.0.1@evil.example', 'http://127.0.0.12']) {
       await refused(o(bad), 403);
     }
-    // an Origin with no Host to compare it to
-    await refused(req({ query: '?token=' + tok, headers: { Origin: 'http://127.0.0.1' }, omit: ['Host'] }), 403);
+    // an Origin with an empty Host to compare it to (no Host at all is a 400)
+    await refused(req({ query: '?token=' + tok, headers: { Origin: 'http://127.0.0.1', Host: '' } }), 403);
   });
   test('--origin allowlist and --origin *', async () => {
     const list = await startServer({ args: ['--origin', 'https://app.example', '--origin', 'http://other.example:8000'] });

@@ -3,10 +3,11 @@
 // and no path traversal in any spelling (sent raw: fetch would normalise).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, mkdirSync, writeFileSync, symlinkSync, rmSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, writeFileSync, symlinkSync, rmSync, readFileSync, openSync, closeSync, constants as fsConstants } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startServer, httpExchange } from './lib.mjs';
+import { startServer, httpExchange, connect } from './lib.mjs';
 
 const ROOT = process.env.BASESTATION_SOURCE || path.resolve(import.meta.dirname, '../..');
 
@@ -147,5 +148,32 @@ test('a custom --web-root: symlinks out of it, dot files and directories are not
     await s.cleanup();
     rmSync(dir, { recursive: true, force: true });
     rmSync(outside, { recursive: true, force: true });
+  }
+});
+
+test('a FIFO (or anything not a regular file) in the web root is 404 at once; the loop never waits on it', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bs-web-'));
+  writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>fifo root</title>');
+  const fifo = path.join(dir, 'pipe.txt');
+  execFileSync('mkfifo', [fifo]); // coreutils: a missing tool fails the test
+  const s = await startServer({ args: ['--web-root', dir] });
+  try {
+    // opening a FIFO for reading would block until a writer comes
+    const r = await raw(s, '/pipe.txt');
+    assert.ok(r.status === 404 || r.status === 403, `GET of a FIFO: ${r.status} after ${r.ms} ms`);
+    assert.ok(r.closed || r.status !== null);
+    // the broker keeps answering: HTTP and WebSocket
+    assert.equal((await fetch(s.http + '/')).status, 200);
+    const h = await raw(s, '/pipe.txt', 'HEAD');
+    assert.equal(h.status, 404);
+    const c = await connect(s, 'fifo-user');
+    c.send({ type: 'ping' });
+    await c.next('pong');
+    await c.close();
+  } finally {
+    // a loop stuck in open() of the FIFO is released by a writer
+    try { closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK)); } catch {}
+    await s.cleanup();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

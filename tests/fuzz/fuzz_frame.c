@@ -5,24 +5,18 @@
  * 63 = the whole input at once), bit 6 require_mask off, bit 7 a small
  * max_message and at most 3 frames per message. The rest is fed through the
  * parser, checking invariants on every call; then it is fed again in one piece
- * and both runs must produce the same events.
+ * and both runs must produce the same events. Then both runs again with
+ * rsv1_ok (permessage-deflate negotiated): compressed messages are inflated
+ * as the connection will, and the results must agree too.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "basestation/deflate.h"
 #include "basestation/ws.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(c)                                                             \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-				__FILE__, __LINE__, #c);                       \
-			abort();                                               \
-		}                                                              \
-	} while (0)
+#include "fuzz.h"
 
 struct summary {
 	uint64_t hash; /* over every event's type, code and payload */
@@ -40,8 +34,13 @@ static void check_event(const struct ws_parser *p, const struct ws_event *ev)
 {
 	switch (ev->type) {
 	case WS_EV_TEXT:
-		REQUIRE(ev->len <= p->max_message);
 		REQUIRE(ev->data != NULL);
+		REQUIRE(!ev->compressed || p->rsv1_ok);
+		if (ev->compressed) {
+			REQUIRE(ev->len <= WS_COMPRESSED_MAX(p->max_message));
+			break;
+		}
+		REQUIRE(ev->len <= p->max_message);
 		REQUIRE(ws_utf8_valid(ev->data, ev->len));
 		break;
 	case WS_EV_PING:
@@ -69,8 +68,26 @@ static void check_event(const struct ws_parser *p, const struct ws_event *ev)
 	}
 }
 
+/* A compressed message, as the connection will handle it: inflated within
+ * max_message and UTF-8-checked; the result goes into the summary. */
+static void inflate_event(const struct ws_parser *p, const struct ws_event *ev,
+			  struct summary *sum)
+{
+	struct ws_zbuf out = {0};
+	uint16_t rc =
+		ws_inflate_message(ev->data, ev->len, p->max_message, 1, &out);
+	uint8_t tag[2] = {(uint8_t)(rc >> 8), (uint8_t)rc};
+
+	REQUIRE(rc == 0 || rc == WS_CLOSE_BAD_DATA || rc == WS_CLOSE_TOO_BIG);
+	REQUIRE(out.len <= p->max_message && out.cap <= p->max_message);
+	REQUIRE(rc != 0 || ws_utf8_valid(out.data, out.len));
+	sum->hash = mix(sum->hash, tag, sizeof(tag));
+	sum->hash = mix(sum->hash, out.data, out.len);
+	ws_zbuf_free(&out);
+}
+
 static void run(const uint8_t *in, size_t n, size_t chunk, size_t max,
-		int require_mask, struct summary *sum)
+		int require_mask, int rsv1_ok, struct summary *sum)
 {
 	struct ws_parser p;
 	size_t off = 0;
@@ -79,6 +96,7 @@ static void run(const uint8_t *in, size_t n, size_t chunk, size_t max,
 	sum->hash = 0xCBF29CE484222325ull;
 	sum->events = 0;
 	ws_parser_init(&p, max, require_mask);
+	p.rsv1_ok = rsv1_ok ? 1 : 0;
 	if (max == 100)
 		p.max_frames = 3;
 	while (off < n && !dead) {
@@ -90,7 +108,9 @@ static void run(const uint8_t *in, size_t n, size_t chunk, size_t max,
 			uint8_t tag[4];
 
 			REQUIRE(used <= end - off);
-			REQUIRE(ws_parser_heap(&p) <= max + WS_CTL_MAX);
+			REQUIRE(ws_parser_heap(&p) <=
+				(rsv1_ok ? WS_COMPRESSED_MAX(max) : max) +
+					WS_CTL_MAX);
 			off += used;
 			if (ev.type == WS_EV_NONE) {
 				/* no event: every byte was consumed */
@@ -107,6 +127,8 @@ static void run(const uint8_t *in, size_t n, size_t chunk, size_t max,
 			tag[3] = (uint8_t)ev.len;
 			sum->hash = mix(sum->hash, tag, sizeof(tag));
 			sum->hash = mix(sum->hash, ev.data, ev.len);
+			if (ev.type == WS_EV_TEXT && ev.compressed)
+				inflate_event(&p, &ev, sum);
 			sum->events++;
 			if (ev.type == WS_EV_ERROR) {
 				/* dead: ERROR again, nothing consumed */
@@ -137,8 +159,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 
-	run(data, size, chunk, max, require_mask, &a);
-	run(data, size, SIZE_MAX, max, require_mask, &b);
+	run(data, size, chunk, max, require_mask, 0, &a);
+	run(data, size, SIZE_MAX, max, require_mask, 0, &b);
+	REQUIRE(a.events == b.events && a.hash == b.hash);
+	run(data, size, chunk, max, require_mask, 1, &a);
+	run(data, size, SIZE_MAX, max, require_mask, 1, &b);
 	REQUIRE(a.events == b.events && a.hash == b.hash);
 	return 0;
 }

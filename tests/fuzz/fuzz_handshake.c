@@ -9,16 +9,7 @@
 
 #include "basestation/ws.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(c)                                                             \
-	do {                                                                   \
-		if (!(c)) {                                                    \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-				__FILE__, __LINE__, #c);                       \
-			abort();                                               \
-		}                                                              \
-	} while (0)
+#include "fuzz.h"
 
 /* A field is either empty or lies inside the head. */
 static void check_str(struct ws_str s, const char *buf, int head)
@@ -85,10 +76,13 @@ static void check_request(const char *buf, size_t len)
 		REQUIRE(again.header_count == req.header_count);
 	}
 
+	REQUIRE((req.repeated & ~req.seen) == 0);
 	r = ws_request_check(&req);
 	REQUIRE(r == 0 || r == 400 || r == 404 || r == 426);
 	if (r == 0) {
 		char accept[29];
+		/* one Host, and no header that must be single given twice */
+		REQUIRE((req.seen & WS_HDR_HOST) && req.repeated == 0);
 		REQUIRE(req.key.n == 24);
 		ws_accept_key(req.key.p, req.key.n, accept);
 		REQUIRE(strlen(accept) == 28);

@@ -110,6 +110,7 @@ struct xev {
 	unsigned code;
 	const void *data;
 	size_t len;
+	int compressed;
 };
 
 struct evlist {
@@ -136,6 +137,7 @@ static void ev_push(struct evlist *l, const struct ws_event *ev)
 	x->code = ev->close_code;
 	x->data = copy;
 	x->len = ev->len;
+	x->compressed = ev->compressed;
 }
 
 static void ev_free(struct evlist *l)
@@ -147,6 +149,8 @@ static void ev_free(struct evlist *l)
 }
 
 static uint64_t rng;
+/* parser policy for the runs: permessage-deflate negotiated */
+static int policy_rsv1;
 
 static uint64_t rnd(void)
 {
@@ -189,6 +193,7 @@ static void run(const uint8_t *in, size_t n, size_t max, int rm, int mode,
 
 	rng = 0x2545F4914F6CDD1Dull * (uint64_t)(mode + 3);
 	ws_parser_init(&p, max, rm);
+	p.rsv1_ok = policy_rsv1 ? 1 : 0;
 	while (off < n && !dead) {
 		size_t c = chunk_size(mode), end;
 		end = c > n - off ? n : off + c;
@@ -211,9 +216,15 @@ static void run(const uint8_t *in, size_t n, size_t max, int rm, int mode,
 				break;
 			}
 			CHECK_AT(line, ev.data != NULL || ev.len == 0);
-			if (ev.type == WS_EV_TEXT) {
+			CHECK_AT(line, !ev.compressed || policy_rsv1);
+			if (ev.type == WS_EV_TEXT && ev.compressed) {
+				CHECK_AT(line,
+					 ev.len <= WS_COMPRESSED_MAX(max));
+			} else if (ev.type == WS_EV_TEXT) {
 				CHECK_AT(line, ev.len <= max);
 				CHECK_AT(line, ws_utf8_valid(ev.data, ev.len));
+			} else {
+				CHECK_AT(line, ev.compressed == 0);
 			}
 			ev_push(out, &ev);
 			if (ev.type == WS_EV_ERROR) {
@@ -241,7 +252,8 @@ static int same_events(const struct evlist *got, const struct xev *want,
 		return 0;
 	for (size_t i = 0; i < nwant; i++) {
 		const struct xev *g = &got->v[i], *w = &want[i];
-		if (g->type != w->type || g->len != w->len)
+		if (g->type != w->type || g->len != w->len ||
+		    g->compressed != w->compressed)
 			return 0;
 		if ((w->type == WS_EV_CLOSE || w->type == WS_EV_ERROR) &&
 		    g->code != w->code)
@@ -256,8 +268,9 @@ static void dump(const char *what, const struct evlist *got)
 {
 	fprintf(stderr, "    %s:", what);
 	for (size_t i = 0; i < got->n; i++)
-		fprintf(stderr, " {type %d code %u len %zu}", got->v[i].type,
-			got->v[i].code, got->v[i].len);
+		fprintf(stderr, " {type %d code %u len %zu z %d}",
+			got->v[i].type, got->v[i].code, got->v[i].len,
+			got->v[i].compressed);
 	fprintf(stderr, "\n");
 }
 
@@ -291,27 +304,36 @@ static void expect_events(const struct out *in, size_t max, int rm,
 #define EXPECT_NONE(in, max, rm) expect_events(in, max, rm, NULL, 0, __LINE__)
 #define TEXT(s)                                                                \
 	{                                                                      \
-		WS_EV_TEXT, 0, s, sizeof(s) - 1                                \
+		WS_EV_TEXT, 0, s, sizeof(s) - 1, 0                             \
 	}
 #define TEXTN(s, n)                                                            \
 	{                                                                      \
-		WS_EV_TEXT, 0, s, n                                            \
+		WS_EV_TEXT, 0, s, n, 0                                         \
+	}
+/* a compressed message: its payload as sent, not inflated */
+#define CTEXT(s)                                                               \
+	{                                                                      \
+		WS_EV_TEXT, 0, s, sizeof(s) - 1, 1                             \
+	}
+#define CTEXTN(s, n)                                                           \
+	{                                                                      \
+		WS_EV_TEXT, 0, s, n, 1                                         \
 	}
 #define PING(s)                                                                \
 	{                                                                      \
-		WS_EV_PING, 0, s, sizeof(s) - 1                                \
+		WS_EV_PING, 0, s, sizeof(s) - 1, 0                             \
 	}
 #define PONG(s)                                                                \
 	{                                                                      \
-		WS_EV_PONG, 0, s, sizeof(s) - 1                                \
+		WS_EV_PONG, 0, s, sizeof(s) - 1, 0                             \
 	}
 #define CLOSE(code, s)                                                         \
 	{                                                                      \
-		WS_EV_CLOSE, code, s, sizeof(s) - 1                            \
+		WS_EV_CLOSE, code, s, sizeof(s) - 1, 0                         \
 	}
 #define ERROR(code)                                                            \
 	{                                                                      \
-		WS_EV_ERROR, code, NULL, 0                                     \
+		WS_EV_ERROR, code, NULL, 0, 0                                  \
 	}
 
 /* ---- tests ---- */
@@ -578,7 +600,7 @@ static void test_bad_headers(void)
 		EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
 		out_free(&o);
 		frame_enc(&o, OP_PONG, big, 125, 1, ENC_AUTO);
-		EXPECT(&o, BIG, 1, {WS_EV_PONG, 0, big, 125});
+		EXPECT(&o, BIG, 1, {WS_EV_PONG, 0, big, 125, 0});
 		out_free(&o);
 	}
 
@@ -771,7 +793,7 @@ static void test_close(void)
 		memcpy(c, b, 2);
 		memset(c + 2, 'r', 123);
 		frame(&o, OP_CLOSE, c, 125);
-		EXPECT(&o, BIG, 1, {WS_EV_CLOSE, 1000, c + 2, 123});
+		EXPECT(&o, BIG, 1, {WS_EV_CLOSE, 1000, c + 2, 123, 0});
 		out_free(&o);
 	}
 
@@ -802,8 +824,9 @@ static void test_ping_pong(void)
 	frame(&o, OP_PONG, bin, 1);
 	frame(&o, OP_PING, "", 0);
 	frame(&o, OP_PONG, bin + 3, 122);
-	EXPECT(&o, BIG, 1, {WS_EV_PING, 0, bin, 125}, {WS_EV_PONG, 0, bin, 1},
-	       PING(""), {WS_EV_PONG, 0, bin + 3, 122});
+	EXPECT(&o, BIG, 1, {WS_EV_PING, 0, bin, 125, 0},
+	       {WS_EV_PONG, 0, bin, 1, 0}, PING(""),
+	       {WS_EV_PONG, 0, bin + 3, 122, 0});
 	out_free(&o);
 }
 
@@ -990,6 +1013,149 @@ static void test_mask_roundtrip(void)
 	}
 }
 
+/* permessage-deflate policy (rsv1_ok): RSV1 marks a message compressed on
+ * its first frame only; its payload is not UTF-8-checked by the parser. */
+static void test_rsv1_policy(void)
+{
+	struct out o = {0};
+	uint8_t h[10];
+#define RSV1 0x40
+#define RSV2 0x20
+#define RSV3 0x10
+
+	/* not negotiated (the default): RSV1 is 1002 wherever it appears */
+	policy_rsv1 = 0;
+	frames(&o, OP_TEXT | RSV1, "x");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+
+	policy_rsv1 = 1;
+	/* compressed bytes are not UTF-8: delivered as they came */
+	frame(&o, OP_TEXT | RSV1, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7);
+	frames(&o, OP_TEXT, "plain");
+	frames(&o, OP_TEXT | RSV1, "");
+	EXPECT(&o, BIG, 1, CTEXT("\xf2\x48\xcd\xc9\xc9\x07\x00"), TEXT("plain"),
+	       CTEXT(""));
+	out_free(&o);
+
+	/* an uncompressed message on a negotiated connection is still
+	 * UTF-8-checked, at the first bad byte */
+	frames(&o, OP_TEXT | RSV1, "\xff");
+	frames(&o, OP_TEXT, "ok");
+	frames(&o, OP_TEXT, "\xff");
+	EXPECT(&o, BIG, 1, CTEXT("\xff"), TEXT("ok"), ERROR(WS_CLOSE_BAD_DATA));
+	out_free(&o);
+
+	/* fragmented: RSV1 on the first frame covers the message; a ping in
+	 * between is fine; a truncated UTF-8 sequence is not the parser's
+	 * business */
+	frames(&o, WS_OP_TEXT | RSV1, "ab\xe2");
+	frames(&o, OP_PING, "p");
+	frames(&o, WS_OP_CONT, "\xfe");
+	frames(&o, FIN | WS_OP_CONT, "c\xe2");
+	frames(&o, OP_TEXT, "\xe2\x82\xac");
+	EXPECT(&o, BIG, 1, PING("p"),
+	       CTEXT("ab\xe2\xfe"
+		     "c\xe2"),
+	       TEXT("\xe2\x82\xac"));
+	out_free(&o);
+
+	/* RSV1 on a continuation: 1002, compressed message or not */
+	frames(&o, WS_OP_TEXT | RSV1, "a");
+	frames(&o, FIN | WS_OP_CONT | RSV1, "b");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+	frames(&o, WS_OP_TEXT, "a");
+	frames(&o, WS_OP_CONT | RSV1, "b");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+	/* ... and without a message: still the RSV1 error */
+	frames(&o, FIN | WS_OP_CONT | RSV1, "b");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+
+	/* RSV1 on control frames: 1002, also inside a message */
+	frames(&o, OP_PING | RSV1, "x");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+	frames(&o, OP_PONG | RSV1, "");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+	frame(&o, OP_CLOSE | RSV1, "\x03\xe8", 2);
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+	frames(&o, WS_OP_TEXT | RSV1, "a");
+	frames(&o, OP_PING | RSV1, "x");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+	out_free(&o);
+
+	/* RSV2 and RSV3 stay reserved */
+	{
+		static const uint8_t bad[] = {RSV2, RSV3, RSV1 | RSV2,
+					      RSV1 | RSV3, RSV1 | RSV2 | RSV3};
+		for (size_t i = 0; i < sizeof(bad); i++) {
+			frames(&o, (uint8_t)(OP_TEXT | bad[i]), "x");
+			EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_PROTOCOL));
+			out_free(&o);
+		}
+	}
+
+	/* a compressed binary message is refused as binary */
+	frames(&o, OP_BINARY | RSV1, "x");
+	EXPECT(&o, BIG, 1, ERROR(WS_CLOSE_UNSUPPORTED));
+	out_free(&o);
+
+	/* the compressed payload may exceed max_message by the deflate
+	 * slack, checked from the header; the plain limit is unchanged */
+	{
+		size_t cmax = WS_COMPRESSED_MAX((size_t)100);
+		uint8_t *z = malloc(cmax + 1);
+		if (!z)
+			abort();
+		memset(z, 0x80, cmax + 1);
+		CHECK(cmax == 100 + 12 + 64);
+		frame(&o, OP_TEXT | RSV1, z, cmax);
+		EXPECT(&o, 100, 1, CTEXTN(z, cmax));
+		out_free(&o);
+		frame(&o, OP_TEXT | RSV1, z, cmax + 1);
+		EXPECT(&o, 100, 1, ERROR(WS_CLOSE_TOO_BIG));
+		out_free(&o);
+		frame(&o, WS_OP_TEXT | RSV1, z, 100);
+		frame(&o, FIN | WS_OP_CONT, z, cmax - 100);
+		EXPECT(&o, 100, 1, CTEXTN(z, cmax));
+		out_free(&o);
+		frame(&o, WS_OP_TEXT | RSV1, z, 100);
+		frame(&o, FIN | WS_OP_CONT, z, cmax - 99);
+		EXPECT(&o, 100, 1, ERROR(WS_CLOSE_TOO_BIG));
+		out_free(&o);
+		memset(z, 'a', cmax);
+		frame(&o, OP_TEXT, z, 101);
+		EXPECT(&o, 100, 1, ERROR(WS_CLOSE_TOO_BIG));
+		out_free(&o);
+		free(z);
+		CHECK(WS_COMPRESSED_MAX(SIZE_MAX) == SIZE_MAX);
+		CHECK(WS_COMPRESSED_MAX(SIZE_MAX / 9 * 8) == SIZE_MAX);
+	}
+
+	/* the RSV1 writer: unmasked server frames through a client parser */
+	put(&o, h, ws_frame_header_rsv1(h, WS_OP_TEXT, 3));
+	CHECK(h[0] == 0xC1 && h[1] == 3);
+	put(&o, "\xff\x00\x01", 3);
+	put(&o, h, ws_frame_header_rsv1(h, WS_OP_TEXT, 300));
+	CHECK(h[0] == 0xC1 && h[1] == 126 && h[2] == 1 && h[3] == 44);
+	{
+		uint8_t z[300];
+		memset(z, 0xC0, sizeof(z));
+		put(&o, z, 300);
+		EXPECT(&o, BIG, 0, CTEXT("\xff\x00\x01"), CTEXTN(z, 300));
+	}
+	out_free(&o);
+	policy_rsv1 = 0;
+#undef RSV1
+#undef RSV2
+#undef RSV3
+}
+
 static void test_empty_feed(void)
 {
 	struct ws_parser p;
@@ -1020,6 +1186,7 @@ int main(void)
 	test_frame_header();
 	test_mask_roundtrip();
 	test_empty_feed();
+	test_rsv1_policy();
 	if (failures) {
 		fprintf(stderr, "test_frame: %d failure(s)\n", failures);
 		return 1;

@@ -240,7 +240,7 @@ static void test_check(void)
 		static const char http20[] =
 			"GET /ws HTTP/2.0\r\n" STD_HEADERS "\r\n";
 		static const char http12[] =
-			"GET /ws HTTP/1.2\r\n" STD_HEADERS "\r\n";
+			"GET /ws HTTP/1.2\r\nHost: h\r\n" STD_HEADERS "\r\n";
 		static const char http10_404[] =
 			"GET /x HTTP/1.0\r\n" STD_HEADERS "\r\n";
 
@@ -357,7 +357,50 @@ static void test_check(void)
 			     "Connection: Upgrade\r\n"
 			     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 			     "Sec-WebSocket-Version: 8\r\n"
-			     "Sec-WebSocket-Version: 13\r\n") == 0); /* last */
+			     "Sec-WebSocket-Version: 13\r\n") == 400);
+
+	/* headers that may appear once: a second one is a 400, not "the last
+	 * one wins" (RFC 6455 §4.2.1, §11.3.1, §11.3.5; RFC 9112 §3.2) */
+	CHECK(verdict("/ws",
+		      STD_HEADERS "Sec-WebSocket-Key: "
+				  "dGhlIHNhbXBsZSBub25jZQ==\r\n") == 400);
+	CHECK(verdict("/ws",
+		      STD_HEADERS "Sec-WebSocket-Key: "
+				  "AAAAAAAAAAAAAAAAAAAAAA==\r\n") == 400);
+	CHECK(verdict("/ws", STD_HEADERS "Sec-WebSocket-Version: 13\r\n") ==
+	      400);
+	CHECK(verdict("/ws", STD_HEADERS "Upgrade: websocket\r\n") == 400);
+	CHECK(verdict("/ws", STD_HEADERS "upgrade: h2c\r\n") == 400);
+	CHECK(verdict("/ws", STD_HEADERS "Host: h\r\n") == 400);
+	CHECK(verdict("/ws", STD_HEADERS "HOST: other\r\n") == 400);
+	/* Connection is a list: several are one (see above), as are other
+	 * headers */
+	CHECK(verdict("/ws", STD_HEADERS "Connection: keep-alive\r\n"
+					 "Origin: a\r\nOrigin: b\r\n") == 0);
+	/* a repeated WebSocket header on another path: 404 first; Host is
+	 * HTTP's own and comes before the path */
+	CHECK(verdict("/other", STD_HEADERS "Upgrade: websocket\r\n") == 404);
+	CHECK(verdict("/other", STD_HEADERS "Host: h\r\n") == 400);
+	{
+		static const char no_host[] =
+			"GET /ws HTTP/1.1\r\n" STD_HEADERS "\r\n";
+		static const char no_host404[] =
+			"GET /other HTTP/1.1\r\n" STD_HEADERS "\r\n";
+		static const char empty_host[] =
+			"GET /ws HTTP/1.1\r\nHost:\r\n" STD_HEADERS "\r\n";
+		struct ws_request req;
+
+		CHECK(ws_request_parse(no_host, sizeof(no_host) - 1, &req) ==
+		      (int)sizeof(no_host) - 1);
+		CHECK(!(req.seen & WS_HDR_HOST) && req.repeated == 0);
+		CHECK(ws_request_check(&req) == 400);
+		ws_request_parse(no_host404, sizeof(no_host404) - 1, &req);
+		CHECK(ws_request_check(&req) == 400);
+		/* an empty Host is allowed (RFC 9112 §3.2) */
+		CHECK(ws_request_parse(empty_host, sizeof(empty_host) - 1,
+				       &req) == (int)sizeof(empty_host) - 1);
+		CHECK(ws_request_check(&req) == 0 && req.host.n == 0);
+	}
 
 	/* path */
 	CHECK(verdict("/other", STD_HEADERS) == 404);

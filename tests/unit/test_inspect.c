@@ -413,6 +413,101 @@ static void test_limits(void)
 	json_decref(r);
 }
 
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	       (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* inspect_query_text: the exact text, the byte limit counted while rows
+ * are read (413), and the time limit over rows of one expensive call. */
+static void test_text_limits(void)
+{
+	struct inspect_limits l = lim;
+	struct timespec t0;
+	char err[256], sql[256];
+	size_t len = 0;
+	int status = 0;
+	char *t;
+	long ms;
+
+	t = inspect_query_text(db_path, "SELECT 1 AS a, x'00ff' AS b", NULL, &l,
+			       &len, &status, err, sizeof(err));
+	CHECK(status == 200 && t != NULL);
+	CHECK(t != NULL && len == strlen(t));
+	CHECK(t != NULL &&
+	      strncmp(t,
+		      "{\"columns\":[\"a\",\"b\"],\"rows\":[[1,{"
+		      "\"$blob\":\"00ff\"}]],\"truncated\":false,"
+		      "\"elapsed_ms\":",
+		      strlen("{\"columns\":[\"a\",\"b\"],\"rows\":"
+			     "[[1,{\"$blob\":\"00ff\"}]],"
+			     "\"truncated\":false,\"elapsed_ms\":")) == 0);
+	CHECK(t != NULL && len > 2 && strcmp(t + len - 2, "}\n") == 0);
+	free(t);
+
+	/* a result of at most max_bytes is whole, one byte more is 413 */
+	l.max_bytes = 1000;
+	t = inspect_query_text(db_path, "SELECT hex(zeroblob(450)) AS v", NULL,
+			       &l, &len, &status, err, sizeof(err));
+	CHECK(status == 200 && t != NULL && len <= 1000);
+	free(t);
+	t = inspect_query_text(db_path, "SELECT hex(zeroblob(500)) AS v", NULL,
+			       &l, &len, &status, err, sizeof(err));
+	CHECK(t == NULL && status == 413 && len == 0);
+	CHECK(strcmp(err, "result too large: more than 1000 bytes") == 0);
+	/* a value larger than the budget is refused by SQLite itself */
+	t = inspect_query_text(db_path, "SELECT zeroblob(1001)", NULL, &l, &len,
+			       &status, err, sizeof(err));
+	CHECK(t == NULL && status == 413);
+	t = inspect_query_text(db_path, "SELECT hex(zeroblob(501))", NULL, &l,
+			       &len, &status, err, sizeof(err));
+	CHECK(t == NULL && status == 413);
+	/* blobs count as their hex: 400 bytes are 800 hex digits + 12 */
+	t = inspect_query_text(db_path, "SELECT zeroblob(400), zeroblob(100)",
+			       NULL, &l, &len, &status, err, sizeof(err));
+	CHECK(t == NULL && status == 413);
+	/* stepping stops once over: an endless generator is 413, not the
+	 * time limit nor the row limit */
+	l.max_rows = 100000;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t = inspect_query_text(db_path,
+			       "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+			       "SELECT x+1 FROM c) SELECT x FROM c",
+			       NULL, &l, &len, &status, err, sizeof(err));
+	CHECK(t == NULL && status == 413);
+	CHECK(ms_since(&t0) < 1000);
+	/* the parsed form reports the same */
+	CHECK(inspect_query(db_path, "SELECT zeroblob(5000)", NULL, &l, err,
+			    sizeof(err)) == NULL);
+	CHECK(strcmp(err, "result too large: more than 1000 bytes") == 0);
+
+	/* The time limit bounds rows of one expensive call each (a handful
+	 * of VM opcodes per row, ~20 ms of work in one printf) that the VM
+	 * filters out, so no row comes back between them: within 1.5x,
+	 * where a progress handler every 1000 opcodes overshoots ~2x. */
+	l = lim;
+	l.max_rows = 100000;
+	l.time_ms = 1000;
+	snprintf(sql, sizeof(sql),
+		 "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM "
+		 "c WHERE x < 1000) SELECT count(*) FROM c WHERE "
+		 "length(printf('%%.*c', 4000000 - x, 'x')) > 0");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t = inspect_query_text(db_path, sql, NULL, &l, &len, &status, err,
+			       sizeof(err));
+	ms = ms_since(&t0);
+	CHECK(t == NULL && status == 400);
+	CHECK(strcmp(err, "interrupted: time limit 1000 ms") == 0);
+	CHECK(ms >= 990 && ms < 1500);
+	if (ms >= 1500)
+		fprintf(stderr, "time limit 1000 ms took %ld ms\n", ms);
+	free(t);
+}
+
 static void test_refused(void)
 {
 	char tmp_vac[96];
@@ -659,6 +754,7 @@ int main(void)
 	test_select();
 	test_params();
 	test_limits();
+	test_text_limits();
 	test_refused();
 	test_print_table();
 

@@ -1,6 +1,10 @@
-// The admin console: live connections, tables with row counts, and a
-// read-only SQL box. Everything it fetches needs the admin key, which is
-// kept in sessionStorage (this tab only) and sent as a Bearer token.
+// The admin console: live charts (from GET /metrics, public), rooms, live
+// connections, tables with row counts, and a read-only SQL box. Everything
+// under /admin it fetches needs the admin key, which is kept in
+// sessionStorage (this tab only) and sent as a Bearer token.
+import { parseMetrics, sample, Series } from './metrics.js';
+import { drawChart, legend } from './charts.js';
+
 const $ = (id) => document.getElementById(id);
 const KEY = 'basestation.adminKey';
 
@@ -161,9 +165,94 @@ async function runSql() {
   }
 }
 
+// ---- live charts: GET /metrics every 2 s, the last 10 minutes ----
+
+const WINDOW_MS = 10 * 60 * 1000;
+const SAMPLE_MS = 2000;
+const SERIES_KEY = 'basestation.adminSeries';
+const CHARTS = [
+  { id: 'chart-conns', lines: [['connections', 'connections', '#2563eb'], ['users', 'users online', '#16a34a']] },
+  { id: 'chart-msgs', unit: '/s', lines: [['inRate', 'in', '#2563eb'], ['outRate', 'out', '#d97706']] },
+  { id: 'chart-commit', unit: 'ms', digits: 2, lines: [['p99ms', 'p99', '#7c3aed']], empty: 'no commits in the window' },
+  // Replica lag exists only in cluster mode (basestation_replica_lag).
+  { id: 'chart-lag', unit: 'msgs', lines: [['lag', 'lag', '#dc2626']], empty: 'single node — no replica lag' },
+];
+
+let series = (() => {
+  try { return Series.from(JSON.parse(sessionStorage.getItem(SERIES_KEY) || 'null'), WINDOW_MS, Date.now()); } catch { return new Series(WINDOW_MS); }
+})();
+
+function drawCharts() {
+  const now = Date.now();
+  for (const c of CHARTS) {
+    const lines = c.lines.map(([field, label, color]) => ({ label, color, points: series.of(field) }));
+    const canvas = $(c.id);
+    drawChart(canvas, { lines, now, windowMs: WINDOW_MS, unit: c.unit, empty: c.empty });
+    legend($(c.id + '-legend'), lines, c.unit, c.digits);
+  }
+  $('chart-lag').dataset.mode = series.has('lag') ? 'cluster' : 'single';
+}
+
+let sampling = false;
+async function sampleMetrics() {
+  if (sampling) return;
+  sampling = true;
+  const t = Date.now();
+  try {
+    const res = await fetch('/metrics', { cache: 'no-store' });
+    if (!res.ok) throw new Error('HTTP ' + res.status);
+    series.add(sample(parseMetrics(await res.text()), t));
+    $('live-state').textContent = 'GET /metrics every 2 s · last 10 minutes';
+    $('live-state').classList.remove('warn');
+  } catch (e) {
+    series.add({ t }); // a gap
+    $('live-state').textContent = 'GET /metrics failed: ' + e.message;
+    $('live-state').classList.add('warn');
+  } finally {
+    sampling = false;
+  }
+  try { sessionStorage.setItem(SERIES_KEY, JSON.stringify(series)); } catch { /* full or denied */ }
+  drawCharts();
+}
+
+// ---- rooms: members and last seq and messages in the last minute (SQL),
+// members online (the live connections) ----
+
+const ROOMS_SQL = `WITH b(s) AS (SELECT coalesce((SELECT seq FROM messages
+    WHERE ts < CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - 60000
+    ORDER BY seq DESC LIMIT 1), 0)),
+  r(room, members) AS (SELECT room, count(*) FROM members GROUP BY room)
+SELECT r.room, r.members,
+  (SELECT max(seq) FROM messages WHERE room = r.room) AS last_seq,
+  (SELECT count(*) FROM messages WHERE room = r.room AND seq > (SELECT s FROM b)) AS per_minute
+FROM r ORDER BY per_minute DESC, r.room LIMIT 500`;
+
+async function loadRooms() {
+  if (!getKey()) return;
+  try {
+    const [conns, r] = await Promise.all([call('GET', '/admin/connections'), call('POST', '/admin/sql', { sql: ROOMS_SQL })]);
+    const online = new Map();
+    for (const c of conns.connections || []) {
+      for (const room of c.rooms || []) {
+        if (!online.has(room)) online.set(room, new Set());
+        online.get(room).add(c.uid);
+      }
+    }
+    $('rooms').tBodies[0].replaceChildren(...r.rows.map(([room, members, lastSeq, perMinute]) => {
+      const tr = document.createElement('tr');
+      tr.dataset.room = room;
+      tr.append(cell(room), cell(members, 'num col-members'), cell(online.has(room) ? online.get(room).size : 0, 'num col-online'),
+        cell(lastSeq ?? '—', 'num col-last-seq'), cell(perMinute, 'num col-per-minute'));
+      return tr;
+    }));
+    $('rooms-count').textContent = `${r.rows.length}${r.truncated ? '+' : ''} · messages in the last 60 s`;
+    $('rooms-empty').hidden = r.rows.length > 0;
+  } catch (e) { showError(e); }
+}
+
 // ---- wiring ----
 
-function refreshAll() { loadConnections(); loadTables(); }
+function refreshAll() { loadConnections(); loadTables(); loadRooms(); }
 
 $('key-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -177,13 +266,19 @@ $('key-forget').addEventListener('click', () => {
   setKeyState('none');
   $('conns').tBodies[0].replaceChildren();
   $('tables').tBodies[0].replaceChildren();
+  $('rooms').tBodies[0].replaceChildren();
 });
 $('conns-refresh').addEventListener('click', loadConnections);
+$('rooms-refresh').addEventListener('click', loadRooms);
 $('tables-refresh').addEventListener('click', loadTables);
 $('sql-form').addEventListener('submit', (ev) => { ev.preventDefault(); runSql(); });
 $('sql').addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); runSql(); }
 });
 setInterval(() => { if ($('conns-auto').checked && getKey() && !document.hidden) loadConnections(); }, 5000);
+setInterval(() => { if (getKey() && !document.hidden) loadRooms(); }, 6000);
+setInterval(sampleMetrics, SAMPLE_MS);
+addEventListener('resize', drawCharts);
+sampleMetrics();
 
 if (getKey()) { setKeyState('pending', 'checking…'); refreshAll(); } else setKeyState('none');

@@ -42,7 +42,7 @@ static struct {
 	struct evconnlistener *listener;
 	struct event *trim_ev, *sig_term, *sig_int;
 	int stopping;
-} run;
+} proc;
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		      struct sockaddr *sa, int salen, void *arg)
@@ -70,18 +70,18 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 
-	if (run.stopping) {
-		event_base_loopbreak(run.base);
+	if (proc.stopping) {
+		event_base_loopbreak(proc.base);
 		return;
 	}
-	run.stopping = 1;
+	proc.stopping = 1;
 	log_info("server.stopping", "connections=%d", conns_open());
-	if (run.listener)
-		net_listen_pause(run.listener, 1);
+	if (proc.listener)
+		net_listen_pause(proc.listener, 1);
 	/* Pending writes (cursors, membership) go to disk now. */
-	event_base_loopexit(run.base, &grace);
+	event_base_loopexit(proc.base, &grace);
 	conns_stop();
-	engine_flush(run.engine);
+	engine_flush(proc.engine);
 }
 
 static void raise_nofile(void)
@@ -185,7 +185,7 @@ int server_run(struct config *cfg)
 	int rc = 1, ws_port = 0, http_port = 0;
 	int http_on = cfg->http[0] && strcmp(cfg->http, "off") != 0;
 
-	memset(&run, 0, sizeof(run));
+	memset(&proc, 0, sizeof(proc));
 	log_min_level = (enum log_level)cfg->log_level;
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
@@ -195,37 +195,37 @@ int server_run(struct config *cfg)
 	 * trim_cb trims what is really unused, once a minute. */
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
-	run.base = event_base_new();
-	if (run.base == NULL)
+	proc.base = event_base_new();
+	if (proc.base == NULL)
 		fatal("event_base_new failed");
-	run.engine = engine_local_create(run.base, cfg, err, sizeof(err));
-	if (run.engine == NULL) {
+	proc.engine = engine_local_create(proc.base, cfg, err, sizeof(err));
+	if (proc.engine == NULL) {
 		log_error("store.open", "db=%s msg=%s", log_val(cfg->db),
 			  log_val(err));
-		event_base_free(run.base);
+		event_base_free(proc.base);
 		return 1;
 	}
-	if (broker_init(run.base, cfg, run.engine) < 0)
+	if (broker_init(proc.base, cfg, proc.engine) < 0)
 		fatal("cannot load rooms and tasks from the store");
 	proto_init(cfg);
-	conns_init(run.base, cfg);
-	net_init(run.base, cfg);
-	run.trim_ev = event_new(run.base, -1, EV_PERSIST, trim_cb, NULL);
-	run.sig_term = evsignal_new(run.base, SIGTERM, stop_cb, NULL);
-	run.sig_int = evsignal_new(run.base, SIGINT, stop_cb, NULL);
-	event_add(run.trim_ev, &trim);
-	event_add(run.sig_term, NULL);
-	event_add(run.sig_int, NULL);
+	conns_init(proc.base, cfg);
+	net_init(proc.base, cfg);
+	proc.trim_ev = event_new(proc.base, -1, EV_PERSIST, trim_cb, NULL);
+	proc.sig_term = evsignal_new(proc.base, SIGTERM, stop_cb, NULL);
+	proc.sig_int = evsignal_new(proc.base, SIGINT, stop_cb, NULL);
+	event_add(proc.trim_ev, &trim);
+	event_add(proc.sig_term, NULL);
+	event_add(proc.sig_int, NULL);
 
-	run.listener = net_listen(cfg->listen, "ws", accept_cb, &ws_port);
-	if (run.listener == NULL) {
+	proc.listener = net_listen(cfg->listen, "ws", accept_cb, &ws_port);
+	if (proc.listener == NULL) {
 		log_error("listen.error", "addr=%s msg=%s",
 			  log_val(cfg->listen), log_val(strerror(errno)));
 		goto out;
 	}
 	web_root = find_web_root(cfg->web_root);
 	if (http_on &&
-	    http_start(run.base, cfg, run.engine, web_root, &http_port) < 0) {
+	    http_start(proc.base, cfg, proc.engine, web_root, &http_port) < 0) {
 		log_error("listen.error", "addr=%s msg=%s", log_val(cfg->http),
 			  log_val(strerror(errno)));
 		goto out;
@@ -239,31 +239,31 @@ int server_run(struct config *cfg)
 		 "ws=%s ws_port=%d http=%s http_port=%d db=%s epoch=%s "
 		 "seq=%lld version=%s",
 		 log_val(cfg->listen), ws_port, log_val(cfg->http), http_port,
-		 log_val(cfg->db), engine_epoch(run.engine),
-		 (long long)engine_committed(run.engine), BS_VERSION);
+		 log_val(cfg->db), engine_epoch(proc.engine),
+		 (long long)engine_committed(proc.engine), BS_VERSION);
 	log_min_level = saved;
 	if (cfg->demo &&
-	    demo_start(run.base, run.engine, cfg, ws_port, http_port) < 0)
+	    demo_start(proc.base, proc.engine, cfg, ws_port, http_port) < 0)
 		goto out;
-	event_base_dispatch(run.base);
+	event_base_dispatch(proc.base);
 	rc = 0;
 	log_info("server.stopped", "connections=%d", conns_open());
 out:
 	demo_stop();
 	/* Whatever is left: close without ceremony, then commit. */
 	conns_finish();
-	engine_flush(run.engine);
+	engine_flush(proc.engine);
 	http_stop();
-	if (run.listener) {
-		net_listen_forget(run.listener);
-		evconnlistener_free(run.listener);
+	if (proc.listener) {
+		net_listen_forget(proc.listener);
+		evconnlistener_free(proc.listener);
 	}
 	net_finish();
-	event_free(run.trim_ev);
-	event_free(run.sig_term);
-	event_free(run.sig_int);
+	event_free(proc.trim_ev);
+	event_free(proc.sig_term);
+	event_free(proc.sig_int);
 	broker_finish();
-	engine_destroy(run.engine);
-	event_base_free(run.base);
+	engine_destroy(proc.engine);
+	event_base_free(proc.base);
 	return rc;
 }

@@ -58,6 +58,7 @@ enum ws_event_type {
 	WS_EV_PONG,	/* data/len = payload (<= 125) */
 	WS_EV_CLOSE,	/* close_code (1005 if absent), data/len = reason */
 	WS_EV_ERROR,	/* close_code = 1002/1003/1007/1009; parser is dead */
+	WS_EV_BINARY,	/* a complete binary message (binary_ok only) */
 };
 
 struct ws_event {
@@ -78,6 +79,9 @@ struct ws_parser {
 	unsigned rsv1_ok : 1;	   /* permessage-deflate negotiated: RSV1
 				      allowed on a message's first frame
 				      (default 0: any RSV bit -> 1002) */
+	unsigned binary_ok : 1;	   /* binary messages delivered as
+				      WS_EV_BINARY, not UTF-8-checked
+				      (default 0: refused, 1003) */
 	uint32_t max_frames;	   /* frames per message, 0 = unlimited;
 				      more -> WS_EV_ERROR 1009 */
 	uint32_t frames;	   /* frames of the current message */
@@ -93,6 +97,7 @@ struct ws_parser {
 	uint8_t mask_pos;
 	uint8_t in_message; /* a fragmented text message is in progress */
 	uint8_t compressed; /* the current message had RSV1 */
+	uint8_t binary;	    /* the current message is binary */
 	uint8_t dead;
 	uint64_t remaining; /* payload bytes left in the current frame */
 	uint32_t utf8;	    /* UTF-8 DFA state for the current message */
@@ -120,7 +125,9 @@ void ws_parser_finish(struct ws_parser *p);
  * The size of a data frame is checked against max_message when its header
  * is complete, before any payload is buffered. A text message's UTF-8 is
  * checked as its bytes arrive, across fragments (1007 at the first bad
- * byte). A binary message is refused on its first header (1003). A close
+ * byte). A binary message is refused on its first header (1003), unless
+ * binary_ok is set: then it is collected like a text message, without the
+ * UTF-8 check, and delivered as WS_EV_BINARY. A close
  * frame's code must be valid per RFC 6455 §7.4 and its reason valid UTF-8,
  * otherwise 1002 (bad code / 1-byte payload) or 1007 (bad reason).
  *
@@ -221,17 +228,20 @@ enum {
  */
 int ws_request_parse(const char *buf, size_t len, struct ws_request *req);
 
+/* ws_request_check_path for the contract's path, "/ws". */
+int ws_request_check(const struct ws_request *req);
+
 /*
  * Check a parsed request against RFC 6455 §4.2.1 and the contract. Returns
- * 0 when it is a valid upgrade request for path "/ws", otherwise the HTTP
+ * 0 when it is a valid upgrade request for path, otherwise the HTTP
  * status to refuse with: 400 (not GET, not HTTP/1.1, no Host or two, bad
  * Upgrade, Connection, Sec-WebSocket-Key not base64 of 16 bytes, Upgrade,
- * Sec-WebSocket-Key or Sec-WebSocket-Version given twice), 404 (path other
- * than /ws), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
+ * Sec-WebSocket-Key or Sec-WebSocket-Version given twice), 404 (another
+ * path), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
  * 404 for a non-GET, a version other than 1.1 and Host; 404 is checked
  * before the WebSocket headers.
  */
-int ws_request_check(const struct ws_request *req);
+int ws_request_check_path(const struct ws_request *req, const char *path);
 
 /* Sec-WebSocket-Accept for a key: out gets 28 chars + NUL (29 bytes). */
 void ws_accept_key(const char *key, size_t keylen, char out[29]);

@@ -99,6 +99,10 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 		if (proto_rate_check(&c->s, NULL) == 0)
 			conn_send_ping_pong(c, WS_OP_PONG, ev->data, ev->len);
 		break;
+	case WS_EV_BINARY: /* only with binary_ok, which upgrade.c leaves 0 */
+		conn_close(c, WS_CLOSE_UNSUPPORTED,
+			   close_reason(WS_CLOSE_UNSUPPORTED));
+		break;
 	case WS_EV_PONG:
 	case WS_EV_NONE:
 		break;

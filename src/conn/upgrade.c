@@ -26,6 +26,8 @@
  * try costs a hash and a database lookup, and one request head can offer
  * thousands of values. Browsers offer one or two. */
 #define MAX_TOKEN_CANDIDATES 4
+/* The one path of the WebSocket port (contract §2). */
+#define WS_PATH "/ws"
 
 /* ---- refusing an upgrade ---- */
 
@@ -203,7 +205,7 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		upgrade_refuse(c, 400, "malformed request head");
 		return 1;
 	}
-	status = ws_request_check(&req);
+	status = ws_request_check_path(&req, WS_PATH);
 	if (status) {
 		upgrade_refuse(c, status,
 			       status == 404 ? "no such path; use /ws"
@@ -343,8 +345,12 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 	c->state = CONN_OPEN;
 	c->since_ms = now_ms();
 	c->last_rx = c->last_ping = mono_ms();
+	/* The codec's policy: masked client frames, no reserved bits, no
+	 * binary messages (1003), --max-message and --max-frames. */
 	ws_parser_init(&c->parser, cs.cfg->max_message, 1);
 	c->parser.max_frames = (uint32_t)cs.cfg->max_frames;
+	c->parser.rsv1_ok = 0;
+	c->parser.binary_ok = 0;
 	if (c->ip == NULL)
 		c->ip = net_ip_hold(c->remote, IP_WS);
 	/* The session remembers its token: it is closed when the token

@@ -148,7 +148,9 @@ static uint16_t check_byte0(const struct ws_parser *p)
 	case WS_OP_TEXT:
 		return p->in_message ? WS_CLOSE_PROTOCOL : 0;
 	case WS_OP_BINARY:
-		return p->in_message ? WS_CLOSE_PROTOCOL : WS_CLOSE_UNSUPPORTED;
+		return p->in_message  ? WS_CLOSE_PROTOCOL
+		       : p->binary_ok ? 0
+				      : WS_CLOSE_UNSUPPORTED;
 	case WS_OP_CLOSE:
 	case WS_OP_PING:
 	case WS_OP_PONG:
@@ -239,8 +241,9 @@ static void start_frame(struct ws_parser *p)
 		p->ctl_len = 0;
 		p->state = ST_CTL;
 	} else {
-		if (p->opcode == WS_OP_TEXT) {
+		if (p->opcode == WS_OP_TEXT || p->opcode == WS_OP_BINARY) {
 			p->in_message = 1;
+			p->binary = p->opcode == WS_OP_BINARY;
 			p->utf8 = WS_UTF8_ACCEPT;
 		}
 		p->state = ST_DATA;
@@ -372,8 +375,9 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 				p->remaining -= n;
 				i += n;
 				p->msg_len += n;
-				/* compressed: checked after inflate */
-				if (!p->compressed)
+				/* compressed: checked after inflate;
+				 * binary: not text at all */
+				if (!p->compressed && !p->binary)
 					p->utf8 = ws_utf8_feed(p->utf8, dst, n);
 				if (p->utf8 == WS_UTF8_REJECT)
 					return fail(p, ev, WS_CLOSE_BAD_DATA,
@@ -387,7 +391,7 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 			if (p->utf8 != WS_UTF8_ACCEPT)
 				return fail(p, ev, WS_CLOSE_BAD_DATA, i);
 			p->in_message = 0;
-			ev->type = WS_EV_TEXT;
+			ev->type = p->binary ? WS_EV_BINARY : WS_EV_TEXT;
 			ev->compressed = p->compressed;
 			ev->data = p->msg ? p->msg : empty_payload;
 			ev->len = p->msg_len;

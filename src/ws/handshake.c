@@ -244,6 +244,13 @@ static int key_valid(struct ws_str s)
 
 int ws_request_check(const struct ws_request *req)
 {
+	return ws_request_check_path(req, "/ws");
+}
+
+int ws_request_check_path(const struct ws_request *req, const char *path)
+{
+	size_t pl = strlen(path);
+
 	if (req->method.n != 3 || memcmp(req->method.p, "GET", 3) != 0)
 		return 400;
 	if (req->http_major != 1 || req->http_minor < 1)
@@ -252,7 +259,7 @@ int ws_request_check(const struct ws_request *req)
 	 * a 400 whatever it asks for (an empty Host is allowed). */
 	if (!(req->seen & WS_HDR_HOST) || (req->repeated & WS_HDR_HOST))
 		return 400;
-	if (req->path.n != 3 || memcmp(req->path.p, "/ws", 3) != 0)
+	if (req->path.n != pl || memcmp(req->path.p, path, pl) != 0)
 		return 404;
 	/* RFC 6455 §11.3.1, §11.3.5: Sec-WebSocket-Key and -Version only
 	 * once; and one Upgrade: which of two would the server have

@@ -1168,6 +1168,41 @@ static void test_empty_feed(void)
 	ws_parser_finish(&p);
 }
 
+/* binary_ok: a binary message, fragmented and not UTF-8, is delivered as
+ * WS_EV_BINARY; without it (the default) its first header is 1003. */
+static void test_binary_policy(void)
+{
+	static const uint8_t bin[] = {0xff, 0x00, 0xc3, 0x28, 0x80};
+	struct out o = {0};
+	struct ws_parser p;
+	struct ws_event ev;
+	size_t used;
+
+	frame(&o, WS_OP_BINARY, bin, 2); /* first fragment, no FIN */
+	frame(&o, WS_OP_CONT | FIN, bin + 2, sizeof(bin) - 2);
+	ws_parser_init(&p, 100, 1);
+	p.binary_ok = 1;
+	used = ws_parser_feed(&p, o.d, o.n, &ev);
+	CHECK(ev.type == WS_EV_BINARY && ev.len == sizeof(bin) &&
+	      memcmp(ev.data, bin, sizeof(bin)) == 0 && used == o.n);
+	ws_parser_finish(&p);
+
+	ws_parser_init(&p, 100, 1);
+	ws_parser_feed(&p, o.d, o.n, &ev);
+	CHECK(ev.type == WS_EV_ERROR && ev.close_code == WS_CLOSE_UNSUPPORTED);
+	ws_parser_finish(&p);
+
+	/* A text message stays text, and checked, with binary_ok. */
+	out_free(&o);
+	frame(&o, OP_TEXT, bin, sizeof(bin));
+	ws_parser_init(&p, 100, 1);
+	p.binary_ok = 1;
+	ws_parser_feed(&p, o.d, o.n, &ev);
+	CHECK(ev.type == WS_EV_ERROR && ev.close_code == WS_CLOSE_BAD_DATA);
+	ws_parser_finish(&p);
+	out_free(&o);
+}
+
 int main(void)
 {
 	test_rfc_sample();
@@ -1187,6 +1222,7 @@ int main(void)
 	test_mask_roundtrip();
 	test_empty_feed();
 	test_rsv1_policy();
+	test_binary_policy();
 	if (failures) {
 		fprintf(stderr, "test_frame: %d failure(s)\n", failures);
 		return 1;

@@ -640,6 +640,24 @@ static void test_str_ieq(void)
 	CHECK(!ws_str_ieq(s, "{"));
 }
 
+/* The path is a parameter: ws_request_check is the contract's "/ws". */
+static void test_path_policy(void)
+{
+	char buf[4096];
+	struct ws_request req;
+	size_t n = build(buf, sizeof(buf), "/stream?x=1", STD_HEADERS);
+
+	CHECK(ws_request_parse(buf, n, &req) == (int)n);
+	CHECK(ws_request_check(&req) == 404);
+	CHECK(ws_request_check_path(&req, "/stream") == 0);
+	CHECK(ws_request_check_path(&req, "/strea") == 404);
+	CHECK(ws_request_check_path(&req, "/streams") == 404);
+	n = build(buf, sizeof(buf), "/ws", STD_HEADERS);
+	CHECK(ws_request_parse(buf, n, &req) == (int)n);
+	CHECK(ws_request_check(&req) == 0 &&
+	      ws_request_check_path(&req, "/ws") == 0);
+}
+
 int main(void)
 {
 	test_browser();
@@ -651,6 +669,7 @@ int main(void)
 	test_accept_key();
 	test_query();
 	test_str_ieq();
+	test_path_policy();
 	if (failures) {
 		fprintf(stderr, "test_handshake: %d failure(s)\n", failures);
 		return 1;

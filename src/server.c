@@ -2,6 +2,7 @@
  * The broker process: listeners, the loop turn's group commit, timers,
  * signals, start-up and graceful stop.
  */
+#include "basestation/auth_hook.h"
 #include "basestation/broker.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
@@ -406,7 +407,8 @@ static int count_open_fds(void)
  * both ports listen. Of the descriptors not open yet, FD_RESERVE are never
  * given to clients: the checkpoint thread's and the admin SQL queries'
  * database connections, SQLite's temporary files, the one an accept needs
- * to answer 503 when everything else is taken. The HTTP port gets
+ * to answer 503 when everything else is taken; with --auth-url, the
+ * sockets of its requests in flight too. The HTTP port gets
  * --max-http-conns connections (at most an eighth of the rest), each
  * counted twice (its socket and a static file it may be sending), and
  * HTTP_ACCEPT_BATCH sockets accepted before they are judged; the WebSocket
@@ -426,6 +428,8 @@ static int fit_caps(struct server *s)
 	if (open < 0)
 		open = 64;
 	budget = limit - open - FD_RESERVE;
+	if (s->hook) /* its sockets, and evdns's */
+		budget -= AUTH_HOOK_MAX_INFLIGHT + 1;
 	if (budget < 32) {
 		log_error("server.limits",
 			  "nofile=%lld open=%d reserve=%d msg=%s", limit, open,
@@ -522,6 +526,14 @@ int server_run(struct config *cfg)
 	event_add(s.prune_ev, &prune);
 	event_add(s.sig_term, NULL);
 	event_add(s.sig_int, NULL);
+	if (cfg->auth_url &&
+	    (s.hook = auth_hook_create(s.base, cfg->auth_url, cfg->auth_cache,
+				       AUTH_HOOK_TIMEOUT_MS, err,
+				       sizeof(err))) == NULL) {
+		/* not the URL: its query may hold a key */
+		log_error("auth.hook.error", "msg=%s", log_val(err));
+		goto out;
+	}
 
 	s.listener = server_listen(cfg->listen, "ws", accept_cb, &s.ws_port);
 	if (s.listener == NULL) {
@@ -563,6 +575,8 @@ out:
 		conn_close_now(c);
 		conn_reap();
 	}
+	auth_hook_destroy(s.hook); /* after the connections: none waits */
+	s.hook = NULL;
 	commit_cb(-1, 0, NULL);
 	http_stop();
 	if (s.listener) {

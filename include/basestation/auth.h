@@ -57,6 +57,11 @@ int auth_token_revoke(sqlite3 *db, const char *token);
  */
 int auth_token_verify(sqlite3 *db, const char *token, size_t len,
 		      int64_t now_ms, struct auth_identity *id);
+/* The same, telling why: 0 valid (fills *id), AUTH_TOKEN_UNKNOWN (not a
+ * token this broker issued: --auth-url may know it), AUTH_TOKEN_REVOKED,
+ * AUTH_TOKEN_EXPIRED, -2 database error. */
+int auth_token_check(sqlite3 *db, const char *token, size_t len, int64_t now_ms,
+		     struct auth_identity *id);
 
 /*
  * The state, at now_ms, of the opaque token whose sha256 is hash: 0 valid

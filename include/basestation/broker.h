@@ -23,6 +23,8 @@ struct event_base;
 struct evconnlistener;
 struct evhttp;
 struct evhttp_request;
+struct auth_hook;
+struct conn_hook;
 struct shbuf;
 struct sockaddr;
 struct store;
@@ -96,6 +98,7 @@ struct conn {
 	uint8_t *sub_seed; /* per subscription: 1 = seed shape */
 	int nsubs, capsubs;
 	struct ws_parser parser;
+	struct conn_hook *hook; /* a --auth-url check of the handshake */
 };
 
 struct member {
@@ -196,6 +199,7 @@ struct server {
 	int stopping;
 	int ws_port, http_port;
 	char *web_root;
+	struct auth_hook *hook; /* --auth-url, NULL when not set */
 };
 
 extern struct server *srv;

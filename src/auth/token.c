@@ -303,17 +303,23 @@ fail:
 	return rc;
 }
 
+int auth_token_check(sqlite3 *db, const char *token, size_t len, int64_t now_ms,
+		     struct auth_identity *id)
+{
+	unsigned char hash[32];
+
+	if (token == NULL || len == 0 || len > AUTH_TOKEN_MAX)
+		return AUTH_TOKEN_UNKNOWN;
+	if (db == NULL || id == NULL || sha256(token, len, hash) != 0)
+		return -2;
+	return token_row(db, hash, now_ms, id);
+}
+
 int auth_token_verify(sqlite3 *db, const char *token, size_t len,
 		      int64_t now_ms, struct auth_identity *id)
 {
-	unsigned char hash[32];
-	int rc;
+	int rc = auth_token_check(db, token, len, now_ms, id);
 
-	if (token == NULL || len == 0 || len > AUTH_TOKEN_MAX)
-		return -1;
-	if (db == NULL || id == NULL || sha256(token, len, hash) != 0)
-		return -2;
-	rc = token_row(db, hash, now_ms, id);
 	return rc > 0 ? -1 : rc;
 }
 

@@ -6,6 +6,7 @@
  * A connection is never freed inside its own callback: conn_kill() marks it
  * dead and the reap event frees it once the stack has unwound.
  */
+#include "basestation/auth_hook.h"
 #include "basestation/broker.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
@@ -40,6 +41,20 @@
 #define CLOSE_TOKEN 4001
 /* Token changes handled per tick (the rest on the next ones). */
 #define TOKEN_CHANGES_MAX 1024
+/* check_token() and ask_hook(), beside 0 (admitted) and -1 (401). */
+#define TOKEN_FOREIGN	  1 /* not ours: for --auth-url */
+#define TOKEN_WAIT	  2 /* put to --auth-url: the handshake pauses */
+#define TOKEN_UNAVAILABLE 3 /* --auth-url did not answer: 503 */
+/* conn_handshake(), beside 0 (more bytes needed) and 1 (done). */
+#define HS_PAUSED 2
+
+/* A handshake waiting for --auth-url, then its answer (ask_hook). */
+struct conn_hook {
+	struct auth_hook_wait *wait; /* NULL once answered */
+	char prefix[9];		     /* of the token asked about */
+	enum auth_hook_status status;
+	struct auth_identity id;
+};
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -148,6 +163,16 @@ void conn_flush_all(void)
 	}
 }
 
+/* Forget a --auth-url check: its callback will not run. */
+static void conn_hook_free(struct conn *c)
+{
+	if (c->hook == NULL)
+		return;
+	auth_hook_cancel(c->hook->wait);
+	free(c->hook);
+	c->hook = NULL;
+}
+
 /* Mark dead; freed by conn_reap() from its own event. */
 static void conn_kill(struct conn *c)
 {
@@ -155,6 +180,7 @@ static void conn_kill(struct conn *c)
 		return;
 	if (c->state == CONN_OPEN || c->state == CONN_CLOSING)
 		registry_detach(c);
+	conn_hook_free(c);
 	c->state = CONN_DEAD;
 	event_del(&c->ev);
 	c->qnext = srv->reap;
@@ -324,18 +350,87 @@ static void trim(const char **p, size_t *n)
 		(*n)--;
 }
 
-/* Verify one token candidate; 0 ok. */
+/* Verify one token candidate: 0 ok, -1 refused, TOKEN_FOREIGN when it is
+ * neither a valid JWT nor a token this broker issued (revoked and expired
+ * ones are ours) and --auth-url is set. */
 static int check_token(const char *tok, size_t len, struct auth_identity *id)
 {
 	int64_t now = now_ms();
+	int rc;
+
 	if (len == 0 || len > AUTH_TOKEN_MAX)
 		return -1;
 	if (srv->cfg->jwt_secret && memchr(tok, '.', len) &&
 	    auth_jwt_verify(srv->cfg->jwt_secret, tok, len, now, id) == 0)
 		return 0;
-	return auth_token_verify(store_db(srv->store), tok, len, now, id) == 0
-		       ? 0
-		       : -1;
+	rc = auth_token_check(store_db(srv->store), tok, len, now, id);
+	if (rc == AUTH_TOKEN_UNKNOWN && srv->hook)
+		return TOKEN_FOREIGN;
+	return rc == 0 ? 0 : -1;
+}
+
+static void handshake_step(struct conn *c, const uint8_t *p, size_t n);
+
+/* The answer of --auth-url: the handshake runs again and takes it. */
+static void conn_hook_answer(void *arg, enum auth_hook_status st,
+			     const struct auth_identity *id)
+{
+	struct conn *c = arg;
+
+	c->hook->wait = NULL;
+	c->hook->status = st;
+	c->hook->id = *id;
+	conn_watch(c, EV_READ);
+	handshake_step(c, NULL, 0);
+	if (c->hook && c->hook->wait == NULL)
+		conn_hook_free(c); /* not taken: the head changed meaning */
+}
+
+/* A token the broker does not know, put to --auth-url (contract §10):
+ * 0 admitted (*id), -1 refused, TOKEN_UNAVAILABLE, or TOKEN_WAIT: the
+ * socket is not read until conn_hook_answer() runs the handshake again,
+ * when this returns the answer (for the same token only). The handshake
+ * deadline keeps running; conn_kill() cancels the wait. */
+static int ask_hook(struct conn *c, const struct ws_request *req,
+		    const char *tok, size_t len, const char *uid,
+		    struct auth_identity *id)
+{
+	struct auth_hook_query q = {tok,       len,	      uid,
+				    c->remote, req->origin.p, req->origin.n};
+	struct auth_hook_wait *wait;
+	enum auth_hook_status st;
+	char prefix[9];
+
+	if (c->hook) {
+		auth_hash_prefix(tok, len, prefix);
+		st = strcmp(prefix, c->hook->prefix) == 0 ? c->hook->status
+							  : AUTH_HOOK_REFUSED;
+		*id = c->hook->id;
+		conn_hook_free(c);
+	} else {
+		st = auth_hook_check(srv->hook, &q, id, conn_hook_answer, c,
+				     &wait);
+		if (st == AUTH_HOOK_PENDING) {
+			c->hook = xcalloc(1, sizeof(*c->hook));
+			c->hook->wait = wait;
+			auth_hash_prefix(tok, len, c->hook->prefix);
+			event_del(&c->ev);
+			c->watching = 0;
+			return TOKEN_WAIT;
+		}
+	}
+	if (st == AUTH_HOOK_OK)
+		return 0;
+	return st == AUTH_HOOK_UNAVAILABLE ? TOKEN_UNAVAILABLE : -1;
+}
+
+/* check_token(), then ask_hook() for a foreign token. */
+static int judge_token(struct conn *c, const struct ws_request *req,
+		       const char *tok, size_t len, const char *uid,
+		       struct auth_identity *id)
+{
+	int rc = check_token(tok, len, id);
+	return rc == TOKEN_FOREIGN ? ask_hook(c, req, tok, len, uid, id) : rc;
 }
 
 /* Hostname part of an origin or Host value: strip scheme, port, path. */
@@ -424,7 +519,8 @@ static void conn_open(struct conn *c, const struct auth_identity *id);
 
 /* Parse and judge the request head in c->hs. Returns 1 when the
  * connection was upgraded (*head_len = bytes of the head) or refused, 0
- * when more bytes are needed. */
+ * when more bytes are needed, HS_PAUSED while --auth-url is asked (it runs
+ * again on the answer). */
 static int conn_handshake(struct conn *c, size_t *head_len)
 {
 	struct evbuffer *out;
@@ -434,9 +530,10 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 	struct ws_request req;
 	struct auth_identity id;
 	char tmp[AUTH_TOKEN_MAX + 1], accept[29], uidq[AUTH_UID_MAX + 2];
-	const char *proto_echo = NULL, *tok = NULL;
-	size_t proto_echo_len = 0, tok_len = 0;
-	int n, head, status, have_token = 0, offered_v1 = 0, tried = 0;
+	const char *proto_echo = NULL, *tok = NULL, *foreign = NULL, *uid;
+	size_t proto_echo_len = 0, tok_len = 0, foreign_len = 0;
+	int n, head, status, have_token = 0, offered_v1 = 0, tried = 0, uidn;
+	int rc;
 
 	n = head = ws_request_parse(buf, take, &req);
 	if (n == WS_HS_NEED_MORE) {
@@ -471,6 +568,14 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		return 1;
 	}
 
+	/* The uid asked for: it must be the token's (below). */
+	uidn = ws_query_get(req.query.p, req.query.n, "uid", uidq,
+			    sizeof(uidq));
+	if (uidn == -1)
+		uidn = ws_query_get(req.query.p, req.query.n, "id", uidq,
+				    sizeof(uidq));
+	uid = uidn >= 0 ? uidq : NULL;
+
 	/* Identity: query token, then Bearer, then subprotocol values. */
 	int qlen = ws_query_get(req.query.p, req.query.n, "token", tmp,
 				sizeof(tmp));
@@ -478,8 +583,9 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		have_token = 1;
 		tok = tmp;
 		tok_len = (size_t)qlen;
-		if (check_token(tmp, (size_t)qlen, &id) < 0)
-			goto unauthorized;
+		rc = judge_token(c, &req, tmp, (size_t)qlen, uid, &id);
+		if (rc != 0)
+			goto refused;
 	} else if (req.authorization.p && req.authorization.n > 7 &&
 		   strncasecmp(req.authorization.p, "Bearer ", 7) == 0) {
 		const char *t = req.authorization.p + 7;
@@ -488,8 +594,9 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		have_token = 1;
 		tok = t;
 		tok_len = tl;
-		if (check_token(t, tl, &id) < 0)
-			goto unauthorized;
+		rc = judge_token(c, &req, t, tl, uid, &id);
+		if (rc != 0)
+			goto refused;
 	}
 	if (req.protocol.p) {
 		const char *p = req.protocol.p, *end = p + req.protocol.n;
@@ -503,10 +610,14 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 				offered_v1 = 1;
 			} else if (l && !have_token &&
 				   tried++ < MAX_TOKEN_CANDIDATES) {
-				if (check_token(v, l, &id) == 0) {
+				rc = check_token(v, l, &id);
+				if (rc == 0) {
 					have_token = 1;
 					proto_echo = v;
 					proto_echo_len = l;
+				} else if (rc == TOKEN_FOREIGN && !foreign) {
+					foreign = v;
+					foreign_len = l;
 				}
 			} else if (l && tok && !proto_echo && l == tok_len &&
 				   memcmp(v, tok, l) == 0) {
@@ -518,6 +629,15 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 			}
 			p = e + 1;
 		}
+		/* None of ours: the first foreign one goes to --auth-url. */
+		if (!have_token && foreign) {
+			rc = ask_hook(c, &req, foreign, foreign_len, uid, &id);
+			if (rc != 0)
+				goto refused;
+			have_token = 1;
+			proto_echo = foreign;
+			proto_echo_len = foreign_len;
+		}
 		if (!have_token && req.protocol.n > 0 && !offered_v1)
 			goto unauthorized;
 	}
@@ -526,11 +646,7 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		return 1;
 	}
 
-	n = ws_query_get(req.query.p, req.query.n, "uid", uidq, sizeof(uidq));
-	if (n == -1)
-		n = ws_query_get(req.query.p, req.query.n, "id", uidq,
-				 sizeof(uidq));
-	if (n != -1 && (n < 0 || strcmp(uidq, id.uid) != 0)) {
+	if (uidn != -1 && (uidn < 0 || strcmp(uidq, id.uid) != 0)) {
 		conn_refuse(c, 403, "uid does not match the token");
 		return 1;
 	}
@@ -581,6 +697,13 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		router_replay_start(c, -1, 0, 1, NULL);
 	return 1;
 
+refused:
+	if (rc == TOKEN_WAIT)
+		return HS_PAUSED;
+	if (rc == TOKEN_UNAVAILABLE) {
+		conn_refuse(c, 503, "authentication backend unavailable");
+		return 1;
+	}
 unauthorized:
 	conn_refuse(c, 401, "invalid, revoked or expired token");
 	return 1;
@@ -865,33 +988,44 @@ static void read_frames(struct conn *c, const uint8_t *p, size_t n)
 	}
 }
 
-/* Bytes of the request head: kept (growing, up to WS_HS_MAX_BYTES) only
- * until the head is complete. Bytes after the head are frames. */
-static void read_handshake(struct conn *c, const uint8_t *p, size_t n)
+/* Judge the head in c->hs; once upgraded, frames sent right behind the
+ * head: what is left in hs, then p (the rest of this read). */
+static void handshake_step(struct conn *c, const uint8_t *p, size_t n)
 {
-	size_t room = WS_HS_MAX_BYTES - c->hs_len, take = n < room ? n : room;
 	size_t head = 0, extra;
 	char *hs;
+	int rc = conn_handshake(c, &head);
 
-	c->hs = hs = xrealloc(c->hs, c->hs_len + take + 1);
-	memcpy(c->hs + c->hs_len, p, take);
-	c->hs_len += (uint32_t)take;
-	if (!conn_handshake(c, &head)) {
-		if (c->hs_len >= WS_HS_MAX_BYTES)
-			conn_refuse(c, 400, "request head too large");
+	if (rc == HS_PAUSED && n > 0) {
+		/* More than the head buffer holds, before our answer. */
+		conn_hook_free(c);
+		conn_refuse(c, 400, "data sent before the upgrade");
 		return;
 	}
-	if (c->state != CONN_OPEN)
+	if (rc == 0 && c->hs_len >= WS_HS_MAX_BYTES)
+		conn_refuse(c, 400, "request head too large");
+	if (rc != 1 || c->state != CONN_OPEN)
 		return;
-	/* Frames sent right behind the head: what is left in hs, then the
-	 * rest of this read. */
 	extra = c->hs_len - head;
 	hs = c->hs;
 	c->hs = NULL;
 	c->hs_len = 0;
 	read_frames(c, (const uint8_t *)hs + head, extra);
 	free(hs);
-	read_frames(c, p + take, n - take);
+	read_frames(c, p, n);
+}
+
+/* Bytes of the request head: kept (growing, up to WS_HS_MAX_BYTES) only
+ * until the head is complete (or, while --auth-url is asked, answered).
+ * Bytes after the head are frames. */
+static void read_handshake(struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t room = WS_HS_MAX_BYTES - c->hs_len, take = n < room ? n : room;
+
+	c->hs = xrealloc(c->hs, c->hs_len + take + 1);
+	memcpy(c->hs + c->hs_len, p, take);
+	c->hs_len += (uint32_t)take;
+	handshake_step(c, p + take, n - take);
 }
 
 static void conn_readable(struct conn *c)

@@ -193,6 +193,8 @@ static void test_tokens(void)
 
 	/* unknown, empty, overlong, truncated, extended */
 	CHECK(auth_token_verify(db, "bs_nope", 7, now, &id) == -1);
+	CHECK(auth_token_check(db, "bs_nope", 7, now, &id) ==
+	      AUTH_TOKEN_UNKNOWN);
 	CHECK(auth_token_verify(db, "", 0, now, &id) == -1);
 	CHECK(auth_token_verify(db, NULL, 0, now, &id) == -1);
 	CHECK(auth_token_verify(db, tok, strlen(tok) - 1, now, &id) == -1);
@@ -211,6 +213,8 @@ static void test_tokens(void)
 	/* revoke */
 	CHECK(auth_token_revoke(db, tok) == 1);
 	CHECK(auth_token_verify(db, tok, strlen(tok), now, &id) == -1);
+	CHECK(auth_token_check(db, tok, strlen(tok), now, &id) ==
+	      AUTH_TOKEN_REVOKED);
 	CHECK(auth_token_revoke(db, tok) == 0);
 	CHECK(auth_token_revoke(db, "bs_unknown") == 0);
 	CHECK(auth_token_revoke(db, "") == 0);
@@ -225,6 +229,9 @@ static void test_tokens(void)
 	CHECK(id.expires_at == exp && id.role == ROLE_USER);
 	CHECK(auth_token_verify(db, tok, strlen(tok), exp - 1, &id) == 0);
 	CHECK(auth_token_verify(db, tok, strlen(tok), exp, &id) == -1);
+	CHECK(auth_token_check(db, tok, strlen(tok), exp, &id) ==
+	      AUTH_TOKEN_EXPIRED);
+	CHECK(auth_token_check(db, tok, strlen(tok), now, &id) == 0);
 	CHECK(auth_token_verify(db, tok, strlen(tok), exp + 1000000, &id) ==
 	      -1);
 

@@ -79,6 +79,8 @@ static struct store *open_store(const char *path)
 	s = store_open(path, 0, err, sizeof(err));
 	if (s == NULL)
 		fprintf(stderr, "basestation: %s\n", err);
+	else /* not the loop: wait out the broker's checkpoints */
+		store_busy_ms(s, STORE_CLI_BUSY_MS);
 	return s;
 }
 

@@ -16,8 +16,11 @@ struct store;
 
 /* How long the loop's connection waits for a write lock held by another
  * process (a CLI, a backup) before the write fails: short, because the
- * event loop waits with it. */
+ * event loop waits with it. (For the broker's own checkpoints it waits up
+ * to WAL_HOLD_MAX_MS: see wal.h.) */
 #define STORE_BUSY_MS 100
+/* What a CLI command waits for the broker's writer lock instead. */
+#define STORE_CLI_BUSY_MS 5000
 
 struct stored_msg {
 	int64_t seq;
@@ -33,6 +36,9 @@ struct stored_msg {
 struct store *store_open(const char *path, int sync_full, char *err,
 			 size_t errsz);
 void store_close(struct store *s);
+/* Wait up to ms for a lock held by another connection (default
+ * STORE_BUSY_MS). */
+void store_busy_ms(struct store *s, int ms);
 sqlite3 *store_db(struct store *s);
 const char *store_epoch(const struct store *s);
 int64_t store_max_seq(struct store *s);

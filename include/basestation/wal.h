@@ -19,7 +19,8 @@
  *     While it holds the lock the loop's connection waits for it up to
  *     WAL_HOLD_MAX_MS rather than STORE_BUSY_MS: the copy and its two
  *     fsyncs take what the disk takes, and a write failed for them would
- *     be an error the broker made for itself.
+ *     be an error the broker made for itself. After a RESTART that could
+ *     not reset the log (busy), the next waits for WAL_RESTART_BYTES more.
  *  3. When nothing was committed since the previous pass and everything is
  *     copied: TRUNCATE, which empties the file.
  *

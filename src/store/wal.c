@@ -59,7 +59,8 @@ struct wal {
 	int wal_fd; /* read only: the header tells one log from the next */
 	int64_t frame_bytes;
 	int restart_frames, catchup_frames;
-	uint64_t gen; /* header of the log the last checkpoint saw */
+	int restart_at; /* frames: restart_frames, more after a busy RESTART */
+	uint64_t gen;	/* header of the log the last checkpoint saw */
 	int last_ckpt;
 	uint64_t commits_seen;
 	int64_t wait_start, wait_last; /* of ckpt_busy_cb, this checkpoint */
@@ -199,6 +200,7 @@ static int wal_read(struct wal *w)
 		return -1;
 	w->frame_bytes = pgsz + 24;
 	w->restart_frames = (int)(WAL_RESTART_BYTES / w->frame_bytes);
+	w->restart_at = w->restart_frames;
 	w->catchup_frames = (int)(WAL_CATCHUP_BYTES / w->frame_bytes);
 	return 0;
 }
@@ -318,7 +320,9 @@ static void wal_pass(struct wal *w, int kicked)
 	if (wal_checkpoint(w, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt) !=
 	    SQLITE_OK)
 		goto out;
-	if (log >= w->restart_frames) {
+	if (log < w->restart_frames) /* the log started over */
+		w->restart_at = w->restart_frames;
+	if (log >= w->restart_at) {
 		/* Copy the bulk without the writer lock, while that gains:
 		 * what is left is what the loop committed meanwhile. */
 		int left = wal_left(w, ckpt), was = INT_MAX;
@@ -331,7 +335,14 @@ static void wal_pass(struct wal *w, int kicked)
 				goto out;
 			left = wal_left(w, ckpt);
 		}
-		wal_checkpoint(w, SQLITE_CHECKPOINT_RESTART, &log, &ckpt);
+		/* A reader that holds the log would make every try cost the
+		 * loop WAL_BUSY_MS: after a busy one, wait for another
+		 * WAL_RESTART_BYTES. */
+		if (wal_checkpoint(w, SQLITE_CHECKPOINT_RESTART, &log, &ckpt) ==
+		    SQLITE_OK)
+			w->restart_at = w->restart_frames;
+		else if (log >= 0)
+			w->restart_at = log + w->restart_frames;
 	} else if (idle && log > 0 && ckpt == log) {
 		wal_checkpoint(w, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
 	}

@@ -322,7 +322,11 @@ static void wal_pass(struct wal *w, int kicked)
 		goto out;
 	if (log < w->restart_frames) /* the log started over */
 		w->restart_at = w->restart_frames;
-	if (log >= w->restart_at) {
+	if (idle && log > 0 && ckpt == log) {
+		/* First: a log past the bound that nobody writes to would
+		 * otherwise get a RESTART (that does nothing) every pass. */
+		wal_checkpoint(w, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
+	} else if (log >= w->restart_at) {
 		/* Copy the bulk without the writer lock, while that gains:
 		 * what is left is what the loop committed meanwhile. */
 		int left = wal_left(w, ckpt), was = INT_MAX;
@@ -343,8 +347,6 @@ static void wal_pass(struct wal *w, int kicked)
 			w->restart_at = w->restart_frames;
 		else if (log >= 0)
 			w->restart_at = log + w->restart_frames;
-	} else if (idle && log > 0 && ckpt == log) {
-		wal_checkpoint(w, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
 	}
 out:
 	if (w->wal_fd >= 0 && fstat(w->wal_fd, &sb) == 0)

@@ -76,11 +76,9 @@ static struct store *open_store(const char *path)
 	char err[512];
 	struct store *s;
 	log_min_level = LOG_WARN;
-	s = store_open(path, 0, err, sizeof(err));
+	s = store_open_cli(path, err, sizeof(err));
 	if (s == NULL)
 		fprintf(stderr, "basestation: %s\n", err);
-	else /* not the loop: wait out the broker's checkpoints */
-		store_busy_ms(s, STORE_CLI_BUSY_MS);
 	return s;
 }
 

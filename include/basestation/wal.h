@@ -10,13 +10,13 @@
  *  1. PASSIVE: copies what it can; never blocks the writer or a reader.
  *  2. When the log is WAL_RESTART_BYTES or longer: PASSIVE again (at most
  *     WAL_CATCHUP_PASSES times) until no more than WAL_CATCHUP_BYTES are
- *     left to copy, then RESTART. RESTART takes the writer lock, copies the
- *     rest and waits for the readers of the log, so that the next commit
- *     writes from the start of the file: the loop's next write waits for
- *     that, so the thread copies the bulk first and holds the lock only for
- *     the remainder. It waits up to WAL_WAIT_MS for the lock or for a
- *     reader, but gives up once the loop has waited WAL_BUSY_MS for it.
- *     While it holds the lock the loop's connection waits for it up to
+ *     left to copy and a pass took less than WAL_QUICK_MS, then RESTART.
+ * RESTART takes the writer lock, copies the rest and waits for the readers of
+ * the log, so that the next commit writes from the start of the file: the
+ * loop's next write waits for that, so the thread copies the bulk first and
+ * holds the lock only for the remainder. It waits up to WAL_WAIT_MS for the
+ * lock or for a reader, but gives up once the loop has waited WAL_BUSY_MS for
+ * it. While it holds the lock the loop's connection waits for it up to
  *     WAL_HOLD_MAX_MS rather than STORE_BUSY_MS: the copy and its two
  *     fsyncs take what the disk takes, and a write failed for them would
  *     be an error the broker made for itself. After a RESTART that could
@@ -38,6 +38,7 @@
 #define WAL_RESTART_BYTES  (16 << 20)
 #define WAL_CATCHUP_BYTES  (1 << 20)
 #define WAL_CATCHUP_PASSES 4
+#define WAL_QUICK_MS	   50
 #define WAL_BUSY_MS	   10
 #define WAL_WAIT_MS	   200
 #define WAL_HOLD_MAX_MS	   1000

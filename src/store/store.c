@@ -173,8 +173,9 @@ static int migrate(sqlite3 *db, char *err, size_t errsz)
 	return 0;
 }
 
-struct store *store_open(const char *path, int sync_full, char *err,
-			 size_t errsz)
+/* cli: a one-shot command beside the broker (see store_open_cli). */
+static struct store *open_store(const char *path, int sync_full, int cli,
+				char *err, size_t errsz)
 {
 	struct store *s = xcalloc(1, sizeof(*s));
 	sqlite3_stmt *st = NULL;
@@ -192,7 +193,7 @@ struct store *store_open(const char *path, int sync_full, char *err,
 			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		goto fail;
 	}
-	wal_busy_set(s->db, &s->busy, STORE_BUSY_MS);
+	wal_busy_set(s->db, &s->busy, cli ? STORE_CLI_BUSY_MS : STORE_BUSY_MS);
 	sqlite3_extended_result_codes(s->db, 1);
 	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", err, errsz) < 0 ||
 	    exec_sql(s->db,
@@ -223,12 +224,26 @@ struct store *store_open(const char *path, int sync_full, char *err,
 	snprintf(s->epoch, sizeof(s->epoch), "%s",
 		 (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
-	s->wal = wal_start(path, s->db, &s->busy);
+	if (cli)
+		sqlite3_wal_autocheckpoint(s->db, 0);
+	else
+		s->wal = wal_start(path, s->db, &s->busy);
 	return s;
 fail:
 	sqlite3_finalize(st);
 	store_close(s);
 	return NULL;
+}
+
+struct store *store_open(const char *path, int sync_full, char *err,
+			 size_t errsz)
+{
+	return open_store(path, sync_full, 0, err, errsz);
+}
+
+struct store *store_open_cli(const char *path, char *err, size_t errsz)
+{
+	return open_store(path, 0, 1, err, errsz);
 }
 
 void store_close(struct store *s)
@@ -267,11 +282,6 @@ sqlite3 *store_db(struct store *s)
 const char *store_epoch(const struct store *s)
 {
 	return s->epoch;
-}
-
-void store_busy_ms(struct store *s, int ms)
-{
-	wal_busy_set(s->db, &s->busy, ms);
 }
 
 int store_schema_version(struct store *s)

@@ -64,6 +64,7 @@ struct wal {
 	int last_ckpt;
 	uint64_t commits_seen;
 	int64_t wait_start, wait_last; /* of ckpt_busy_cb, this checkpoint */
+	int64_t last_us;	       /* how long the last checkpoint took */
 	struct wal_limit info, warn;
 };
 
@@ -237,17 +238,17 @@ static int wal_checkpoint(struct wal *w, int mode, int *log, int *ckpt)
 	*log = *ckpt = -1;
 	rc = sqlite3_wal_checkpoint_v2(w->db, "main", mode, log, ckpt);
 	atomic_store(&w->hold, 0);
-	us = mono_us() - t0;
+	us = w->last_us = mono_us() - t0;
 	waited = w->wait_last - w->wait_start;
 	res = rc == SQLITE_OK		   ? CKPT_OK
 	      : (rc & 0xff) == SQLITE_BUSY ? CKPT_BUSY
 					   : CKPT_ERROR;
-	if (res != CKPT_ERROR && (*log < 0 || *ckpt < 0)) {
+	if (res == CKPT_OK && (*log < 0 || *ckpt < 0)) {
 		/* The pager has no log open: nothing was done. */
 		res = CKPT_ERROR;
 		wal_read(w);
 	}
-	if (res != CKPT_ERROR) {
+	if (*log >= 0 && *ckpt >= 0) {
 		/* *ckpt counts from the start of the log, which may be a new
 		 * one since the last look; a TRUNCATE says 0 and 0 once done
 		 * (it follows a PASSIVE that copied everything). */
@@ -327,11 +328,14 @@ static void wal_pass(struct wal *w, int kicked)
 		 * otherwise get a RESTART (that does nothing) every pass. */
 		wal_checkpoint(w, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
 	} else if (log >= w->restart_at) {
-		/* Copy the bulk without the writer lock, while that gains:
-		 * what is left is what the loop committed meanwhile. */
+		/* Copy the bulk without the writer lock while that gains
+		 * (what is left is what the loop committed meanwhile), and
+		 * again after a slow pass: its fsyncs were slow, and the
+		 * RESTART's would be paid by the loop. */
 		int left = wal_left(w, ckpt), was = INT_MAX;
 		for (int i = 0; i < WAL_CATCHUP_PASSES &&
-				left > w->catchup_frames && left < was;
+				((left > w->catchup_frames && left < was) ||
+				 w->last_us > WAL_QUICK_MS * 1000);
 		     i++) {
 			was = left;
 			if (wal_checkpoint(w, SQLITE_CHECKPOINT_PASSIVE, &log,

@@ -45,8 +45,9 @@ struct wal {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int stop, kicked; /* under lock */
-	_Atomic int hold; /* a RESTART or TRUNCATE is running */
+	int stop, kicked;     /* under lock */
+	_Atomic int hold;     /* a RESTART or TRUNCATE is running */
+	_Atomic int stopping; /* wal_stop: no more passes */
 	/* The loop's busy handler: when its wait began, when it last ran. */
 	_Atomic int64_t loop_wait_start, loop_wait_last;
 
@@ -337,6 +338,10 @@ static void wal_pass(struct wal *w, int kicked)
 				((left > w->catchup_frames && left < was) ||
 				 w->last_us > WAL_QUICK_MS * 1000);
 		     i++) {
+			/* Stopping: the last connection's close copies the
+			 * rest; more passes would only add to the wait. */
+			if (atomic_load(&w->stopping))
+				goto out;
 			was = left;
 			if (wal_checkpoint(w, SQLITE_CHECKPOINT_PASSIVE, &log,
 					   &ckpt) != SQLITE_OK)
@@ -346,6 +351,8 @@ static void wal_pass(struct wal *w, int kicked)
 		/* A reader that holds the log would make every try cost the
 		 * loop WAL_BUSY_MS: after a busy one, wait for another
 		 * WAL_RESTART_BYTES. */
+		if (atomic_load(&w->stopping))
+			goto out;
 		if (wal_checkpoint(w, SQLITE_CHECKPOINT_RESTART, &log, &ckpt) ==
 		    SQLITE_OK)
 			w->restart_at = w->restart_frames;
@@ -448,6 +455,7 @@ void wal_stop(struct wal *w)
 {
 	if (w == NULL)
 		return;
+	atomic_store(&w->stopping, 1);
 	pthread_mutex_lock(&w->lock);
 	w->stop = 1;
 	pthread_cond_signal(&w->cond);

@@ -8,21 +8,21 @@
  * grown by WAL_KICK_BYTES; the thread also wakes every WAL_TIMER_MS. A pass:
  *
  *  1. PASSIVE: copies what it can; never blocks the writer or a reader.
- *  2. When the log is WAL_RESTART_BYTES or longer: PASSIVE again (at most
- *     WAL_CATCHUP_PASSES times) until no more than WAL_CATCHUP_BYTES are
- *     left to copy and a pass took less than WAL_QUICK_MS, then RESTART.
- * RESTART takes the writer lock, copies the rest and waits for the readers of
- * the log, so that the next commit writes from the start of the file: the
- * loop's next write waits for that, so the thread copies the bulk first and
- * holds the lock only for the remainder. It waits up to WAL_WAIT_MS for the
- * lock or for a reader, but gives up once the loop has waited WAL_BUSY_MS for
- * it. While it holds the lock the loop's connection waits for it up to
- *     WAL_HOLD_MAX_MS rather than STORE_BUSY_MS: the copy and its two
- *     fsyncs take what the disk takes, and a write failed for them would
- *     be an error the broker made for itself. After a RESTART that could
- *     not reset the log (busy), the next waits for WAL_RESTART_BYTES more.
- *  3. When nothing was committed since the previous pass and everything is
+ *  2. When nothing was committed since the previous pass and everything is
  *     copied: TRUNCATE, which empties the file.
+ *  3. Else, when the log is WAL_RESTART_BYTES or longer: PASSIVE again (at
+ *     most WAL_CATCHUP_PASSES times) until no more than WAL_CATCHUP_BYTES
+ *     are left to copy and a pass took less than WAL_QUICK_MS, then
+ *     RESTART. RESTART takes the writer lock, copies the rest, fsyncs and
+ *     waits for the readers of the log, so that the next commit writes from
+ *     the start of the file; the loop's next write waits for all that, so
+ *     the bulk is copied before. It waits up to WAL_WAIT_MS for the lock or
+ *     a reader, but gives up once the loop has waited WAL_BUSY_MS for it.
+ *     While it holds the lock the loop waits up to WAL_HOLD_MAX_MS rather
+ *     than STORE_BUSY_MS: the copy and its fsyncs take what the disk
+ *     takes, and a write failed for them would be an error the broker made
+ *     for itself. After a RESTART that could not reset the log (busy), the
+ *     next waits for WAL_RESTART_BYTES more.
  *
  * What each checkpoint did goes to /metrics (struct metrics_wal) and, when
  * notable, to the log (event=store.checkpoint).

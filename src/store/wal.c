@@ -11,9 +11,10 @@
  *    commits every loop turn it never catches up, so the log only grows.
  *    Only the writer's next commit after a complete checkpoint, or RESTART
  *    and TRUNCATE, start it over.
- *  - RESTART and TRUNCATE hold the writer lock while they copy and while
- *    they wait for readers: the loop's BEGIN waits that long (its busy
- *    handler gives up after STORE_BUSY_MS and the write fails).
+ *  - RESTART and TRUNCATE hold the writer lock while they copy, fsync and
+ *    wait for readers: the loop's BEGIN waits that long, and a write fails
+ *    when its busy handler gives up (STORE_BUSY_MS for a lock held by
+ *    another process, WAL_HOLD_MAX_MS for ours).
  */
 #include "basestation/wal.h"
 #include "basestation/log.h"

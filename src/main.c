@@ -76,7 +76,7 @@ static struct store *open_store(const char *path)
 	char err[512];
 	struct store *s;
 	log_min_level = LOG_WARN;
-	s = store_open(path, 0, err, sizeof(err));
+	s = store_open_cli(path, err, sizeof(err));
 	if (s == NULL)
 		fprintf(stderr, "basestation: %s\n", err);
 	return s;

@@ -52,6 +52,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -126,6 +127,7 @@ static struct {
 	int src_ips;
 	int max_pending;
 	int quiet;
+	const char *watch_file;
 } cfg = {
 	.mode = M_FANOUT,
 	.host = "127.0.0.1",
@@ -193,6 +195,27 @@ struct usage {
 };
 static struct usage u0, u1;
 static long srv_rss_start_kib = -1;
+
+/* --watch-file: its size every 50 ms (the peak), at the end of the window
+ * and at the end; -1 when never seen. */
+static long long watch_peak = -1, watch_window_end = -1;
+static int64_t watch_last_ns;
+
+static long long watch_size(void)
+{
+	struct stat sb;
+	return stat(cfg.watch_file, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+static void watch_sample(int64_t now)
+{
+	if (cfg.watch_file == NULL || now - watch_last_ns < 50000000)
+		return;
+	watch_last_ns = now;
+	long long sz = watch_size();
+	if (sz > watch_peak)
+		watch_peak = sz;
+}
 
 static int errlogged;
 
@@ -1158,6 +1181,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 
+	watch_sample(now);
 	switch (phase) {
 	case PH_SETUP:
 		if ((double)(now - t_start) / 1e9 > cfg.setup_timeout) {
@@ -1182,6 +1206,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		if ((double)(now - t_window0) / 1e9 >= cfg.duration) {
 			t_window1 = now_ns();
 			snapshot(&win1, &u1);
+			if (cfg.watch_file)
+				watch_window_end = watch_size();
 			phase = PH_DRAIN;
 			t_drain0 = t_window1;
 		}
@@ -1298,8 +1324,17 @@ static int report(void)
 	    nready > 0)
 		fprintf(f, ",\"rss_per_conn_kib\":%.3f",
 			(double)(u1.srv_rss_kib - srv_rss_start_kib) / nready);
-	fprintf(f, "},\"loadgen\":{\"cpu_s\":%.3f,\"cpu_util\":%.3f}}\n", ocpu,
+	fprintf(f, "},\"loadgen\":{\"cpu_s\":%.3f,\"cpu_util\":%.3f}", ocpu,
 		win > 0 ? ocpu / win : 0);
+	if (cfg.watch_file) {
+		long long end = watch_size();
+		if (end > watch_peak)
+			watch_peak = end;
+		fprintf(f, ",\"watch\":{\"peak_bytes\":%lld,\"window_end_bytes\":%lld,"
+			   "\"end_bytes\":%lld}",
+			watch_peak, watch_window_end, end);
+	}
+	fputs("}\n", f);
 	fflush(f);
 
 	note("%s %s: %d conns ready, window %.2f s: sent %.0f/s, acked %.0f/s, "
@@ -1336,6 +1371,8 @@ static void usage(void)
 	      "  --uid-prefix P --room R --task ID --label TEXT\n"
 	      "  --src-ips N      spread source addresses over 127.0.0.1..N (64)\n"
 	      "  --max-pending N  connections in setup at once (256)\n"
+	      "  --watch-file F   report F's size: peak (sampled every 50 ms), at the\n"
+	      "                   end of the window, at the end (a database's -wal)\n"
 	      "  --quiet\n",
 	      stderr);
 	exit(2);
@@ -1368,6 +1405,7 @@ int main(int argc, char **argv)
 		{"room", 1, 0, 'R'},	     {"task", 1, 0, 't'},
 		{"label", 1, 0, 'l'},	     {"src-ips", 1, 0, 'i'},
 		{"max-pending", 1, 0, 'x'},  {"quiet", 0, 0, 'q'},
+		{"watch-file", 1, 0, 'W'},
 		{"help", 0, 0, 'h'},	     {0, 0, 0, 0},
 	};
 	int o;
@@ -1410,6 +1448,7 @@ int main(int argc, char **argv)
 		case 'i': cfg.src_ips = atoi(optarg); break;
 		case 'x': cfg.max_pending = atoi(optarg); break;
 		case 'q': cfg.quiet = 1; break;
+		case 'W': cfg.watch_file = optarg; break;
 		default: usage();
 		}
 	}

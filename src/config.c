@@ -1,5 +1,6 @@
 /* Defaults, flags and environment for `basestation serve`. */
 #include "basestation/config.h"
+#include "basestation/auth_hook.h"
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
 
@@ -47,6 +48,13 @@ static const struct opt opts[] = {
 	 "hostname)"},
 	{"jwt-secret", "BASESTATION_JWT_SECRET", OPT_STR, O(jwt_secret),
 	 "SECRET", "also accept HS256 JWTs signed with SECRET (sub = uid)"},
+	{"auth-url", "BASESTATION_AUTH_URL", OPT_STR, O(auth_url), "URL",
+	 "ask this http(s) backend about tokens the broker does not know "
+	 "(POST {token,uid,remote,origin}; 200 {uid,role,expires_at} admits)"},
+	{"auth-cache", "BASESTATION_AUTH_CACHE", OPT_INT, O(auth_cache),
+	 "SECONDS",
+	 "reuse a 200 from --auth-url this long, 0 = never "
+	 "(default 30)"},
 	{"heartbeat", "BASESTATION_HEARTBEAT", OPT_INT, O(heartbeat), "SECONDS",
 	 "server ping interval (default 25)"},
 	{"idle-timeout", "BASESTATION_IDLE_TIMEOUT", OPT_INT, O(idle_timeout),
@@ -149,6 +157,7 @@ void config_defaults(struct config *c)
 	c->max_http_conns = 256;
 	c->http_request_timeout = 30;
 	c->admin_sql_max_bytes = 16 << 20;
+	c->auth_cache = 30;
 	c->log_level = LOG_INFO;
 }
 
@@ -343,6 +352,20 @@ int config_from_args(struct config *c, int argc, char **argv, FILE *err)
 			c->heartbeat, c->idle_timeout);
 	if (c->burst < 1)
 		c->burst = 1;
+	if (c->auth_url && c->auth_url[0] == '\0') {
+		free(c->auth_url); /* BASESTATION_AUTH_URL= : no hook */
+		c->auth_url = NULL;
+	}
+	if (c->auth_url) {
+		char why[128];
+		if (auth_hook_url_check(c->auth_url, why, sizeof(why)) < 0) {
+			fprintf(err,
+				"basestation: invalid --auth-url "
+				"(BASESTATION_AUTH_URL): %s\n",
+				why);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -373,6 +396,7 @@ void config_free(struct config *c)
 	free(c->api_key);
 	free(c->admin_key);
 	free(c->jwt_secret);
+	free(c->auth_url);
 	free(c->web_root);
 	for (int i = 0; i < c->norigins; i++)
 		free(c->origins[i]);

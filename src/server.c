@@ -4,6 +4,7 @@
  * listeners, fits the socket caps to the descriptor limit, handles the
  * signals, and stops in order; it provides no service of its own.
  */
+#include "basestation/auth_hook.h"
 #include "basestation/broker.h"
 #include "basestation/conn.h"
 #include "basestation/demo.h"
@@ -41,6 +42,7 @@ static struct {
 	struct engine *engine;
 	struct evconnlistener *listener;
 	struct event *trim_ev, *sig_term, *sig_int;
+	struct auth_hook *hook; /* --auth-url, NULL when not set */
 	int stopping;
 } proc;
 
@@ -113,7 +115,8 @@ static int count_open_fds(void)
  * both ports listen. Of the descriptors not open yet, FD_RESERVE are never
  * given to clients: the checkpoint thread's and the admin SQL queries'
  * database connections, SQLite's temporary files, the one an accept needs
- * to answer 503 when everything else is taken. The HTTP port gets
+ * to answer 503 when everything else is taken; with --auth-url, the
+ * sockets of its requests in flight too. The HTTP port gets
  * --max-http-conns connections (at most an eighth of the rest), each
  * counted twice (its socket and a static file it may be sending), and
  * HTTP_ACCEPT_BATCH sockets accepted before they are judged; the WebSocket
@@ -132,6 +135,8 @@ static int fit_caps(const struct config *cfg, int http_on)
 	if (open < 0)
 		open = 64;
 	budget = limit - open - FD_RESERVE;
+	if (proc.hook) /* its sockets, and evdns's */
+		budget -= AUTH_HOOK_MAX_INFLIGHT + 1;
 	if (budget < 32) {
 		log_error("server.limits",
 			  "nofile=%lld open=%d reserve=%d msg=%s", limit, open,
@@ -216,6 +221,15 @@ int server_run(struct config *cfg)
 	event_add(proc.trim_ev, &trim);
 	event_add(proc.sig_term, NULL);
 	event_add(proc.sig_int, NULL);
+	if (cfg->auth_url &&
+	    (proc.hook = auth_hook_create(proc.base, cfg->auth_url,
+					  cfg->auth_cache, AUTH_HOOK_TIMEOUT_MS,
+					  err, sizeof(err))) == NULL) {
+		/* not the URL: its query may hold a key */
+		log_error("auth.hook.error", "msg=%s", log_val(err));
+		goto out;
+	}
+	conns_set_hook(proc.hook);
 
 	proc.listener = net_listen(cfg->listen, "ws", accept_cb, &ws_port);
 	if (proc.listener == NULL) {
@@ -252,6 +266,8 @@ out:
 	demo_stop();
 	/* Whatever is left: close without ceremony, then commit. */
 	conns_finish();
+	auth_hook_destroy(proc.hook); /* after the connections: none waits */
+	proc.hook = NULL;
 	engine_flush(proc.engine);
 	http_stop();
 	if (proc.listener) {

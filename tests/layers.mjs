@@ -31,7 +31,7 @@ const HEADERS = {
   'result.h': 'util', 'sb.h': 'util', 'xalloc.h': 'util',
   'ws.h': 'codec', 'deflate.h': 'codec',
   'net.h': 'transport', 'transport.h': 'transport', 'tls.h': 'transport',
-  'auth.h': 'store', 'inspect.h': 'store', 'records.h': 'store', 'store.h': 'store', 'wal.h': 'store',
+  'auth.h': 'store', 'auth_hook.h': 'store', 'inspect.h': 'store', 'records.h': 'store', 'store.h': 'store',
   'engine.h': 'engine', 'engine_local.h': 'engine', 'jetstream.h': 'engine',
   'broker.h': 'broker', 'session.h': 'broker', 'tasks.h': 'broker',
   'commands.h': 'proto', 'proto.h': 'proto',

@@ -32,7 +32,9 @@ int broker_init(struct event_base *base, const struct config *cfg,
 void broker_finish(void);
 
 /* Who a token's text names: a JWT (--jwt-secret) or an opaque token (the
- * engine's store). 0 valid (fills *id), -1 not. */
+ * engine's store). 0 valid (fills *id); -1 cannot be a token (empty, too
+ * long); AUTH_TOKEN_UNKNOWN neither a valid JWT nor a token of ours
+ * (--auth-url may know it); AUTH_TOKEN_REVOKED / _EXPIRED; -2 error. */
 int broker_authenticate(const char *tok, size_t len, int64_t now_ms,
 			struct auth_identity *id);
 /* The engine's epoch, and the newest committed seq. */

@@ -18,6 +18,8 @@ struct config {
 	char *api_key;	 /* NULL: /api answers 401 */
 	char *admin_key; /* NULL: /admin answers 401 */
 	char *jwt_secret;
+	char *auth_url; /* connect hook (contract §10), NULL = none */
+	int auth_cache; /* s a 200 from auth_url is reused */
 	char *web_root;
 	char *origins[CONFIG_MAX_LIST];
 	int norigins;

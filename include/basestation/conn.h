@@ -19,6 +19,10 @@ struct sockaddr;
 void conns_init(struct event_base *base, const struct config *cfg);
 /* The cap on sockets of the WebSocket port (fitted to RLIMIT_NOFILE). */
 void conns_set_cap(int sockets_max);
+/* --auth-url (auth_hook.h): tokens the broker does not know are put to
+ * it during the handshake; NULL: none. */
+struct auth_hook;
+void conns_set_hook(struct auth_hook *h);
 /* A socket just accepted on the WebSocket port. */
 void conn_accept(int fd, const struct sockaddr *sa, int salen);
 /* Stopping: open connections are closed with 1001, handshakes dropped,

@@ -1,10 +1,12 @@
 /*
  * Counters for GET /metrics (Prometheus text format 0.0.4).
- * One global instance; the loop is single-threaded, so plain integers.
+ * One global instance; the loop is single-threaded, so plain integers,
+ * except struct metrics_wal, which the checkpoint thread writes.
  */
 #ifndef BASESTATION_METRICS_H
 #define BASESTATION_METRICS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct evbuffer;
@@ -21,6 +23,24 @@ enum refuse_reason {
 };
 
 #define METRICS_COMMIT_BUCKETS 12
+
+enum metrics_ckpt_mode {
+	CKPT_PASSIVE,
+	CKPT_RESTART,
+	CKPT_TRUNCATE,
+	CKPT_MODES
+};
+enum metrics_ckpt_result { CKPT_OK, CKPT_BUSY, CKPT_ERROR, CKPT_RESULTS };
+
+/* WAL checkpoints (src/store/wal.c). Written by the checkpoint thread and
+ * the loop's wal hook, read by /metrics: atomics, relaxed order. */
+struct metrics_wal {
+	_Atomic uint64_t checkpoints[CKPT_MODES][CKPT_RESULTS];
+	_Atomic uint64_t checkpoint_us[CKPT_MODES]; /* time spent, by mode */
+	_Atomic uint64_t frames_copied;		    /* into the database file */
+	_Atomic uint64_t frames; /* in the log after the last commit */
+	_Atomic uint64_t bytes;	 /* of the -wal file, at the last pass */
+};
 
 struct metrics {
 	uint64_t conns_opened;
@@ -43,6 +63,7 @@ struct metrics {
 	uint64_t commits;
 	uint64_t commit_bucket[METRICS_COMMIT_BUCKETS]; /* cumulative later */
 	double commit_sum;				/* seconds */
+	struct metrics_wal wal;
 };
 
 extern struct metrics metrics;

@@ -21,12 +21,21 @@ struct store;
 
 /* How long the loop's connection waits for a write lock held by another
  * process (a CLI, a backup) before the write fails: short, because the
- * event loop waits with it. */
+ * event loop waits with it. (For the broker's own checkpoints it waits up
+ * to WAL_HOLD_MAX_MS: see wal.h.) */
 #define STORE_BUSY_MS 100
+/* What a CLI command (store_open_cli) waits for it instead. */
+#define STORE_CLI_BUSY_MS 5000
 
-/* Open (creating if needed), apply schema migrations, WAL, prepare. */
+/* Open (creating if needed), apply schema migrations, WAL, prepare, and
+ * start the checkpoint thread (wal.h). */
 struct store *store_open(const char *path, int sync_full, char *err,
 			 size_t errsz);
+/* The same for a one-shot command that may run beside the broker: no
+ * checkpoints at all (the broker's thread does them, and the last
+ * connection to close copies what is left), and STORE_CLI_BUSY_MS of
+ * patience for the writer lock. */
+struct store *store_open_cli(const char *path, char *err, size_t errsz);
 void store_close(struct store *s);
 const char *store_epoch(const struct store *s);
 int64_t store_max_seq(struct store *s);

@@ -99,8 +99,8 @@ int broker_authenticate(const char *tok, size_t len, int64_t now,
 	    auth_jwt_verify(bk.cfg->jwt_secret, tok, len, now, id) == 0)
 		return 0;
 	if (auth_token_hash(tok, len, hash) < 0)
-		return -1;
-	return engine_token(bk.engine, hash, now, id) == 0 ? 0 : -1;
+		return -2;
+	return engine_token(bk.engine, hash, now, id);
 }
 
 const char *broker_epoch(void)

@@ -136,33 +136,59 @@ static void read_frames(struct conn *c, const uint8_t *p, size_t n)
 	}
 }
 
-/* Bytes of the request head: kept (growing, up to WS_HS_MAX_BYTES) only
- * until the head is complete. Bytes after the head are frames. */
-static void read_handshake(struct conn *c, const uint8_t *p, size_t n)
+/* Judge the head in c->hs; once upgraded, frames sent right behind the
+ * head: what is left in hs, then p (the rest of this read). */
+static void handshake_step(struct conn *c, const uint8_t *p, size_t n)
 {
-	size_t room = WS_HS_MAX_BYTES - c->hs_len, take = n < room ? n : room;
 	size_t head = 0, extra;
 	char *hs;
+	int rc = upgrade_handshake(c, &head);
 
-	c->hs = hs = xrealloc(c->hs, c->hs_len + take + 1);
-	memcpy(c->hs + c->hs_len, p, take);
-	c->hs_len += (uint32_t)take;
-	if (!upgrade_handshake(c, &head)) {
-		if (c->hs_len >= WS_HS_MAX_BYTES)
-			upgrade_refuse(c, 400, "request head too large");
+	if (rc == HS_PAUSED && n > 0) {
+		/* More than the head buffer holds, before our answer. */
+		conn_hook_free(c);
+		upgrade_refuse(c, 400, "data sent before the upgrade");
 		return;
 	}
-	if (c->state != CONN_OPEN)
+	if (rc == 0 && c->hs_len >= WS_HS_MAX_BYTES)
+		upgrade_refuse(c, 400, "request head too large");
+	if (rc != 1 || c->state != CONN_OPEN)
 		return;
-	/* Frames sent right behind the head: what is left in hs, then the
-	 * rest of this read. */
 	extra = c->hs_len - head;
 	hs = c->hs;
 	c->hs = NULL;
 	c->hs_len = 0;
 	read_frames(c, (const uint8_t *)hs + head, extra);
 	free(hs);
-	read_frames(c, p + take, n - take);
+	read_frames(c, p, n);
+}
+
+/* Bytes of the request head: kept (growing, up to WS_HS_MAX_BYTES) only
+ * until the head is complete (or, while --auth-url is asked, answered).
+ * Bytes after the head are frames. */
+static void read_handshake(struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t room = WS_HS_MAX_BYTES - c->hs_len, take = n < room ? n : room;
+
+	c->hs = xrealloc(c->hs, c->hs_len + take + 1);
+	memcpy(c->hs + c->hs_len, p, take);
+	c->hs_len += (uint32_t)take;
+	handshake_step(c, p + take, n - take);
+}
+
+/* The answer of --auth-url: the handshake runs again and takes it. */
+static void hook_answer(void *arg, enum auth_hook_status st,
+			const struct auth_identity *id)
+{
+	struct conn *c = arg;
+
+	c->hook->wait = NULL;
+	c->hook->status = st;
+	c->hook->id = *id;
+	conn_watch(c, EV_READ);
+	handshake_step(c, NULL, 0);
+	if (c->hook && c->hook->wait == NULL)
+		conn_hook_free(c); /* not taken: the head changed meaning */
 }
 
 /* One read; 1 when the transport holds more that the fd will not signal. */
@@ -372,6 +398,7 @@ void conns_init(struct event_base *base, const struct config *cfg)
 	cs.cfg = cfg;
 	cs.base = base;
 	cs.io_cb = conn_io_cb;
+	cs.hook_answer = hook_answer;
 	cs.sockets_max = cfg->max_connections;
 	cs.flush_ev = event_new(base, -1, 0, flush_cb, NULL);
 	cs.reap_ev = event_new(base, -1, 0, reap_cb, NULL);
@@ -384,6 +411,11 @@ void conns_init(struct event_base *base, const struct config *cfg)
 void conns_set_cap(int sockets_max)
 {
 	cs.sockets_max = sockets_max;
+}
+
+void conns_set_hook(struct auth_hook *h)
+{
+	cs.hook = h;
 }
 
 void conns_stop(void)

@@ -12,6 +12,7 @@
 #ifndef BASESTATION_CONN_INT_H
 #define BASESTATION_CONN_INT_H
 
+#include "basestation/auth_hook.h"
 #include "basestation/config.h"
 #include "basestation/session.h"
 #include "basestation/transport.h"
@@ -22,8 +23,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct auth_hook;
+struct auth_hook_wait;
 struct evbuffer;
 struct ipcount;
+
+/* A handshake waiting for --auth-url, then its answer (upgrade.c). */
+struct conn_hook {
+	struct auth_hook_wait *wait; /* NULL once answered */
+	char prefix[9];		     /* of the token asked about */
+	enum auth_hook_status status;
+	struct auth_identity id;
+};
 
 enum conn_state {
 	CONN_HANDSHAKE, /* reading the HTTP request head */
@@ -56,6 +67,7 @@ struct conn {
 	int64_t last_ping; /* monotonic ms of the last ping sent */
 	int64_t deadline;  /* monotonic ms: handshake or close deadline */
 	struct ws_parser parser;
+	struct conn_hook *hook; /* a --auth-url check of the handshake */
 };
 
 struct conns {
@@ -66,6 +78,9 @@ struct conns {
 	struct conn *reap;
 	struct event *flush_ev, *reap_ev, *tick_ev;
 	event_callback_fn io_cb; /* every connection's event (conn.c) */
+	struct auth_hook *hook;	 /* --auth-url, NULL when not set */
+	/* The answer of --auth-url for a paused handshake (conn.c). */
+	auth_hook_cb hook_answer;
 	uint64_t next_id;
 	int nconns;   /* open WebSocket connections */
 	int nsockets; /* all accepted sockets */
@@ -98,13 +113,18 @@ void conn_send_ping_pong(struct conn *c, enum ws_opcode op, const void *p,
 void conn_close(struct conn *c, uint16_t code, const char *reason);
 /* Mark dead; freed by the reap event. */
 void conn_kill(struct conn *c);
+/* Forget a --auth-url check: its callback will not run. */
+void conn_hook_free(struct conn *c);
 /* The sink the broker delivers through. */
 extern const struct session_sink conn_sink;
 
 /* ---- upgrade.c ---- */
+/* upgrade_handshake(), beside 0 (more bytes needed) and 1 (done). */
+#define HS_PAUSED 2
 /* Parse and judge the request head in c->hs. Returns 1 when the
  * connection was upgraded (*head_len = bytes of the head) or refused, 0
- * when more bytes are needed. */
+ * when more bytes are needed, HS_PAUSED while --auth-url is asked (it runs
+ * again on the answer, cs.hook_answer). */
 int upgrade_handshake(struct conn *c, size_t *head_len);
 /* An HTTP refusal, then close. */
 void upgrade_refuse(struct conn *c, int status, const char *why);

@@ -16,6 +16,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CLOSE_LINGER_MS 2000
@@ -65,11 +66,21 @@ static void conn_left(struct conn *c)
 	session_close(&c->s);
 }
 
+void conn_hook_free(struct conn *c)
+{
+	if (c->hook == NULL)
+		return;
+	auth_hook_cancel(c->hook->wait);
+	free(c->hook);
+	c->hook = NULL;
+}
+
 void conn_kill(struct conn *c)
 {
 	if (c->state == CONN_DEAD)
 		return;
 	conn_left(c);
+	conn_hook_free(c);
 	c->state = CONN_DEAD;
 	event_del(&c->ev);
 	c->qnext = cs.reap;

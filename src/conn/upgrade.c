@@ -12,6 +12,7 @@
 #include "basestation/metrics.h"
 #include "basestation/net.h"
 #include "basestation/proto.h"
+#include "basestation/xalloc.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -87,10 +88,67 @@ static void trim(const char **p, size_t *n)
 		(*n)--;
 }
 
-/* Verify one token candidate; 0 ok. */
+/* check_token() and ask_hook(), beside 0 (admitted) and -1 (401). */
+#define TOKEN_FOREIGN	  1 /* not ours: for --auth-url */
+#define TOKEN_WAIT	  2 /* put to --auth-url: the handshake pauses */
+#define TOKEN_UNAVAILABLE 3 /* --auth-url did not answer: 503 */
+
+/* Verify one token candidate: 0 ok, -1 refused, TOKEN_FOREIGN when it is
+ * neither a valid JWT nor a token this broker issued (revoked and expired
+ * ones are ours) and --auth-url is set. */
 static int check_token(const char *tok, size_t len, struct auth_identity *id)
 {
-	return broker_authenticate(tok, len, now_ms(), id);
+	int rc = broker_authenticate(tok, len, now_ms(), id);
+
+	if (rc == AUTH_TOKEN_UNKNOWN && cs.hook)
+		return TOKEN_FOREIGN;
+	return rc == 0 ? 0 : -1;
+}
+
+/* A token the broker does not know, put to --auth-url (contract §10):
+ * 0 admitted (*id), -1 refused, TOKEN_UNAVAILABLE, or TOKEN_WAIT: the
+ * socket is not read until cs.hook_answer runs the handshake again, when
+ * this returns the answer (for the same token only). The handshake
+ * deadline keeps running; conn_kill() cancels the wait. */
+static int ask_hook(struct conn *c, const struct ws_request *req,
+		    const char *tok, size_t len, const char *uid,
+		    struct auth_identity *id)
+{
+	struct auth_hook_query q = {tok,       len,	      uid,
+				    c->remote, req->origin.p, req->origin.n};
+	struct auth_hook_wait *wait;
+	enum auth_hook_status st;
+	char prefix[9];
+
+	if (c->hook) {
+		auth_hash_prefix(tok, len, prefix);
+		st = strcmp(prefix, c->hook->prefix) == 0 ? c->hook->status
+							  : AUTH_HOOK_REFUSED;
+		*id = c->hook->id;
+		conn_hook_free(c);
+	} else {
+		st = auth_hook_check(cs.hook, &q, id, cs.hook_answer, c, &wait);
+		if (st == AUTH_HOOK_PENDING) {
+			c->hook = xcalloc(1, sizeof(*c->hook));
+			c->hook->wait = wait;
+			auth_hash_prefix(tok, len, c->hook->prefix);
+			event_del(&c->ev);
+			c->watching = 0;
+			return TOKEN_WAIT;
+		}
+	}
+	if (st == AUTH_HOOK_OK)
+		return 0;
+	return st == AUTH_HOOK_UNAVAILABLE ? TOKEN_UNAVAILABLE : -1;
+}
+
+/* check_token(), then ask_hook() for a foreign token. */
+static int judge_token(struct conn *c, const struct ws_request *req,
+		       const char *tok, size_t len, const char *uid,
+		       struct auth_identity *id)
+{
+	int rc = check_token(tok, len, id);
+	return rc == TOKEN_FOREIGN ? ask_hook(c, req, tok, len, uid, id) : rc;
 }
 
 /* Hostname part of an origin or Host value: strip scheme, port, path. */
@@ -177,9 +235,6 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 
 static void conn_open(struct conn *c, const struct auth_identity *id);
 
-/* Parse and judge the request head in c->hs. Returns 1 when the
- * connection was upgraded (*head_len = bytes of the head) or refused, 0
- * when more bytes are needed. */
 int upgrade_handshake(struct conn *c, size_t *head_len)
 {
 	struct evbuffer *out;
@@ -189,9 +244,11 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 	struct ws_request req;
 	struct auth_identity id;
 	char tmp[AUTH_TOKEN_MAX + 1], accept[29], uidq[AUTH_UID_MAX + 2];
-	const char *proto_echo = NULL, *tok = NULL, *t = NULL;
-	size_t proto_echo_len = 0, tok_len = 0, tl = 0;
-	int n, head, status, have_token = 0, offered_v1 = 0, tried = 0;
+	const char *proto_echo = NULL, *tok = NULL, *t = NULL, *foreign = NULL;
+	const char *uid;
+	size_t proto_echo_len = 0, tok_len = 0, tl = 0, foreign_len = 0;
+	int n, head, status, have_token = 0, offered_v1 = 0, tried = 0, uidn;
+	int rc;
 
 	n = head = ws_request_parse(buf, take, &req);
 	if (n == WS_HS_NEED_MORE) {
@@ -228,6 +285,14 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		return 1;
 	}
 
+	/* The uid asked for: it must be the token's (below). */
+	uidn = ws_query_get(req.query.p, req.query.n, "uid", uidq,
+			    sizeof(uidq));
+	if (uidn == -1)
+		uidn = ws_query_get(req.query.p, req.query.n, "id", uidq,
+				    sizeof(uidq));
+	uid = uidn >= 0 ? uidq : NULL;
+
 	/* Identity: query token, then Bearer, then subprotocol values. */
 	int qlen = ws_query_get(req.query.p, req.query.n, "token", tmp,
 				sizeof(tmp));
@@ -235,15 +300,17 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		have_token = 1;
 		tok = tmp;
 		tok_len = (size_t)qlen;
-		if (check_token(tmp, (size_t)qlen, &id) < 0)
-			goto unauthorized;
+		rc = judge_token(c, &req, tmp, (size_t)qlen, uid, &id);
+		if (rc != 0)
+			goto refused;
 	} else if (auth_bearer(req.authorization.p, req.authorization.n, &t,
 			       &tl) == 0) {
 		have_token = 1;
 		tok = t;
 		tok_len = tl;
-		if (check_token(t, tl, &id) < 0)
-			goto unauthorized;
+		rc = judge_token(c, &req, t, tl, uid, &id);
+		if (rc != 0)
+			goto refused;
 	}
 	if (req.protocol.p) {
 		const char *p = req.protocol.p, *end = p + req.protocol.n;
@@ -257,10 +324,14 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 				offered_v1 = 1;
 			} else if (l && !have_token &&
 				   tried++ < MAX_TOKEN_CANDIDATES) {
-				if (check_token(v, l, &id) == 0) {
+				rc = check_token(v, l, &id);
+				if (rc == 0) {
 					have_token = 1;
 					proto_echo = v;
 					proto_echo_len = l;
+				} else if (rc == TOKEN_FOREIGN && !foreign) {
+					foreign = v;
+					foreign_len = l;
 				}
 			} else if (l && tok && !proto_echo && l == tok_len &&
 				   memcmp(v, tok, l) == 0) {
@@ -272,6 +343,15 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 			}
 			p = e + 1;
 		}
+		/* None of ours: the first foreign one goes to --auth-url. */
+		if (!have_token && foreign) {
+			rc = ask_hook(c, &req, foreign, foreign_len, uid, &id);
+			if (rc != 0)
+				goto refused;
+			have_token = 1;
+			proto_echo = foreign;
+			proto_echo_len = foreign_len;
+		}
 		if (!have_token && req.protocol.n > 0 && !offered_v1)
 			goto unauthorized;
 	}
@@ -280,11 +360,7 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		return 1;
 	}
 
-	n = ws_query_get(req.query.p, req.query.n, "uid", uidq, sizeof(uidq));
-	if (n == -1)
-		n = ws_query_get(req.query.p, req.query.n, "id", uidq,
-				 sizeof(uidq));
-	if (n != -1 && (n < 0 || strcmp(uidq, id.uid) != 0)) {
+	if (uidn != -1 && (uidn < 0 || strcmp(uidq, id.uid) != 0)) {
 		upgrade_refuse(c, 403, "uid does not match the token");
 		return 1;
 	}
@@ -335,6 +411,13 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		broker_resume(&c->s, -1, 0, 1, NULL, NULL);
 	return 1;
 
+refused:
+	if (rc == TOKEN_WAIT)
+		return HS_PAUSED;
+	if (rc == TOKEN_UNAVAILABLE) {
+		upgrade_refuse(c, 503, "authentication backend unavailable");
+		return 1;
+	}
 unauthorized:
 	upgrade_refuse(c, 401, "invalid, revoked or expired token");
 	return 1;

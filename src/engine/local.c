@@ -540,7 +540,7 @@ struct engine *engine_local_create(struct event_base *base,
 static struct store *open_quiet(const char *path, char *err, size_t errsz)
 {
 	log_min_level = LOG_WARN;
-	return store_open(path, 0, err, errsz);
+	return store_open_cli(path, err, errsz);
 }
 
 int engine_local_token_issue(const char *path, const char *uid,

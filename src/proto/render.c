@@ -34,29 +34,17 @@ static void end(struct sb *b, const json_t *ref)
 	sb_add(b, "}", 1);
 }
 
-/* {"type":type,key:<name>[,"ref":…]} */
-static void named(struct session *s, const char *type, const char *key,
-		  const char *name, const json_t *ref)
+/* A reply object (stolen) with the ref, if any, added. */
+static void send_obj(struct session *s, json_t *o, const json_t *ref)
 {
-	struct sb b;
-	sb_init(&b, 64);
-	sb_adds(&b, "{\"type\":\"");
-	sb_adds(&b, type);
-	sb_adds(&b, "\",\"");
-	sb_adds(&b, key);
-	sb_adds(&b, "\":");
-	sb_add_jstr(&b, name ? name : "");
-	end(&b, ref);
-	send_sb(s, &b);
+	if (o && ref)
+		json_object_set(o, "ref", (json_t *)ref);
+	render_json(s, o);
 }
 
 void render_pong(struct session *s, const json_t *ref)
 {
-	struct sb b;
-	sb_init(&b, 32);
-	sb_adds(&b, "{\"type\":\"pong\"");
-	end(&b, ref);
-	send_sb(s, &b);
+	send_obj(s, json_pack("{s:s}", "type", "pong"), ref);
 }
 
 void render_json(struct session *s, json_t *o)
@@ -81,19 +69,15 @@ void render_error(struct session *s, const json_t *ref, const char *code,
 {
 	char msg[256];
 	va_list ap;
-	struct sb b;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	sb_init(&b, 96);
-	sb_adds(&b, "{\"type\":\"error\",\"code\":\"");
-	sb_adds(&b, code);
-	sb_adds(&b, "\",\"message\":");
-	sb_add_jstr(&b, msg);
-	end(&b, ref);
 	metrics.errors_sent++;
-	send_sb(s, &b);
+	send_obj(s,
+		 json_pack("{s:s, s:s, s:s}", "type", "error", "code", code,
+			   "message", msg),
+		 ref);
 }
 
 static const char *error_code(enum bk_status st)
@@ -115,6 +99,7 @@ static const char *error_code(enum bk_status st)
 void render_result(struct session *s, enum cmd_type kind, const json_t *ref,
 		   const struct bk_result *r)
 {
+	const char *name = r->name ? r->name : "";
 	struct sb b;
 
 	if (r->status != BK_OK && r->status != BK_CREATED) {
@@ -134,23 +119,33 @@ void render_result(struct session *s, enum cmd_type kind, const json_t *ref,
 		send_sb(s, &b);
 		break;
 	case CMD_JOIN:
-		named(s, "joined", "room", r->name, ref);
+		send_obj(
+			s,
+			json_pack("{s:s, s:s}", "type", "joined", "room", name),
+			ref);
 		break;
 	case CMD_LEAVE:
-		named(s, "left", "room", r->name, ref);
+		send_obj(s,
+			 json_pack("{s:s, s:s}", "type", "left", "room", name),
+			 ref);
 		break;
 	case CMD_UNSUBSCRIBE:
-		named(s, "unsubscribed", "task", r->name, ref);
+		send_obj(s,
+			 json_pack("{s:s, s:s}", "type", "unsubscribed", "task",
+				   name),
+			 ref);
 		break;
-	case CMD_PRESENCE:
-		sb_init(&b, 64 + r->body_len);
-		sb_adds(&b, "{\"type\":\"presence\",\"room\":");
-		sb_add_jstr(&b, r->name ? r->name : "");
-		sb_adds(&b, ",\"online\":");
-		sb_add(&b, r->body ? r->body : "[]", r->body ? r->body_len : 2);
-		end(&b, ref);
-		send_sb(s, &b);
+	case CMD_PRESENCE: {
+		json_t *online =
+			r->body ? json_loadb(r->body, r->body_len, 0, NULL)
+				: NULL;
+		send_obj(s,
+			 json_pack("{s:s, s:s, s:o}", "type", "presence",
+				   "room", name, "online",
+				   online ? online : json_array()),
+			 ref);
 		break;
+	}
 	case CMD_SUBSCRIBE:
 	case CMD_TASK_CREATE:
 		/* {"type":"task","task":snapshot[,"ref":…]} */
@@ -168,13 +163,10 @@ void render_result(struct session *s, enum cmd_type kind, const json_t *ref,
 		break;
 	}
 	case CMD_TASK_UPDATE:
-		sb_init(&b, 96);
-		sb_adds(&b, "{\"type\":\"ack\",\"task\":");
-		sb_add_jstr(&b, r->name ? r->name : "");
-		sb_adds(&b, ",\"version\":");
-		sb_addi(&b, r->seq);
-		end(&b, ref);
-		send_sb(s, &b);
+		send_obj(s,
+			 json_pack("{s:s, s:s, s:I}", "type", "ack", "task",
+				   name, "version", (json_int_t)r->seq),
+			 ref);
 		break;
 	case CMD_PING:
 	case CMD_SEED_TEST:

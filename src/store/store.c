@@ -9,9 +9,9 @@
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
 #include "basestation/metrics.h"
+#include "wal.h"
 
 #include <openssl/rand.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,78 +98,11 @@ struct store {
 	struct tokens tokens;
 	int in_tx;
 	char epoch[33];
-	/* WAL checkpoints run on their own connection and thread, so the
-	 * loop's COMMIT never pays for copying the WAL into the database. */
-	pthread_t ckpt_thread;
-	int ckpt_running;
-	pthread_mutex_t ckpt_lock;
-	pthread_cond_t ckpt_cond;
-	int ckpt_stop;
-	char *path;
+	struct wal_busy busy;
+	/* WAL checkpoints run on their own connection and thread (wal.c),
+	 * so the loop's COMMIT never pays for copying the log. */
+	struct wal *wal;
 };
-
-#define CHECKPOINT_MS 500
-
-static void *checkpoint_main(void *arg)
-{
-	struct store *s = arg;
-	sqlite3 *db = NULL;
-	struct timespec ts;
-
-	if (sqlite3_open_v2(s->path, &db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, 100);
-	pthread_mutex_lock(&s->ckpt_lock);
-	while (!s->ckpt_stop) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += CHECKPOINT_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&s->ckpt_cond, &s->ckpt_lock, &ts);
-		if (s->ckpt_stop)
-			break;
-		pthread_mutex_unlock(&s->ckpt_lock);
-		/* PASSIVE: never blocks the writer, never waits for readers. */
-		sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE,
-					  NULL, NULL);
-		pthread_mutex_lock(&s->ckpt_lock);
-	}
-	pthread_mutex_unlock(&s->ckpt_lock);
-	sqlite3_close(db);
-	return NULL;
-}
-
-static void checkpoint_start(struct store *s)
-{
-	pthread_mutex_init(&s->ckpt_lock, NULL);
-	pthread_cond_init(&s->ckpt_cond, NULL);
-	if (pthread_create(&s->ckpt_thread, NULL, checkpoint_main, s) == 0) {
-		s->ckpt_running = 1;
-		/* The loop's connection no longer checkpoints by itself. */
-		sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL,
-			     NULL);
-	}
-}
-
-static void checkpoint_stop(struct store *s)
-{
-	if (!s->ckpt_running)
-		return;
-	pthread_mutex_lock(&s->ckpt_lock);
-	s->ckpt_stop = 1;
-	pthread_cond_signal(&s->ckpt_cond);
-	pthread_mutex_unlock(&s->ckpt_lock);
-	pthread_join(s->ckpt_thread, NULL);
-	pthread_cond_destroy(&s->ckpt_cond);
-	pthread_mutex_destroy(&s->ckpt_lock);
-	s->ckpt_running = 0;
-}
 
 static int exec_sql(sqlite3 *db, const char *sql, char *err, size_t errsz)
 {
@@ -246,11 +179,17 @@ static int migrate(sqlite3 *db, char *err, size_t errsz)
 	return 0;
 }
 
-struct store *store_open(const char *path, int sync_full, char *err,
-			 size_t errsz)
+/* cli: a one-shot command beside the broker (see store_open_cli). */
+static struct store *open_store(const char *path, int sync_full, int cli,
+				char *err, size_t errsz)
 {
 	struct store *s = xcalloc(1, sizeof(*s));
 	sqlite3_stmt *st = NULL;
+	char limit[64];
+
+	/* A log that was reset and grew past this is cut back to it. */
+	snprintf(limit, sizeof(limit), "PRAGMA journal_size_limit = %d",
+		 WAL_RESTART_BYTES);
 
 	if (sqlite3_open_v2(path, &s->db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -260,7 +199,7 @@ struct store *store_open(const char *path, int sync_full, char *err,
 			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		goto fail;
 	}
-	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+	wal_busy_set(s->db, &s->busy, cli ? STORE_CLI_BUSY_MS : STORE_BUSY_MS);
 	sqlite3_extended_result_codes(s->db, 1);
 	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", err, errsz) < 0 ||
 	    exec_sql(s->db,
@@ -268,8 +207,7 @@ struct store *store_open(const char *path, int sync_full, char *err,
 			       : "PRAGMA synchronous = NORMAL",
 		     err, errsz) < 0 ||
 	    exec_sql(s->db, "PRAGMA foreign_keys = ON", err, errsz) < 0 ||
-	    exec_sql(s->db, "PRAGMA journal_size_limit = 67108864", err,
-		     errsz) < 0 ||
+	    exec_sql(s->db, limit, err, errsz) < 0 ||
 	    migrate(s->db, err, errsz) < 0)
 		goto fail;
 	for (int i = 0; i < ST_N; i++) {
@@ -293,14 +231,26 @@ struct store *store_open(const char *path, int sync_full, char *err,
 		 (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	tokens_init(&s->tokens, s->db);
-	s->path = strdup(path);
-	if (s->path && sqlite3_threadsafe())
-		checkpoint_start(s);
+	if (cli)
+		sqlite3_wal_autocheckpoint(s->db, 0);
+	else
+		s->wal = wal_start(path, s->db, &s->busy);
 	return s;
 fail:
 	sqlite3_finalize(st);
 	store_close(s);
 	return NULL;
+}
+
+struct store *store_open(const char *path, int sync_full, char *err,
+			 size_t errsz)
+{
+	return open_store(path, sync_full, 0, err, errsz);
+}
+
+struct store *store_open_cli(const char *path, char *err, size_t errsz)
+{
+	return open_store(path, 0, 1, err, errsz);
 }
 
 void store_close(struct store *s)
@@ -309,17 +259,26 @@ void store_close(struct store *s)
 		return;
 	if (s->in_tx)
 		store_commit(s);
-	checkpoint_stop(s);
+	wal_stop(s->wal);
 	tokens_finish(&s->tokens);
 	for (int i = 0; i < ST_N; i++)
 		sqlite3_finalize(s->st[i]);
 	if (s->db) {
-		sqlite3_exec(s->db, "PRAGMA optimize", NULL, NULL, NULL);
-		sqlite3_wal_checkpoint_v2(
-			s->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+		int64_t t0 = mono_ms();
+		/* optimize may ANALYZE the message table: a bounded sample
+		 * keeps a stop short whatever the table's size. */
+		sqlite3_exec(s->db,
+			     "PRAGMA analysis_limit = 400; PRAGMA optimize",
+			     NULL, NULL, NULL);
+		/* The last connection to close copies the log into the
+		 * database and deletes it; any other (a CLI command while
+		 * the broker runs) leaves the log alone, so that it never
+		 * holds the broker's writer lock for a checkpoint. */
 		sqlite3_close(s->db);
+		t0 = mono_ms() - t0;
+		if (t0 >= 100)
+			log_info("store.close", "ms=%lld", (long long)t0);
 	}
-	free(s->path);
 	free(s);
 }
 

@@ -133,17 +133,24 @@ out:
 	return rc;
 }
 
-int tokens_verify(struct tokens *t, const char *token, size_t len,
-		  int64_t now_ms, struct auth_identity *id)
+int tokens_check(struct tokens *t, const char *token, size_t len,
+		 int64_t now_ms, struct auth_identity *id)
 {
 	unsigned char hash[32];
 	int rc = auth_token_hash(token, len, hash);
 
-	if (rc < 0)
-		return rc;
-	if (t->db == NULL || id == NULL)
+	if (rc == -1)
+		return AUTH_TOKEN_UNKNOWN; /* cannot be one of ours */
+	if (rc < 0 || t->db == NULL || id == NULL)
 		return -2;
-	rc = tokens_state(t, hash, now_ms, id);
+	return tokens_state(t, hash, now_ms, id);
+}
+
+int tokens_verify(struct tokens *t, const char *token, size_t len,
+		  int64_t now_ms, struct auth_identity *id)
+{
+	int rc = tokens_check(t, token, len, now_ms, id);
+
 	return rc > 0 ? -1 : rc;
 }
 

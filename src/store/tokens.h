@@ -38,7 +38,12 @@ int tokens_put(struct tokens *t, const struct token_record *rec);
  * database error. */
 int tokens_issue(struct tokens *t, const char *uid, enum auth_role role,
 		 int64_t ttl_s, char *out, size_t outsz, int64_t *expires_at);
-/* Check a token's text. 0 valid (fills *id), -1 unknown / revoked /
+/* Check a token's text: 0 valid (fills *id), AUTH_TOKEN_UNKNOWN (not a
+ * token this broker issued: --auth-url may know it), AUTH_TOKEN_REVOKED,
+ * AUTH_TOKEN_EXPIRED, -2 database error. */
+int tokens_check(struct tokens *t, const char *token, size_t len,
+		 int64_t now_ms, struct auth_identity *id);
+/* The same, for a yes or no: 0 valid (fills *id), -1 unknown / revoked /
  * expired, -2 database error. */
 int tokens_verify(struct tokens *t, const char *token, size_t len,
 		  int64_t now_ms, struct auth_identity *id);

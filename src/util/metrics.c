@@ -37,6 +37,50 @@ static void gauge(struct evbuffer *o, const char *name, const char *help,
 			    name, help, name, name, v);
 }
 
+static void render_wal(struct evbuffer *o, const struct metrics_wal *w)
+{
+	static const char *modes[CKPT_MODES] = {"passive", "restart",
+						"truncate"};
+	static const char *results[CKPT_RESULTS] = {"ok", "busy", "error"};
+	const memory_order rx = memory_order_relaxed;
+
+	evbuffer_add_printf(o, "# HELP basestation_wal_checkpoints_total WAL "
+			       "checkpoints run, by mode and result.\n"
+			       "# TYPE basestation_wal_checkpoints_total "
+			       "counter\n");
+	for (int i = 0; i < CKPT_MODES; i++)
+		for (int k = 0; k < CKPT_RESULTS; k++)
+			evbuffer_add_printf(
+				o,
+				"basestation_wal_checkpoints_total{mode=\"%s\","
+				"result=\"%s\"} %" PRIu64 "\n",
+				modes[i], results[k],
+				atomic_load_explicit(&w->checkpoints[i][k],
+						     rx));
+	evbuffer_add_printf(o,
+			    "# HELP basestation_wal_checkpoint_seconds_total "
+			    "Time spent in WAL checkpoints, by mode.\n"
+			    "# TYPE basestation_wal_checkpoint_seconds_total "
+			    "counter\n");
+	for (int i = 0; i < CKPT_MODES; i++)
+		evbuffer_add_printf(
+			o,
+			"basestation_wal_checkpoint_seconds_total{mode=\"%s\"} "
+			"%.6f\n",
+			modes[i],
+			(double)atomic_load_explicit(&w->checkpoint_us[i], rx) /
+				1e6);
+	counter(o, "basestation_wal_checkpointed_frames_total",
+		"WAL frames (pages) copied into the database file.",
+		atomic_load_explicit(&w->frames_copied, rx));
+	gauge(o, "basestation_wal_frames",
+	      "Frames in the WAL after the last commit.",
+	      atomic_load_explicit(&w->frames, rx));
+	gauge(o, "basestation_wal_bytes",
+	      "Size of the -wal file at the last checkpoint pass.",
+	      atomic_load_explicit(&w->bytes, rx));
+}
+
 void metrics_render(struct evbuffer *o, uint64_t connections,
 		    uint64_t users_online, uint64_t users, uint64_t rooms,
 		    uint64_t tasks, uint64_t last_seq)
@@ -131,4 +175,5 @@ void metrics_render(struct evbuffer *o, uint64_t connections,
 			    "basestation_db_commit_seconds_sum %.6f\n"
 			    "basestation_db_commit_seconds_count %" PRIu64 "\n",
 			    m->commits, m->commit_sum, m->commits);
+	render_wal(o, &m->wal);
 }

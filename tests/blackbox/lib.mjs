@@ -303,6 +303,15 @@ export async function api(srv, method, p, body, key = API_KEY) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// A port free a moment ago (nothing listens on it now).
+export async function freePort() {
+  const s = net.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 // ---- appended helpers (handshake/frames/heartbeat/shutdown tests) ----
 
 // Like rawExchange, but also tells whether the server closed the TCP

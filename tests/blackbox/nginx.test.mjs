@@ -22,7 +22,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { startServer, token, Client, sleep, needTool, API_KEY, ADMIN_KEY } from './lib.mjs';
+import { startServer, token, Client, sleep, needTool, freePort, API_KEY, ADMIN_KEY } from './lib.mjs';
 
 const NGINX = process.env.NGINX_BIN || '/usr/sbin/nginx';
 const SOURCE = process.env.BASESTATION_SOURCE || path.resolve(import.meta.dirname, '../..');
@@ -82,14 +82,6 @@ function within(promise, ms, fallback = null) {
   let timer;
   return Promise.race([promise, new Promise((r) => { timer = setTimeout(r, ms, fallback); })])
     .finally(() => clearTimeout(timer));
-}
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 const nginxes = new Set();

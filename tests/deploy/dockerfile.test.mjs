@@ -81,7 +81,10 @@ test('shape: two Debian 12 stages, non-root, volume, ports, healthcheck, SIGTERM
   assert.equal(stages.length, 2);
   assert.match(builder.from, /^debian:12-slim AS build$/);
   assert.equal(runtime.from, 'debian:12-slim');
-  assert.deepEqual(aptPackages(runtime).sort(), ['libevent-2.1-7', 'libjansson4', 'libsqlite3-0', 'libssl3']);
+  // libevent-openssl (and the core it links) for an https --auth-url, and
+  // the CA certificates its backend's certificate is checked against.
+  assert.deepEqual(aptPackages(runtime).sort(), ['ca-certificates', 'libevent-2.1-7', 'libevent-core-2.1-7',
+    'libevent-openssl-2.1-7', 'libjansson4', 'libsqlite3-0', 'libssl3']);
   assert.match(one(runtime, 'USER')[0], /^basestation$/);
   assert.deepEqual(one(runtime, 'VOLUME'), ['["/var/lib/basestation"]']);
   assert.deepEqual(one(runtime, 'EXPOSE'), ['8080 8081']);

@@ -13,10 +13,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, Client, sleep, needTool } from '../blackbox/lib.mjs';
+import { BIN, Client, sleep, needTool, freePort } from '../blackbox/lib.mjs';
 
 const SOURCE = process.env.BASESTATION_SOURCE || path.resolve(import.meta.dirname, '../..');
 const UNIT_PATH = path.join(SOURCE, 'deploy/systemd/basestation.service');
@@ -124,14 +123,6 @@ function allowedSyscalls() {
     for (const x of expand(f.slice(1))) allowed.delete(x);
   }
   return allowed;
-}
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 function envFile(text) {

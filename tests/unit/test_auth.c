@@ -197,6 +197,7 @@ static void test_tokens(void)
 
 	/* unknown, empty, overlong, truncated, extended */
 	CHECK(tokens_verify(&ts, "bs_nope", 7, now, &id) == -1);
+	CHECK(tokens_check(&ts, "bs_nope", 7, now, &id) == AUTH_TOKEN_UNKNOWN);
 	CHECK(tokens_verify(&ts, "", 0, now, &id) == -1);
 	CHECK(tokens_verify(&ts, NULL, 0, now, &id) == -1);
 	CHECK(tokens_verify(&ts, tok, strlen(tok) - 1, now, &id) == -1);
@@ -215,6 +216,8 @@ static void test_tokens(void)
 	/* revoke */
 	CHECK(tokens_revoke(&ts, tok, now_ms()) == 1);
 	CHECK(tokens_verify(&ts, tok, strlen(tok), now, &id) == -1);
+	CHECK(tokens_check(&ts, tok, strlen(tok), now, &id) ==
+	      AUTH_TOKEN_REVOKED);
 	CHECK(tokens_revoke(&ts, tok, now_ms()) == 0);
 	CHECK(tokens_revoke(&ts, "bs_unknown", now_ms()) == 0);
 	CHECK(tokens_revoke(&ts, "", now_ms()) == 0);
@@ -229,6 +232,9 @@ static void test_tokens(void)
 	CHECK(id.expires_at == exp && id.role == ROLE_USER);
 	CHECK(tokens_verify(&ts, tok, strlen(tok), exp - 1, &id) == 0);
 	CHECK(tokens_verify(&ts, tok, strlen(tok), exp, &id) == -1);
+	CHECK(tokens_check(&ts, tok, strlen(tok), exp, &id) ==
+	      AUTH_TOKEN_EXPIRED);
+	CHECK(tokens_check(&ts, tok, strlen(tok), now, &id) == 0);
 	CHECK(tokens_verify(&ts, tok, strlen(tok), exp + 1000000, &id) == -1);
 
 	/* bad arguments */

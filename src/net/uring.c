@@ -18,6 +18,14 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+#ifndef VALGRIND_MAKE_MEM_DEFINED
+#define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
 
 /* The ZC notification's "the kernel copied" report (kernel 6.2; not in
  * liburing 2.3's header). */
@@ -406,7 +414,9 @@ static int submit_ready(struct uring *u)
 			mark_ready(u, fd); /* the rest: next submission */
 	}
 	/* Entries added while looping (the rest of a long queue) stay. */
-	memmove(u->ready, u->ready + i, (size_t)(u->nready - i) * sizeof(int));
+	if (i > 0)
+		memmove(u->ready, u->ready + i,
+			(size_t)(u->nready - i) * sizeof(int));
 	u->nready -= i;
 	return submitted;
 }
@@ -495,6 +505,9 @@ static void recv_cqe(struct uring *u, struct rcv *r,
 	if (c->flags & IORING_CQE_F_BUFFER) {
 		unsigned bid = c->flags >> IORING_CQE_BUFFER_SHIFT;
 		uint8_t *p = u->rbuf + (size_t)bid * u->o.rbuf_size;
+		/* The kernel wrote it behind memcheck's back. */
+		if (c->res > 0)
+			VALGRIND_MAKE_MEM_DEFINED(p, (size_t)c->res);
 		if (c->res > 0 && !r->stopping)
 			u->o.on_read(u->o.arg, r->tag, r->fd, p, c->res);
 		io_uring_buf_ring_add(u->br, p, u->o.rbuf_size,

@@ -16,12 +16,16 @@
  *   uring-send-ff IORING_OP_SEND on registered (fixed) files
  *   zc            IORING_OP_SEND_ZC (one notification per send)
  *   zc-fixed      SEND_ZC from a registered buffer, on fixed files
+ *   uring-mod     through src/net/uring.c (uring_write per connection,
+ *                 uring_submit, completions in a libevent loop)
  * Every send of a turn points at one shared buffer, as a broker's shared
  * frame does. A short write (the reader fell behind) is finished before
- * the next turn and counted.
+ * the next turn and counted. --frames K puts K frames in each send (K
+ * iovecs, as a loop turn that carries K publishes does): CPU per delivery
+ * is then CPU per send / K.
  *
- *   uring-probe [--conns 1000] [--size 150] [--turns 400] [--rate 200]
- *               [--repeat 3] [--modes LIST]
+ *   uring-probe [--conns 1000] [--size 150] [--frames 1] [--turns 400]
+ *               [--rate 200] [--repeat 3] [--modes LIST]
  * --rate: turns per second (0: back to back). Output: one line per
  * measurement, the mechanisms interleaved so that drift on a shared
  * machine affects all alike, then min / median / max per mechanism.
@@ -30,6 +34,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <event2/event.h>
 #include <getopt.h>
 #include <liburing.h>
 #include <netinet/in.h>
@@ -49,6 +54,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/uring.h"
+
 enum mode {
 	M_WRITEV,
 	M_SEND,
@@ -57,13 +64,18 @@ enum mode {
 	M_URING_SEND_FF,
 	M_ZC,
 	M_ZC_FIXED,
+	M_MOD,
 	M_COUNT
 };
 static const char *const mode_names[M_COUNT] = {
 	"writev",	 "send", "uring-writev", "uring-send",
-	"uring-send-ff", "zc",	 "zc-fixed"};
+	"uring-send-ff", "zc",	 "zc-fixed",	 "uring-mod"};
 
-static int nconns = 1000, frame_size = 150, turns = 400, repeat = 3;
+static int nconns = 1000, frame_size = 150, nframes = 1, turns = 400,
+	   repeat = 3;
+static size_t unit;	   /* bytes per send: nframes * frame_size */
+static struct iovec *fiov; /* nframes iovecs, all on frame */
+static uint8_t *scratch;   /* the rest of a short send comes from here */
 static double rate = 200;
 static int *wfd;       /* writer ends */
 static uint8_t *frame; /* the shared frame */
@@ -146,11 +158,11 @@ struct counts {
 static void finish_plain(int fd, size_t off, struct counts *k)
 {
 	k->short_writes++;
-	while (off < (size_t)frame_size) {
+	while (off < unit) {
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		ssize_t n;
 		poll(&p, 1, 1000);
-		n = send(fd, frame + off, (size_t)frame_size - off,
+		n = send(fd, scratch + off, unit - off,
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		k->syscalls += 2;
 		if (n > 0)
@@ -162,19 +174,23 @@ static void finish_plain(int fd, size_t off, struct counts *k)
 
 static void turn_plain(enum mode m, struct counts *k)
 {
-	struct iovec iov = {.iov_base = frame, .iov_len = (size_t)frame_size};
+	struct msghdr msg = {.msg_iov = fiov, .msg_iovlen = (size_t)nframes};
 	for (int i = 0; i < nconns; i++) {
-		ssize_t n = m == M_WRITEV
-				    ? writev(wfd[i], &iov, 1)
-				    : send(wfd[i], frame, (size_t)frame_size,
-					   MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
+		if (m == M_WRITEV)
+			n = writev(wfd[i], fiov, nframes);
+		else if (nframes == 1)
+			n = send(wfd[i], frame, unit,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		else
+			n = sendmsg(wfd[i], &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		k->syscalls++;
 		if (n < 0 && errno != EAGAIN)
 			die("writev");
-		if (n < frame_size)
+		if (n < 0 || (size_t)n < unit)
 			finish_plain(wfd[i], n < 0 ? 0 : (size_t)n, k);
 	}
-	sent_bytes += (uint64_t)nconns * (uint64_t)frame_size;
+	sent_bytes += (uint64_t)nconns * unit;
 }
 
 /* The ZC notification's "the kernel copied" bit (kernel 6.2; not in
@@ -189,35 +205,44 @@ static void turn_plain(enum mode m, struct counts *k)
 static void prep(enum mode m, int i)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-	static struct iovec iov;
+	/* Read by the kernel at submission (IORING_FEAT_SUBMIT_STABLE): one
+	 * for all. */
+	static struct msghdr msg;
 
 	if (sqe == NULL) {
 		fprintf(stderr, "submission queue full\n");
 		exit(1);
 	}
-	iov.iov_base = frame;
-	iov.iov_len = (size_t)frame_size;
+	msg.msg_iov = fiov;
+	msg.msg_iovlen = (size_t)nframes;
 	switch (m) {
 	case M_URING_WRITEV:
-		io_uring_prep_writev(sqe, wfd[i], &iov, 1, 0);
+		io_uring_prep_writev(sqe, wfd[i], fiov, (unsigned)nframes, 0);
 		break;
 	case M_URING_SEND:
-		io_uring_prep_send(sqe, wfd[i], frame, (size_t)frame_size,
-				   MSG_NOSIGNAL);
-		break;
 	case M_URING_SEND_FF:
-		io_uring_prep_send(sqe, i, frame, (size_t)frame_size,
-				   MSG_NOSIGNAL);
-		sqe->flags |= IOSQE_FIXED_FILE;
+		if (nframes == 1)
+			io_uring_prep_send(sqe, m == M_URING_SEND ? wfd[i] : i,
+					   frame, unit, MSG_NOSIGNAL);
+		else
+			io_uring_prep_sendmsg(sqe,
+					      m == M_URING_SEND ? wfd[i] : i,
+					      &msg, MSG_NOSIGNAL);
+		if (m == M_URING_SEND_FF)
+			sqe->flags |= IOSQE_FIXED_FILE;
 		break;
 	case M_ZC:
-		io_uring_prep_send_zc(sqe, wfd[i], frame, (size_t)frame_size,
-				      MSG_NOSIGNAL, 0);
+		if (nframes == 1)
+			io_uring_prep_send_zc(sqe, wfd[i], frame, unit,
+					      MSG_NOSIGNAL, 0);
+		else
+			io_uring_prep_sendmsg_zc(sqe, wfd[i], &msg,
+						 MSG_NOSIGNAL);
 		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 		break;
 	case M_ZC_FIXED:
-		io_uring_prep_send_zc_fixed(sqe, i, frame, (size_t)frame_size,
-					    MSG_NOSIGNAL, 0, 0);
+		io_uring_prep_send_zc_fixed(sqe, i, frame, unit, MSG_NOSIGNAL,
+					    0, 0);
 		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
@@ -265,12 +290,55 @@ static void turn_uring(enum mode m, struct counts *k)
 				errno = -c->res;
 				die("send (ring)");
 			}
-			if (c->res < frame_size)
+			if ((size_t)c->res < unit)
 				finish_plain(wfd[i], (size_t)c->res, k);
 		}
 		io_uring_cq_advance(&ring, n);
 	}
-	sent_bytes += (uint64_t)nconns * (uint64_t)frame_size;
+	sent_bytes += (uint64_t)nconns * unit;
+}
+
+/* ---- the same through src/net/uring.c ---- */
+
+static struct event_base *base;
+static struct uring *mod;
+static int mod_done;
+
+static void mod_written(void *arg, const struct uring_done *d)
+{
+	(void)arg;
+	if (d->res < 0) {
+		errno = -d->res;
+		die("uring_write");
+	}
+	mod_done++;
+}
+
+static void turn_mod(struct counts *k)
+{
+	const struct uring_stats *st = uring_stats(mod);
+	uint64_t s0 = st->submits + st->waits + 2 * st->eventfd_wakeups;
+
+	mod_done = 0;
+	for (int i = 0; i < nconns; i++)
+		if (uring_write(mod, wfd[i], fiov, nframes, (uint64_t)i) < 0)
+			die("uring_write");
+	uring_submit(mod);
+	/* What did not complete inline wakes the loop through the eventfd. */
+	while (mod_done < nconns)
+		event_base_loop(base, EVLOOP_ONCE);
+	k->syscalls += st->submits + st->waits + 2 * st->eventfd_wakeups - s0;
+	sent_bytes += (uint64_t)nconns * unit;
+}
+
+static void turn(enum mode m, struct counts *k)
+{
+	if (m <= M_SEND)
+		turn_plain(m, k);
+	else if (m == M_MOD)
+		turn_mod(k);
+	else
+		turn_uring(m, k);
 }
 
 static int ring_setup(void)
@@ -326,22 +394,15 @@ static struct result measure(enum mode m)
 	double u0, s0, u1, s1, t0, c0, c1;
 	int warm = turns / 10 + 1;
 
-	for (int t = 0; t < warm; t++) {
-		if (m <= M_SEND)
-			turn_plain(m, &k);
-		else
-			turn_uring(m, &k);
-	}
+	for (int t = 0; t < warm; t++)
+		turn(m, &k);
 	memset(&k, 0, sizeof(k));
 	t0 = now_s();
 	c0 = cpu_s(&u0, &s0);
 	for (int t = 0; t < turns; t++) {
 		if (rate > 0)
 			sleep_until(t0 + t / rate);
-		if (m <= M_SEND)
-			turn_plain(m, &k);
-		else
-			turn_uring(m, &k);
+		turn(m, &k);
 	}
 	c1 = cpu_s(&u1, &s1);
 	r.wall = now_s() - t0;
@@ -391,7 +452,7 @@ int main(int argc, char **argv)
 		{"conns", 1, 0, 'n'},  {"size", 1, 0, 's'},
 		{"turns", 1, 0, 't'},  {"rate", 1, 0, 'r'},
 		{"repeat", 1, 0, 'R'}, {"modes", 1, 0, 'm'},
-		{0, 0, 0, 0},
+		{"frames", 1, 0, 'f'}, {0, 0, 0, 0},
 	};
 	int want[M_COUNT], o, pipefd[2], *rfd, status;
 	struct result res[M_COUNT][32];
@@ -418,6 +479,9 @@ int main(int argc, char **argv)
 		case 'R':
 			repeat = atoi(optarg);
 			break;
+		case 'f':
+			nframes = atoi(optarg);
+			break;
 		case 'm': {
 			char *s = optarg, *tok;
 			for (int m = 0; m < M_COUNT; m++)
@@ -439,14 +503,15 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr,
 				"usage: uring-probe [--conns N] [--size B] "
-				"[--turns T] [--rate R] [--repeat K] "
-				"[--modes LIST]\n");
+				"[--frames K] [--turns T] [--rate R] "
+				"[--repeat K] [--modes LIST]\n");
 			return 2;
 		}
 	}
 	if (nconns < 1 || nconns > 16384 || frame_size < 1 || turns < 1 ||
-	    repeat < 1 || repeat > 32)
+	    repeat < 1 || repeat > 32 || nframes < 1 || nframes > 64)
 		return 2;
+	unit = (size_t)nframes * (size_t)frame_size;
 	signal(SIGPIPE, SIG_IGN);
 	getrlimit(RLIMIT_NOFILE, &rl);
 	rl.rlim_cur = rl.rlim_max;
@@ -454,8 +519,14 @@ int main(int argc, char **argv)
 	wfd = calloc((size_t)nconns, sizeof(int));
 	rfd = calloc((size_t)nconns, sizeof(int));
 	frame = aligned_alloc(4096, ((size_t)frame_size + 4095) / 4096 * 4096);
-	if (!wfd || !rfd || !frame)
+	fiov = calloc((size_t)nframes, sizeof(*fiov));
+	scratch = calloc(1, unit);
+	if (!wfd || !rfd || !frame || !fiov || !scratch)
 		die("alloc");
+	for (int i = 0; i < nframes; i++) {
+		fiov[i].iov_base = frame;
+		fiov[i].iov_len = (size_t)frame_size;
+	}
 	memset(frame, 'x', (size_t)frame_size);
 	frame[0] = 0x81; /* a text frame's first byte, for the look of it */
 	connect_all(rfd);
@@ -477,31 +548,49 @@ int main(int argc, char **argv)
 	if (!have_ring)
 		fprintf(stderr, "io_uring unavailable: only plain modes\n");
 	for (int m = M_URING_WRITEV; m < M_COUNT; m++)
-		if ((!have_ring || (m >= M_ZC && !have_zc)) && want[m]) {
+		if ((!have_ring ||
+		     ((m == M_ZC || m == M_ZC_FIXED) && !have_zc) ||
+		     (m == M_ZC_FIXED && nframes > 1)) &&
+		    want[m]) {
 			fprintf(stderr, "%s: not supported here, skipped\n",
 				mode_names[m]);
 			want[m] = 0;
 		}
+	if (want[M_MOD]) {
+		struct uring_opts uo = {.entries = 4096,
+					.on_write = mod_written};
+		char why[160];
+		base = event_base_new();
+		mod = base ? uring_new(base, &uo, why, sizeof(why)) : NULL;
+		if (mod == NULL) {
+			fprintf(stderr, "uring-mod: %s, skipped\n", why);
+			want[M_MOD] = 0;
+		}
+	}
 
-	printf("# conns %d size %d turns %d rate %g repeat %d\n", nconns,
-	       frame_size, turns, rate, repeat);
-	printf("%-14s %4s %10s %6s %9s %7s %8s %7s\n", "mode", "rep", "us/send",
-	       "user%", "sys/send", "wall_s", "short", "copied");
+	printf("# conns %d size %d frames/send %d turns %d rate %g repeat %d\n",
+	       nconns, frame_size, nframes, turns, rate, repeat);
+	printf("%-14s %4s %10s %9s %6s %9s %7s %8s %7s\n", "mode", "rep",
+	       "us/send", "us/deliv", "user%", "sys/send", "wall_s", "short",
+	       "copied");
 	for (int k = 0; k < repeat; k++)
 		for (int m = 0; m < M_COUNT; m++) {
 			if (!want[m])
 				continue;
 			res[m][k] = measure((enum mode)m);
-			printf("%-14s %4d %10.3f %6.1f %9.4f %7.2f %8llu "
+			printf("%-14s %4d %10.3f %9.3f %6.1f %9.4f %7.2f %8llu "
 			       "%7llu\n",
 			       mode_names[m], k + 1, res[m][k].us_per_send,
+			       res[m][k].us_per_send / nframes,
 			       100 * res[m][k].user_share,
 			       res[m][k].sys_per_send, res[m][k].wall,
 			       (unsigned long long)res[m][k].short_writes,
 			       (unsigned long long)res[m][k].copied);
 			fflush(stdout);
 		}
-	printf("# summary: us of writer CPU per send, min / median / max\n");
+	printf("# summary: us of writer CPU per send, min / median / max "
+	       "(per delivery: / %d)\n",
+	       nframes);
 	for (int m = 0; m < M_COUNT; m++) {
 		double v[32];
 		if (!want[m])
@@ -509,9 +598,13 @@ int main(int argc, char **argv)
 		for (int k = 0; k < repeat; k++)
 			v[k] = res[m][k].us_per_send;
 		qsort(v, (size_t)repeat, sizeof(double), cmp_double);
-		printf("%-14s size %6d  %7.3f / %7.3f / %7.3f us\n",
-		       mode_names[m], frame_size, v[0], v[repeat / 2],
+		printf("%-14s size %6d x %2d  %7.3f / %7.3f / %7.3f us\n",
+		       mode_names[m], frame_size, nframes, v[0], v[repeat / 2],
 		       v[repeat - 1]);
+	}
+	if (mod) {
+		uring_free(mod);
+		event_base_free(base);
 	}
 	if (have_ring)
 		io_uring_queue_exit(&ring);

@@ -6,7 +6,8 @@
  * socket buffer complete whole (MSG_WAITALL) while a slow reader drains;
  * 200 fds in one submission; a write that must wait for the peer completes
  * through the eventfd in a libevent loop; a dead peer gives -EPIPE (and no
- * SIGPIPE: the test does not ignore it); cancel; SEND_ZC on loopback TCP
+ * SIGPIPE: the test does not ignore it); a peer gone in the middle of a
+ * write (completed short, resumed, -EPIPE); cancel; SEND_ZC on loopback TCP
  * (and the kernel's "copied" report); fixed files; multishot receive, also
  * past its provided buffers (re-armed after ENOBUFS), and its EOF.
  */
@@ -358,6 +359,35 @@ static void test_epipe_and_cancel(void)
 	close(sv[1]);
 }
 
+/* The peer goes away in the middle of a write: the kernel completes it
+ * short (the bytes it took), the rest is resumed and fails with -EPIPE;
+ * the write linked behind it fails too, and nothing is written twice. */
+static void test_gone_mid_write(void)
+{
+	int sv[2];
+	struct iovec vb = {big, sizeof(big)}, v = {"after", 5};
+	uint64_t p0 = uring_stats(u)->partial;
+
+	pair(sv);
+	ndone = 0;
+	CHECK(uring_write(u, sv[0], &vb, 1, 1) == 0);
+	CHECK(uring_write(u, sv[0], &v, 1, 2) == 0);
+	uring_submit(u);
+	CHECK(ndone == 0); /* 1 MiB does not fit: it waits for room */
+	close(sv[1]);
+	wait_done(2);
+	CHECK(ndone == 2);
+	CHECK(done[0].tag == 1 && done[0].res == -EPIPE);
+	CHECK(done[0].written > 0 && done[0].written < sizeof(big));
+	CHECK(done[0].parts == 2);
+	CHECK(done[1].tag == 2 && done[1].res == -EPIPE &&
+	      done[1].written == 0);
+	CHECK(uring_stats(u)->partial == p0 + 1);
+	CHECK(uring_pending(u, sv[0]) == 0);
+	uring_forget(u, sv[0]);
+	close(sv[0]);
+}
+
 static void tcp_pair(int sv[2])
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -575,6 +605,7 @@ int main(void)
 	test_many_fds();
 	test_eventfd_wakes_loop();
 	test_epipe_and_cancel();
+	test_gone_mid_write();
 	uring_free(u);
 	test_zc();
 	test_fixed_files();

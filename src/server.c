@@ -552,15 +552,12 @@ int server_run(struct config *cfg)
 	if (fit_caps(&s) < 0)
 		goto out;
 	/* The ready line names the ports: printed at any log level. */
-	enum log_level saved = log_min_level;
-	log_min_level = LOG_DEBUG;
-	log_info("server.ready",
-		 "ws=%s ws_port=%d http=%s http_port=%d db=%s epoch=%s "
-		 "seq=%lld version=%s",
-		 log_val(cfg->listen), s.ws_port, log_val(cfg->http),
-		 s.http_port, log_val(cfg->db), store_epoch(s.store),
-		 (long long)s.committed_seq, BS_VERSION);
-	log_min_level = saved;
+	log_event_always(LOG_INFO, "server.ready",
+			 "ws=%s ws_port=%d http=%s http_port=%d db=%s epoch=%s "
+			 "seq=%lld version=%s",
+			 log_val(cfg->listen), s.ws_port, log_val(cfg->http),
+			 s.http_port, log_val(cfg->db), store_epoch(s.store),
+			 (long long)s.committed_seq, BS_VERSION);
 	if (cfg->demo && demo_start() < 0)
 		goto out;
 	event_base_dispatch(s.base);

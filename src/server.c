@@ -247,15 +247,12 @@ int server_run(struct config *cfg)
 	if (fit_caps(cfg, http_on) < 0)
 		goto out;
 	/* The ready line names the ports: printed at any log level. */
-	enum log_level saved = log_min_level;
-	log_min_level = LOG_DEBUG;
-	log_info("server.ready",
-		 "ws=%s ws_port=%d http=%s http_port=%d db=%s epoch=%s "
-		 "seq=%lld version=%s",
-		 log_val(cfg->listen), ws_port, log_val(cfg->http), http_port,
-		 log_val(cfg->db), engine_epoch(proc.engine),
-		 (long long)engine_committed(proc.engine), BS_VERSION);
-	log_min_level = saved;
+	log_event_always(LOG_INFO, "server.ready",
+			 "ws=%s ws_port=%d http=%s http_port=%d db=%s epoch=%s "
+			 "seq=%lld version=%s",
+			 log_val(cfg->listen), ws_port, log_val(cfg->http),
+			 http_port, log_val(cfg->db), engine_epoch(proc.engine),
+			 (long long)engine_committed(proc.engine), BS_VERSION);
 	if (cfg->demo &&
 	    demo_start(proc.base, proc.engine, cfg, ws_port, http_port) < 0)
 		goto out;

@@ -18,6 +18,10 @@ int log_level_parse(const char *s);
 /* fmt is the rest of the line: "key=%s key2=%d". */
 void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The same, whatever log_min_level says (the ready line names the ports).
+ * log_min_level is never written once threads run. */
+void log_event_always(enum log_level lvl, const char *event, const char *fmt,
+		      ...) __attribute__((format(printf, 3, 4)));
 
 #define log_debug(ev, ...)                                                     \
 	do {                                                                   \

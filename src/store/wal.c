@@ -349,6 +349,13 @@ static void wal_pass(struct wal *w, int kicked)
 				goto out;
 			left = wal_left(w, ckpt);
 		}
+		/* Not caught up: the RESTART would copy the rest while the
+		 * loop waits. Try again on the next pass, unless the log is
+		 * past twice its bound: then the disk comes first. */
+		if ((left > w->catchup_frames ||
+		     w->last_us > WAL_QUICK_MS * 1000) &&
+		    log < 2 * w->restart_frames)
+			goto out;
 		/* A reader that holds the log would make every try cost the
 		 * loop WAL_BUSY_MS: after a busy one, wait for another
 		 * WAL_RESTART_BYTES. */

@@ -13,7 +13,10 @@
  *  3. Else, when the log is WAL_RESTART_BYTES or longer: PASSIVE again (at
  *     most WAL_CATCHUP_PASSES times) until no more than WAL_CATCHUP_BYTES
  *     are left to copy and a pass took less than WAL_QUICK_MS, then
- *     RESTART. RESTART takes the writer lock, copies the rest, fsyncs and
+ *     RESTART (when the passes did not get there, the RESTART waits for
+ *     the next pass, unless the log is past twice WAL_RESTART_BYTES: then
+ *     it runs anyway, the loop's wait being the price of the bound).
+ *     RESTART takes the writer lock, copies the rest, fsyncs and
  *     waits for the readers of the log, so that the next commit writes from
  *     the start of the file; the loop's next write waits for all that, so
  *     the bulk is copied before. It waits up to WAL_WAIT_MS for the lock or

@@ -68,16 +68,14 @@ const char *log_val(const char *s)
 	return b;
 }
 
-void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
+static void log_line(enum log_level lvl, const char *event, const char *fmt,
+		     va_list ap)
 {
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
-	va_list ap;
 
-	if (lvl < log_min_level)
-		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
@@ -86,9 +84,7 @@ void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
 			      level_names[lvl], event);
 	if (fmt && *fmt && n < sizeof(line) - 2) {
 		line[n++] = ' ';
-		va_start(ap, fmt);
 		int k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-		va_end(ap);
 		if (k > 0)
 			n += (size_t)k;
 		if (n > sizeof(line) - 2)
@@ -96,6 +92,27 @@ void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
 	}
 	line[n++] = '\n';
 	fwrite(line, 1, n, stderr);
+}
+
+void log_event(enum log_level lvl, const char *event, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (lvl < log_min_level)
+		return;
+	va_start(ap, fmt);
+	log_line(lvl, event, fmt, ap);
+	va_end(ap);
+}
+
+void log_event_always(enum log_level lvl, const char *event, const char *fmt,
+		      ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line(lvl, event, fmt, ap);
+	va_end(ap);
 }
 
 void fatal(const char *fmt, ...)

@@ -2,7 +2,7 @@
  * A session: the broker's half of a client connection. Who it is (user,
  * role, token), what it was sent (the highest seq), what waits (a replay
  * and the live messages held meanwhile), what it watches (task
- * subscriptions). The transport that owns it (ws/conn.c now; an SSE
+ * subscriptions). The transport that owns it (src/conn/ now; an SSE
  * stream later) embeds it, drives its life with the calls below, and is
  * reached through one narrow sink: the broker never sees a socket.
  */

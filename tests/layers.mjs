@@ -25,9 +25,10 @@ const SRC_DIRS = {
 const SRC_FILES = { 'server.c': 'composition', 'demo.c': 'composition', 'main.c': 'entry', 'config.c': 'entry' };
 
 // The public headers (include/basestation/), each in the layer of the code
-// it declares. config.h holds the parsed flags only (plain data).
+// it declares. settings.h holds the parsed flags (plain data, read by
+// every layer); config.h declares the parser of src/config.c.
 const HEADERS = {
-  'config.h': 'util', 'log.h': 'util', 'metrics.h': 'util', 'msgbuf.h': 'util', 'names.h': 'util',
+  'settings.h': 'util', 'log.h': 'util', 'metrics.h': 'util', 'msgbuf.h': 'util', 'names.h': 'util',
   'result.h': 'util', 'sb.h': 'util', 'xalloc.h': 'util',
   'ws.h': 'codec', 'deflate.h': 'codec',
   'net.h': 'transport', 'transport.h': 'transport', 'tls.h': 'transport',
@@ -38,6 +39,7 @@ const HEADERS = {
   'conn.h': 'session',
   'http.h': 'http',
   'demo.h': 'composition', 'server.h': 'composition',
+  'config.h': 'entry',
 };
 // Made by the build (meson.build): build settings only.
 const GENERATED = { 'bs_config.h': 'util' };

@@ -12,7 +12,7 @@
 #define BASESTATION_BROKER_H
 
 #include "basestation/auth.h"
-#include "basestation/config.h"
+#include "basestation/settings.h"
 #include "basestation/result.h"
 #include "basestation/session.h"
 

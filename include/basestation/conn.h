@@ -7,7 +7,7 @@
 #ifndef BASESTATION_CONN_H
 #define BASESTATION_CONN_H
 
-#include "basestation/config.h"
+#include "basestation/settings.h"
 
 #include <stdint.h>
 

@@ -2,7 +2,7 @@
 #ifndef BASESTATION_DEMO_H
 #define BASESTATION_DEMO_H
 
-#include "basestation/config.h"
+#include "basestation/settings.h"
 
 struct engine;
 struct event_base;

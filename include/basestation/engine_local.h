@@ -6,7 +6,7 @@
 #define BASESTATION_ENGINE_LOCAL_H
 
 #include "basestation/auth.h"
-#include "basestation/config.h"
+#include "basestation/settings.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
 #ifndef BASESTATION_HTTP_H
 #define BASESTATION_HTTP_H
 
-#include "basestation/config.h"
+#include "basestation/settings.h"
 #include "basestation/result.h"
 
 #include <jansson.h>

@@ -6,7 +6,7 @@
 #ifndef BASESTATION_NET_H
 #define BASESTATION_NET_H
 
-#include "basestation/config.h"
+#include "basestation/settings.h"
 
 #include <event2/listener.h>
 #include <stddef.h>

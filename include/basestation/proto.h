@@ -6,7 +6,7 @@
 #ifndef BASESTATION_PROTO_H
 #define BASESTATION_PROTO_H
 
-#include "basestation/config.h"
+#include "basestation/settings.h"
 
 #include <jansson.h>
 #include <stddef.h>

@@ -2,7 +2,7 @@
 #ifndef BASESTATION_SERVER_H
 #define BASESTATION_SERVER_H
 
-#include "basestation/config.h"
+#include "basestation/settings.h"
 
 /* Run until SIGTERM/SIGINT. 0 after a clean stop, 1 when it could not
  * start. */

@@ -13,7 +13,7 @@
 #define BASESTATION_CONN_INT_H
 
 #include "basestation/auth_hook.h"
-#include "basestation/config.h"
+#include "basestation/settings.h"
 #include "basestation/session.h"
 #include "basestation/transport.h"
 #include "basestation/ws.h"

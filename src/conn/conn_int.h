@@ -111,6 +111,9 @@ void conn_send_ping_pong(struct conn *c, enum ws_opcode op, const void *p,
 			 size_t n);
 /* Queue a close frame; the session leaves routing; linger. */
 void conn_close(struct conn *c, uint16_t code, const char *reason);
+/* c enters the open state, counted (conn_left, below in send.c, counts it
+ * out: the count of open connections changes in this file only). */
+void conn_entered(struct conn *c);
 /* Mark dead; freed by the reap event. */
 void conn_kill(struct conn *c);
 /* Forget a --auth-url check: its callback will not run. */

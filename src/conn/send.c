@@ -56,6 +56,13 @@ struct evbuffer *conn_out(struct conn *c)
 	return c->out;
 }
 
+void conn_entered(struct conn *c)
+{
+	c->state = CONN_OPEN;
+	cs.nconns++;
+	metrics.conns_opened++;
+}
+
 /* c leaves the open state: counted once, and its session leaves routing. */
 static void conn_left(struct conn *c)
 {

@@ -425,7 +425,6 @@ unauthorized:
 
 static void conn_open(struct conn *c, const struct auth_identity *id)
 {
-	c->state = CONN_OPEN;
 	c->since_ms = now_ms();
 	c->last_rx = c->last_ping = mono_ms();
 	/* The codec's policy: masked client frames, no reserved bits, no
@@ -439,8 +438,7 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 	/* The session remembers its token: it is closed when the token
 	 * expires or is revoked. */
 	session_open(&c->s, id);
-	cs.nconns++;
-	metrics.conns_opened++;
+	conn_entered(c);
 	log_info("conn.open", "conn=%llu uid=%s role=%s remote=%s token=%s",
 		 (unsigned long long)c->s.id, log_val(id->uid),
 		 auth_role_name(id->role), c->remote,

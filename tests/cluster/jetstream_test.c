@@ -402,8 +402,14 @@ static void on_core(void *arg, const char *subject, const void *data,
 static void scenario_order(void)
 {
 	const size_t N = 20000;
-	struct probe *a = probe_open(&(struct link_opts){
-		.max_inflight = 1024, .consumer_max_pending = 64});
+	/* All N are queued at once and a deadline counts from the call: give
+	 * them time (under ASan on a loaded machine, a few thousand acks/s).
+	 * A small consumer queue makes the delivery thread wait (flow
+	 * control). */
+	struct probe *a =
+		probe_open(&(struct link_opts){.publish_timeout_ms = 60000,
+					       .max_inflight = 1024,
+					       .consumer_max_pending = 64});
 	want_ready(a);
 	check(a->si.created && strlen(a->si.epoch) == 32,
 	      "the first link created the stream, epoch %s", a->si.epoch);

@@ -134,7 +134,6 @@ export async function startCluster({ n = 3, dir, readyTimeoutMs = 30000, cluster
     servers.push({
       name: `n${i + 1}`, port: ports[3 * i], clusterPort: ports[3 * i + 1], httpPort: ports[3 * i + 2],
       storeDir: path.join(dir, `n${i + 1}-store`), configPath: path.join(dir, `n${i + 1}.conf`),
-      log: '', proc: null, exited: null, killed: false,
     });
   }
   for (const s of servers) {
@@ -142,6 +141,14 @@ export async function startCluster({ n = 3, dir, readyTimeoutMs = 30000, cluster
     const routes = servers.filter((o) => o !== s).map((o) => `nats-route://127.0.0.1:${o.clusterPort}`);
     fs.writeFileSync(s.configPath, serverConfig({ ...s, routes, clusterName }));
   }
+  return launchServers(servers, { readyTimeoutMs });
+}
+
+// Starts servers from config files already written: each of `specs` is
+// {name (its server_name), configPath, port (client), httpPort (monitoring)}.
+// Resolves with the same object as startCluster once the cluster is ready.
+export async function launchServers(specs, { readyTimeoutMs = 30000 } = {}) {
+  const servers = specs.map((s) => ({ ...s, log: '', proc: null, exited: null, killed: false }));
   const cluster = {
     servers,
     urls: servers.map((s) => `nats://127.0.0.1:${s.port}`),

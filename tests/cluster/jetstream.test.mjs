@@ -14,6 +14,12 @@
 //   epoch      one epoch per stream; deleted and made again: a new one; a
 //              stream not made by a link is refused; destroy completes
 //              pending publishes;
+//   outage     every server frozen (SIGSTOP, as behind a partition):
+//              publishes answered not-ok within their deadline, the lost
+//              connection reported, the loop never blocked while libnats
+//              reconnects (it keeps publishing meanwhile); thawed: resends
+//              with the same Msg-Id acked once at one seq, the consumer
+//              resumes with no gap;
 //   failover   kill -9 of the stream leader (which the link is connected
 //              to) mid-burst: every publish acked after the election, every
 //              acked message consumed at its seq, none twice, no gap.
@@ -69,6 +75,8 @@ function scenario(name, timeoutMs) {
     const timer = setTimeout(() => { p.kill('SIGKILL'); }, timeoutMs);
     p.on('exit', (code, sig) => {
       clearTimeout(timer);
+      // The outage scenario freezes the servers: never leave them so.
+      for (const s of cluster.servers) if (s.exited === null) s.proc.kill('SIGCONT');
       if (code === 0) resolve(out);
       else reject(new Error(`jetstream-test ${name} exited ${code ?? sig}:\n${out}\n${cluster.logs().slice(-4000)}`));
     });
@@ -76,7 +84,7 @@ function scenario(name, timeoutMs) {
 }
 
 for (const [name, ms] of [['order', 150000], ['dedupe', 60000], ['expect', 60000],
-  ['retention', 60000], ['epoch', 90000]]) {
+  ['retention', 60000], ['epoch', 90000], ['outage', 150000]]) {
   test(name, { skip, timeout: ms + 5000 }, async () => {
     const out = await scenario(name, ms);
     assert.match(out, /^ok - every callback ran on the loop's thread/m);

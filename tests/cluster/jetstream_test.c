@@ -6,7 +6,7 @@
  *   JS_NAMES  n1,n2,n3                 (server_name of each URL)
  *   JS_PIDS   pid,pid,pid              (for the failover scenario)
  *   JS_STREAM a stream name unique to this run
- * Usage: jetstream-test order|dedupe|expect|retention|epoch|failover
+ * Usage: jetstream-test order|dedupe|expect|retention|epoch|outage|failover
  * One line per check ("ok - ..." / "not ok - ..."); exit 0 when all hold.
  * Every callback checks that it runs on the loop's thread.
  */
@@ -59,11 +59,20 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The loop's longest gap between two 20 ms ticks: a loop that blocked
+ * in libnats (which holds its connection lock for a connect attempt,
+ * up to 2 s) would show it. */
+static int64_t last_tick, max_stall;
+
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
+	int64_t now = now_ms();
+	if (last_tick && now - last_tick > max_stall)
+		max_stall = now - last_tick;
+	last_tick = now;
 }
 
 /* Runs the loop until *flag or timeout_ms; true when the flag was set. */
@@ -280,12 +289,14 @@ static struct pubrec publish_one(struct probe *p, const char *subject,
 	return recs[0];
 }
 
-/* Publishes n messages "i" (i = 0..n-1) with ids "<prefix>-i". */
-static void publish_n(struct probe *p, size_t n, const char *prefix)
+/* Publishes n messages "i" (i = first..first+n-1) with ids "<prefix>-i";
+ * recs[i - first] gets the answers. */
+static void publish_range(struct probe *p, size_t first, size_t n,
+			  const char *prefix)
 {
 	recs_reset(n);
 	char subject[128], data[32], id[64];
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = first; i < first + n; i++) {
 		snprintf(subject, sizeof(subject), "%s.m.%zu", stream_name,
 			 i % 16);
 		snprintf(data, sizeof(data), "%zu", i);
@@ -295,9 +306,14 @@ static void publish_n(struct probe *p, size_t n, const char *prefix)
 				       .len = strlen(data),
 				       .msg_id = id,
 				       .expect_last_subject_seq = -1};
-		if (bsjs_publish(p->l, &pub, on_ack, &recs[i]) != 0)
+		if (bsjs_publish(p->l, &pub, on_ack, &recs[i - first]) != 0)
 			check(0, "bsjs_publish refused message %zu", i);
 	}
+}
+
+static void publish_n(struct probe *p, size_t n, const char *prefix)
+{
+	publish_range(p, 0, n, prefix);
 }
 
 /* ---- consuming ---- */
@@ -758,12 +774,159 @@ static void scenario_failover(void)
 	probe_close(a);
 }
 
+/* Every JetStream server frozen (SIGSTOP: no RST, no FIN, as behind a
+ * partition), then thawed. */
+static void signal_all(int sig)
+{
+	for (int i = 0; i < nservers; i++)
+		if (pids[i] > 0)
+			kill(pids[i], sig);
+}
+
+/* Publishes messages first..first+n-1 one by one until each is acked,
+ * resending with the same Msg-Id what was not (at most `rounds` times);
+ * seqs[i] gets the acked seq. Returns how many acks were duplicates. */
+static size_t publish_until_acked(struct probe *p, size_t first, size_t n,
+				  int rounds, size_t *acked, int64_t *seqs)
+{
+	size_t dups = 0;
+	*acked = 0;
+	for (size_t i = 0; i < n; i++)
+		seqs[i] = 0;
+	for (int r = 0; r < rounds && *acked < n; r++) {
+		for (size_t i = 0; i < n; i++) {
+			if (seqs[i])
+				continue;
+			publish_range(p, first + i, 1, "out");
+			run_until(&all_done, 15000);
+			if (recs[0].status == BSJS_OK) {
+				seqs[i] = (int64_t)recs[0].seq;
+				dups += recs[0].dup;
+				(*acked)++;
+			}
+		}
+	}
+	return dups;
+}
+
+/* While JetStream is frozen, the loop goes on publishing (core NATS and
+ * JetStream) every 100 ms, as a broker under traffic would. */
+static struct bsjs *pulse_link;
+static uint64_t pulse_answers;
+
+static void on_pulse_ack(void *arg, const struct bsjs_ack *a)
+{
+	(void)arg;
+	(void)a;
+	on_loop();
+	pulse_answers++;
+}
+
+static void pulse(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	char subj[128];
+	snprintf(subj, sizeof(subj), "core.%s.pulse", stream_name);
+	bsjs_core_publish(pulse_link, subj, "p", 1);
+	/* Not a stream subject (nothing stored), but the same path. */
+	snprintf(subj, sizeof(subj), "core.%s.pulse_js", stream_name);
+	struct bsjs_pub pub = {.subject = subj,
+			       .data = "p",
+			       .len = 1,
+			       .expect_last_subject_seq = -1};
+	bsjs_publish(pulse_link, &pub, on_pulse_ack, NULL);
+}
+
+/* JetStream unreachable (all servers frozen), then back. */
+static void scenario_outage(void)
+{
+	enum { N1 = 100, N2 = 50, N3 = 50, N = N1 + N2 + N3 };
+	struct probe *a =
+		probe_open(&(struct link_opts){.publish_timeout_ms = 3000});
+	want_ready(a);
+	consume(a, 1, N, N);
+	publish_range(a, 0, N1, "out");
+	run_until(&all_done, 30000);
+	check(nok == N1, "%zu of %d acked before the outage", nok, N1);
+
+	signal_all(SIGSTOP);
+	max_stall = 0;
+	int64_t t0 = now_ms();
+	publish_range(a, N1, N2, "out");
+	run_until(&all_done, 15000);
+	int64_t took = now_ms() - t0;
+	size_t timeouts = 0;
+	for (size_t i = 0; i < N2; i++)
+		timeouts += recs[i].status == BSJS_ETIMEOUT;
+	check(ndone == N2 && nok == 0 && took < 4500,
+	      "JetStream frozen: all %d publishes answered, none ok, in "
+	      "%" PRId64
+	      " ms (deadline 3000; %zu timeout = maybe stored, the rest "
+	      "unavailable)",
+	      N2, took, timeouts);
+	int64_t end = now_ms() + 15000;
+	while (a->disconnects == 0 && now_ms() < end)
+		event_base_loop(base, EVLOOP_ONCE);
+	check(a->disconnects >= 1 && a->state == BSJS_DISCONNECTED,
+	      "the link reported the lost connection (pings unanswered)");
+	/* libnats tries to reconnect meanwhile (each attempt holds its
+	 * connection lock until the frozen server's INFO times out). */
+	pulse_link = a->l;
+	struct event *pe = event_new(base, -1, EV_PERSIST, pulse, NULL);
+	struct timeval ptv = {0, 100000};
+	event_add(pe, &ptv);
+	run_for(6000); /* three connect attempts */
+	event_free(pe);
+	printf("# longest loop stall while JetStream was frozen: %" PRId64
+	       " ms\n",
+	       max_stall);
+	check(max_stall < 1500,
+	      "the loop kept running while libnats reconnected (longest "
+	      "stall %" PRId64 " ms)",
+	      max_stall);
+
+	signal_all(SIGCONT);
+	end = now_ms() + 30000;
+	while (a->state != BSJS_CONNECTED && now_ms() < end)
+		event_base_loop(base, EVLOOP_ONCE);
+	check(a->state == BSJS_CONNECTED, "reconnected to %s", a->url);
+
+	/* The client's "resend with the same ref", then new messages. */
+	int64_t seqs2[N2], seqs3[N3];
+	size_t acked2 = 0, acked3 = 0;
+	size_t dups = publish_until_acked(a, N1, N2, 10, &acked2, seqs2);
+	check(acked2 == N2,
+	      "%zu of %d resent with their Msg-Id acked (%zu as duplicates: "
+	      "stored although the first answer was not ok)",
+	      acked2, N2, dups);
+	publish_until_acked(a, N1 + N2, N3, 10, &acked3, seqs3);
+	check(acked3 == N3, "%zu of %d new messages acked after the outage",
+	      acked3, N3);
+	bool got = run_until(&a->cons_done, 60000);
+	run_for(500);
+	check(got && a->cons_n == N && a->dup_payloads == 0 &&
+		      a->cons_gaps == 0 && a->cons_disorder == 0,
+	      "the consumer resumed: %" PRIu64 " of %d messages, each once, "
+	      "in order, no gap",
+	      a->cons_n, N);
+	size_t at_seq = 0;
+	for (size_t i = 0; i < N2; i++)
+		at_seq += seqs2[i] && a->by_index[N1 + i] == seqs2[i];
+	check(at_seq == N2,
+	      "each resent message is in the stream once, at the seq its ack "
+	      "named (%zu of %d)",
+	      at_seq, N2);
+	probe_close(a);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr,
-			"usage: jetstream-test "
-			"order|dedupe|expect|retention|epoch|failover\n");
+		fprintf(stderr, "usage: jetstream-test "
+				"order|dedupe|expect|retention|epoch|outage|"
+				"failover\n");
 		return 2;
 	}
 	nservers = split("JS_URLS", urls, 8);
@@ -802,6 +965,8 @@ int main(int argc, char **argv)
 		scenario_epoch();
 	else if (strcmp(sc, "failover") == 0)
 		scenario_failover();
+	else if (strcmp(sc, "outage") == 0)
+		scenario_outage();
 	else {
 		fprintf(stderr, "unknown scenario %s\n", sc);
 		return 2;

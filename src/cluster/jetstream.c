@@ -55,6 +55,7 @@
 #define RECONNECT_MIN_MS  100
 #define RECONNECT_MAX_MS  2000
 #define TEXT_MAX	  200
+#define WATCH_MS	  3000 /* consumer progress check */
 
 /* ---- small helpers ---- */
 
@@ -362,6 +363,11 @@ struct bsjs {
 	bsjs_batch_cb cons_cb;
 	void *cons_arg;
 	uint64_t cons_last; /* last seq delivered */
+	/* The watchdog: cons_last at its previous tick, and whether its
+	 * stream-info request is out. */
+	struct event *watch_timer;
+	uint64_t watch_prev;
+	bool watch_asked;
 
 	struct inforeq *infos;
 	struct bsjs_sub *subs;
@@ -374,7 +380,9 @@ struct bsjs {
 	struct op *shead, *stail;
 	bool squit;
 
-	/* admin thread */
+	/* admin thread; connect_done (under amu) once the sender thread has
+	 * set nc and js */
+	bool connect_done;
 	pthread_t admin;
 	bool admin_started;
 	pthread_mutex_t amu;
@@ -578,7 +586,8 @@ static void send_pub(struct bsjs *l, struct pubreq *r)
 	else if (r->expect > 0)
 		po.ExpectLastSubjectSeq = (uint64_t)r->expect;
 	natsMsg *m = r->msg;
-	natsStatus s = js_PublishMsgAsync(l->js, &m, &po);
+	natsStatus s = l->js ? js_PublishMsgAsync(l->js, &m, &po)
+			     : NATS_CONNECTION_CLOSED;
 	if (s == NATS_OK)
 		return; /* libnats owns it until on_puback */
 	struct item *it = item_new(IT_ACK);
@@ -591,8 +600,10 @@ static void send_pub(struct bsjs *l, struct pubreq *r)
 static void send_sub(struct bsjs *l, struct bsjs_sub *s)
 {
 	natsSubscription *nsub = NULL;
-	natsStatus st = natsConnection_Subscribe(&nsub, l->nc, s->subject,
-						 on_core_msg, s);
+	natsStatus st =
+		l->nc ? natsConnection_Subscribe(&nsub, l->nc, s->subject,
+						 on_core_msg, s)
+		      : NATS_CONNECTION_CLOSED;
 	if (st != NATS_OK) {
 		char why[TEXT_MAX];
 		nats_text(st, why, sizeof(why));
@@ -622,7 +633,8 @@ static void run_op(struct bsjs *l, struct op *op)
 		break;
 	case OP_CPUB: {
 		natsMsg *m = op->p;
-		(void)natsConnection_PublishMsg(l->nc, m);
+		if (l->nc)
+			(void)natsConnection_PublishMsg(l->nc, m);
 		natsMsg_Destroy(m);
 		free(op);
 		break;
@@ -645,9 +657,47 @@ static void run_op(struct bsjs *l, struct op *op)
 	}
 }
 
+/* The connection's first attempt (synchronous in libnats: up to the
+ * connect timeout per unreachable server), here rather than on the loop.
+ * Publishes queued meanwhile wait in the sender's queue; the admin thread
+ * waits for l->js. */
+static void sender_connect(struct bsjs *l)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	natsStatus s = natsConnection_Connect(&nc, l->opts);
+	if (s == NATS_OK)
+		conn_state_cb(nc, l->b, BSJS_CONNECTED); /* no on_connected */
+	else if (s == NATS_NOT_YET_CONNECTED)
+		s = NATS_OK; /* retried in the background; on_connected says */
+	if (s == NATS_OK) {
+		jsOptions jo;
+		jsOptions_Init(&jo);
+		jo.Wait = API_WAIT_MS;
+		/* Never stall in js_PublishMsgAsync: the link keeps at most
+		 * max_inflight there. */
+		jo.PublishAsync.MaxPending = (int64_t)l->max_inflight * 2;
+		jo.PublishAsync.AckHandler = on_puback;
+		jo.PublishAsync.AckHandlerClosure = l->b;
+		s = natsConnection_JetStream(&js, nc, &jo);
+	}
+	if (s != NATS_OK) {
+		char why[TEXT_MAX];
+		nats_text(s, why, sizeof(why));
+		post_text(l->b, IT_FATAL, "NATS: %s", why);
+	}
+	pthread_mutex_lock(&l->amu);
+	l->nc = nc;
+	l->js = js;
+	l->connect_done = true;
+	pthread_cond_signal(&l->acond);
+	pthread_mutex_unlock(&l->amu);
+}
+
 static void *sender_main(void *arg)
 {
 	struct bsjs *l = arg;
+	sender_connect(l);
 	pthread_mutex_lock(&l->smu);
 	for (;;) {
 		while (!l->shead && !l->squit)
@@ -938,6 +988,10 @@ static void *admin_main(void *arg)
 	struct bsjs *l = arg;
 	bool ready = false;
 	pthread_mutex_lock(&l->amu);
+	while (!l->aquit && !l->connect_done)
+		pthread_cond_wait(&l->acond, &l->amu);
+	if (!l->js)
+		l->aquit = true; /* the connection could not be made: FATAL */
 	while (!l->aquit) {
 		/* The first job that may run now; until READY only J_ENSURE
 		 * (and J_CONS_STOP, which needs no stream). */
@@ -1301,6 +1355,55 @@ static void cons_end(struct bsjs *l)
 	admin_enqueue(l, j);
 }
 
+/* A new consumer from the last delivered seq + 1 (the old one's queued
+ * messages are dropped as stale). */
+static void cons_restart(struct bsjs *l, const char *why)
+{
+	bsjs_batch_cb cb = l->cons_cb;
+	void *arg = l->cons_arg;
+	uint64_t from = l->cons_last + 1;
+	l->st.consumer_restarts++;
+	cons_end(l);
+	l->cons_cb = cb;
+	l->cons_arg = arg;
+	cons_begin(l, from);
+	char text[TEXT_MAX];
+	snprintf(text, sizeof(text),
+		 "event=jetstream.consumer_restart stream=%s from=%" PRIu64
+		 " reason=%s",
+		 l->stream, from, why);
+	struct bsjs_event ev = {.type = BSJS_EV_WARN, .text = text};
+	emit(l, &ev);
+}
+
+/* libnats recreates an ordered consumer that misses heartbeats, but a
+ * recreation that fails (JetStream still away) is only retried at the
+ * next miss, and after a total outage one was seen to stay silent (once
+ * in ~25 runs of the "outage" test). So: a consumer that delivered
+ * nothing for WATCH_MS while the stream has newer messages is replaced. */
+static void watch_info(void *arg, int status, const struct bsjs_stream_info *si)
+{
+	struct bsjs *l = arg;
+	l->watch_asked = false;
+	if (status != BSJS_OK || !l->cons || l->cons_last != l->watch_prev)
+		return;
+	if (si->last_seq > l->cons_last && si->last_seq >= si->first_seq)
+		cons_restart(l, "stalled");
+}
+
+static void watch_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct bsjs *l = arg;
+	(void)fd;
+	(void)what;
+	if (!l->cons || !l->ready || l->watch_asked)
+		return;
+	if (l->cons_last == l->watch_prev &&
+	    bsjs_stream_info(l, watch_info, l) == 0)
+		l->watch_asked = true;
+	l->watch_prev = l->cons_last;
+}
+
 int bsjs_consume(struct bsjs *l, uint64_t start_seq, bsjs_batch_cb cb,
 		 void *arg)
 {
@@ -1309,7 +1412,10 @@ int bsjs_consume(struct bsjs *l, uint64_t start_seq, bsjs_batch_cb cb,
 	l->cons_cb = cb;
 	l->cons_arg = arg;
 	l->cons_last = start_seq > 0 ? start_seq - 1 : 0;
+	l->watch_prev = l->cons_last;
 	cons_begin(l, start_seq);
+	struct timeval tv = tv_ms(WATCH_MS);
+	event_add(l->watch_timer, &tv);
 	return 0;
 }
 
@@ -1317,6 +1423,7 @@ void bsjs_consume_stop(struct bsjs *l)
 {
 	cons_end(l);
 	l->cons_cb = NULL;
+	event_del(l->watch_timer);
 }
 
 /* Delivers consecutive IT_CONS items from the backlog's head. */
@@ -1387,16 +1494,8 @@ static void handle(struct bsjs *l, struct item *it)
 	case IT_CONS:
 		break; /* cons_deliver */
 	case IT_CONS_SLOW:
-		if (l->cons && it->u.cons.gen == l->cons->gen) {
-			bsjs_batch_cb cb = l->cons_cb;
-			void *arg = l->cons_arg;
-			uint64_t from = l->cons_last + 1;
-			l->st.consumer_restarts++;
-			cons_end(l);
-			l->cons_cb = cb;
-			l->cons_arg = arg;
-			cons_begin(l, from);
-		}
+		if (l->cons && it->u.cons.gen == l->cons->gen)
+			cons_restart(l, "slow_consumer");
 		break;
 	case IT_CORE: {
 		struct bsjs_sub *s = it->u.core;
@@ -1734,31 +1833,13 @@ struct bsjs *bsjs_create(struct event_base *base, const struct bsjs_config *cfg,
 	l->deadline_tv = event_base_init_common_timeout(base, &dl);
 	b->ev = event_new(base, -1, 0, on_wake, l);
 	l->pump_timer = evtimer_new(base, pump_timer_cb, l);
-	if (!b->ev || !l->deadline_tv || !l->pump_timer) {
+	l->watch_timer = event_new(base, -1, EV_PERSIST, watch_tick, l);
+	if (!b->ev || !l->deadline_tv || !l->pump_timer || !l->watch_timer) {
 		snprintf(err, errsz, "libevent: cannot make the link's events");
 		goto fail;
 	}
 
 	natsStatus s = make_options(l, cfg);
-	if (s == NATS_OK) {
-		s = natsConnection_Connect(&l->nc, l->opts);
-		if (s == NATS_OK)
-			/* Connected at once: no on_connected for that. */
-			conn_state_cb(l->nc, b, BSJS_CONNECTED);
-		else if (s == NATS_NOT_YET_CONNECTED)
-			s = NATS_OK; /* on_connected will say */
-	}
-	if (s == NATS_OK) {
-		jsOptions jo;
-		jsOptions_Init(&jo);
-		jo.Wait = API_WAIT_MS;
-		/* Never stall in js_PublishMsgAsync: the link keeps at most
-		 * max_inflight there. */
-		jo.PublishAsync.MaxPending = (int64_t)l->max_inflight * 2;
-		jo.PublishAsync.AckHandler = on_puback;
-		jo.PublishAsync.AckHandlerClosure = b;
-		s = natsConnection_JetStream(&l->js, l->nc, &jo);
-	}
 	if (s != NATS_OK) {
 		char why[TEXT_MAX];
 		nats_text(s, why, sizeof(why));
@@ -1813,9 +1894,8 @@ void bsjs_destroy(struct bsjs *l)
 	pthread_cond_broadcast(&b->cons_cond);
 	pthread_mutex_unlock(&b->mu);
 
-	/* Close first: it fails the admin thread's pending requests. */
-	if (l->nc)
-		natsConnection_Close(l->nc);
+	/* The sender first (it may be in the first connect attempt), then
+	 * close: that fails the admin thread's pending requests. */
 	if (l->sender_started) {
 		pthread_mutex_lock(&l->smu);
 		l->squit = true;
@@ -1823,6 +1903,8 @@ void bsjs_destroy(struct bsjs *l)
 		pthread_mutex_unlock(&l->smu);
 		pthread_join(l->sender, NULL);
 	}
+	if (l->nc)
+		natsConnection_Close(l->nc);
 	if (l->admin_started) {
 		pthread_mutex_lock(&l->amu);
 		l->aquit = true;
@@ -1909,6 +1991,8 @@ void bsjs_destroy(struct bsjs *l)
 	b->ev = NULL;
 	if (l->pump_timer)
 		event_free(l->pump_timer);
+	if (l->watch_timer)
+		event_free(l->watch_timer);
 	pthread_mutex_destroy(&l->smu);
 	pthread_cond_destroy(&l->scond);
 	pthread_mutex_destroy(&l->amu);

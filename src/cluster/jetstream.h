@@ -142,20 +142,23 @@ struct bsjs_config {
 	void *arg;
 };
 
-/* Creates the link and connects. Call it on the loop's thread; it may run
- * before the loop does (the connection's first attempt is synchronous: at
- * most the connect timeout, 2 s, per unreachable server; refused ports
- * fail at once and are retried in the background). The stream is looked
- * up and created on the admin thread once the loop runs: BSJS_EV_READY
- * says when. The config's strings are copied.
- * NULL on a bad config or when libnats fails to start (err says why). */
+/* Creates the link; returns at once (before or after the loop started).
+ * The sender thread makes the first connection attempt (libnats's is
+ * synchronous: up to the connect timeout, 2 s, per unreachable server),
+ * then libnats retries in the background; the admin thread then looks the
+ * stream up or creates it: BSJS_EV_STATE and BSJS_EV_READY say how far it
+ * got (BSJS_EV_FATAL if libnats refuses the server list). The config's
+ * strings are copied. NULL on a bad config or when libnats or libevent
+ * cannot allocate (err says why). */
 struct bsjs *bsjs_create(struct event_base *base, const struct bsjs_config *cfg,
 			 char *err, size_t errsz);
 /* Closes the connection, joins the link's threads and frees it. Every
  * publish not yet completed completes with BSJS_ECLOSED, every pending
  * stream-info request with BSJS_ECLOSED, before this returns. Subscriptions
- * (bsjs_subscribe) must not be used afterwards. May block the loop for up
- * to about 1 s (libnats flushes what is buffered). Not from a callback. */
+ * (bsjs_subscribe) must not be used afterwards. Blocks the loop while the
+ * threads finish what they are in: about 1 s at most (libnats flushes what
+ * is buffered), or a first connection attempt still under way. Not from a
+ * callback. */
 void bsjs_destroy(struct bsjs *l);
 
 enum bsjs_conn_state bsjs_state(const struct bsjs *l);
@@ -231,8 +234,11 @@ typedef void (*bsjs_batch_cb)(void *arg, const struct bsjs_msg *msgs, size_t n);
  * start_seq (1 or 0: from the first message kept). Created on the admin
  * thread once READY, retried with a backoff while JetStream refuses;
  * libnats recreates it from the last received seq + 1 when it misses
- * heartbeats or sees a gap, and so does the link if libnats reports the
- * subscription as a slow consumer (it would have dropped messages).
+ * heartbeats or sees a gap; the link does (from the last delivered seq + 1)
+ * when libnats reports the subscription as a slow consumer (it would have
+ * dropped messages), and when it delivered nothing for 3-6 s while the
+ * stream has newer messages (a watchdog: one stream-info request per 3 s
+ * without progress).
  * Returns -1 if a consumer is already running. */
 int bsjs_consume(struct bsjs *l, uint64_t start_seq, bsjs_batch_cb cb,
 		 void *arg);
@@ -281,7 +287,7 @@ struct bsjs_stats {
 	uint64_t ack_latency_us_max;
 	uint64_t consumed;	    /* consumer messages delivered */
 	uint64_t consumer_dropped;  /* not newer than the last delivered */
-	uint64_t consumer_restarts; /* by the link (slow consumer) */
+	uint64_t consumer_restarts; /* by the link (slow consumer, stalled) */
 	uint64_t consumer_waits; /* delivery thread held back (flow control) */
 	uint64_t inflight;	 /* publishes in libnats now */
 	uint64_t waiting;	 /* publishes waiting in the link now */

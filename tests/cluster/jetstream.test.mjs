@@ -20,6 +20,9 @@
 //              reconnects (it keeps publishing meanwhile); thawed: resends
 //              with the same Msg-Id acked once at one seq, the consumer
 //              resumes with no gap;
+//   recreate   the link's JetStream consumer deleted behind its back: the
+//              link's watchdog replaces it (before libnats's missed
+//              heartbeats would), nothing missed;
 //   failover   kill -9 of the stream leader (which the link is connected
 //              to) mid-burst: every publish acked after the election, every
 //              acked message consumed at its seq, none twice, no gap.
@@ -84,7 +87,8 @@ function scenario(name, timeoutMs) {
 }
 
 for (const [name, ms] of [['order', 150000], ['dedupe', 60000], ['expect', 60000],
-  ['retention', 60000], ['epoch', 90000], ['outage', 150000]]) {
+  ['retention', 60000], ['epoch', 90000], ['outage', 150000],
+  ['recreate', 90000]]) {
   test(name, { skip, timeout: ms + 5000 }, async () => {
     const out = await scenario(name, ms);
     assert.match(out, /^ok - every callback ran on the loop's thread/m);

@@ -6,7 +6,8 @@
  *   JS_NAMES  n1,n2,n3                 (server_name of each URL)
  *   JS_PIDS   pid,pid,pid              (for the failover scenario)
  *   JS_STREAM a stream name unique to this run
- * Usage: jetstream-test order|dedupe|expect|retention|epoch|outage|failover
+ * Usage: jetstream-test
+ *   order|dedupe|expect|retention|epoch|outage|recreate|failover
  * One line per check ("ok - ..." / "not ok - ..."); exit 0 when all hold.
  * Every callback checks that it runs on the loop's thread.
  */
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -619,6 +621,15 @@ static int admin_sync(const char *op, const char *stream)
 		s = natsConnection_JetStream(&js, nc, NULL);
 	if (s == NATS_OK && strcmp(op, "delete") == 0) {
 		s = js_DeleteStream(js, stream, NULL, NULL);
+	} else if (s == NATS_OK && strcmp(op, "delete-consumers") == 0) {
+		jsConsumerNamesList *cl = NULL;
+		s = js_ConsumerNames(&cl, js, stream, NULL, NULL);
+		for (int i = 0; s == NATS_OK && cl && i < cl->Count; i++)
+			s = js_DeleteConsumer(js, stream, cl->List[i], NULL,
+					      NULL);
+		if (s == NATS_OK && (!cl || cl->Count == 0))
+			s = NATS_NOT_FOUND; /* there was no consumer */
+		jsConsumerNamesList_Destroy(cl);
 	} else if (s == NATS_OK) {
 		char subj[128];
 		snprintf(subj, sizeof(subj), "%s.>", stream);
@@ -678,6 +689,41 @@ static void scenario_epoch(void)
 	      "bsjs_destroy completes a pending publish: %s",
 	      bsjs_status_name(recs[0].status));
 	admin_sync("delete", other);
+}
+
+/* The link's JetStream consumer deleted behind its back: the link's
+ * watchdog makes a new one before libnats would (missed heartbeats), and
+ * nothing is missed. */
+static void scenario_recreate(void)
+{
+	struct probe *a = probe_open(&(struct link_opts){0});
+	want_ready(a);
+	consume(a, 1, 20, 20);
+	publish_range(a, 0, 10, "re");
+	run_until(&all_done, 15000);
+	int64_t end = now_ms() + 15000;
+	while (a->cons_n < 10 && now_ms() < end)
+		event_base_loop(base, EVLOOP_ONCE);
+	check(nok == 10 && a->cons_n == 10, "10 published and consumed");
+	check(admin_sync("delete-consumers", stream_name) == 0,
+	      "the link's consumer deleted");
+	publish_range(a, 10, 10, "re");
+	run_until(&all_done, 15000);
+	bool got = run_until(&a->cons_done, 40000);
+	struct bsjs_stats st;
+	bsjs_get_stats(a->l, &st);
+	printf("# link restarts %" PRIu64 "\n", st.consumer_restarts);
+	check(got && a->cons_n == 20 && a->cons_gaps == 0 &&
+		      a->dup_payloads == 0 && a->cons_disorder == 0,
+	      "a new consumer delivered the other 10, no gap (%" PRIu64
+	      " of 20)",
+	      a->cons_n);
+	/* libnats alone notices after 10-20 s (missed heartbeats); the
+	 * link's watchdog within 3-6 s of the last delivery. */
+	check(st.consumer_restarts >= 1,
+	      "the link's watchdog made it (%" PRIu64 " restarts)",
+	      st.consumer_restarts);
+	probe_close(a);
 }
 
 /* kill -9 of the stream leader mid-burst. */
@@ -783,6 +829,48 @@ static void signal_all(int sig)
 			kill(pids[i], sig);
 }
 
+/* kill() only queues SIGSTOP: wait until every thread of every server is
+ * stopped (state T), at most 5 s. */
+static bool all_stopped(void)
+{
+	int64_t end = now_ms() + 5000;
+	for (;;) {
+		bool all = true;
+		for (int i = 0; i < nservers && all; i++) {
+			char dir[64];
+			snprintf(dir, sizeof(dir), "/proc/%d/task",
+				 (int)pids[i]);
+			DIR *d = opendir(dir);
+			struct dirent *e;
+			while (d && (e = readdir(d)) && all) {
+				if (e->d_name[0] == '.')
+					continue;
+				char path[400], buf[256];
+				snprintf(path, sizeof(path), "%s/%s/stat", dir,
+					 e->d_name);
+				FILE *f = fopen(path, "r");
+				size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f)
+					     : 0;
+				if (f)
+					fclose(f);
+				buf[n] = '\0';
+				const char *st = strrchr(buf, ')');
+				if (st && st[1] == ' ' && st[2] != 'T' &&
+				    st[2] != 't')
+					all = false;
+			}
+			if (d)
+				closedir(d);
+		}
+		if (all)
+			return true;
+		if (now_ms() > end)
+			return false;
+		struct timespec ts = {0, 5000000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* Publishes messages first..first+n-1 one by one until each is acked,
  * resending with the same Msg-Id what was not (at most `rounds` times);
  * seqs[i] gets the acked seq. Returns how many acks were duplicates. */
@@ -852,6 +940,7 @@ static void scenario_outage(void)
 	check(nok == N1, "%zu of %d acked before the outage", nok, N1);
 
 	signal_all(SIGSTOP);
+	check(all_stopped(), "every JetStream server stopped");
 	max_stall = 0;
 	int64_t t0 = now_ms();
 	publish_range(a, N1, N2, "out");
@@ -906,6 +995,13 @@ static void scenario_outage(void)
 	      acked3, N3);
 	bool got = run_until(&a->cons_done, 60000);
 	run_for(500);
+	struct bsjs_stats st;
+	bsjs_get_stats(a->l, &st);
+	struct inforec ir = info(a);
+	printf("# consumer: last seq %" PRIu64 ", stream last seq %" PRIu64
+	       ", restarts %" PRIu64 ", waits %" PRIu64 "\n",
+	       a->cons_last, ir.si.last_seq, st.consumer_restarts,
+	       st.consumer_waits);
 	check(got && a->cons_n == N && a->dup_payloads == 0 &&
 		      a->cons_gaps == 0 && a->cons_disorder == 0,
 	      "the consumer resumed: %" PRIu64 " of %d messages, each once, "
@@ -926,7 +1022,7 @@ int main(int argc, char **argv)
 	if (argc != 2) {
 		fprintf(stderr, "usage: jetstream-test "
 				"order|dedupe|expect|retention|epoch|outage|"
-				"failover\n");
+				"recreate|failover\n");
 		return 2;
 	}
 	nservers = split("JS_URLS", urls, 8);
@@ -967,6 +1063,8 @@ int main(int argc, char **argv)
 		scenario_failover();
 	else if (strcmp(sc, "outage") == 0)
 		scenario_outage();
+	else if (strcmp(sc, "recreate") == 0)
+		scenario_recreate();
 	else {
 		fprintf(stderr, "unknown scenario %s\n", sc);
 		return 2;

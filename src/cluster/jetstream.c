@@ -586,8 +586,10 @@ static void send_pub(struct bsjs *l, struct pubreq *r)
 	else if (r->expect > 0)
 		po.ExpectLastSubjectSeq = (uint64_t)r->expect;
 	natsMsg *m = r->msg;
-	natsStatus s = l->js ? js_PublishMsgAsync(l->js, &m, &po)
-			     : NATS_CONNECTION_CLOSED;
+	/* No connection object at all (libnats refused the server list):
+	 * certainly not sent. */
+	natsStatus s =
+		l->js ? js_PublishMsgAsync(l->js, &m, &po) : NATS_NO_SERVER;
 	if (s == NATS_OK)
 		return; /* libnats owns it until on_puback */
 	struct item *it = item_new(IT_ACK);
@@ -1241,7 +1243,8 @@ static void pub_done(struct bsjs *l, struct item *it)
 	} else if (s == NATS_TIMEOUT) {
 		status = BSJS_ETIMEOUT; /* maybe stored */
 		retry = r->msg_id != NULL;
-	} else if (s == NATS_NO_RESPONDERS || s == NATS_INSUFFICIENT_BUFFER) {
+	} else if (s == NATS_NO_RESPONDERS || s == NATS_INSUFFICIENT_BUFFER ||
+		   s == NATS_NO_SERVER) {
 		status = BSJS_EUNAVAIL; /* nobody took it */
 		retry = true;
 	} else if (s == NATS_CONNECTION_CLOSED ||

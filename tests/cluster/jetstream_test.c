@@ -689,6 +689,20 @@ static void scenario_epoch(void)
 	      "bsjs_destroy completes a pending publish: %s",
 	      bsjs_status_name(recs[0].status));
 	admin_sync("delete", other);
+
+	/* A server list libnats refuses: FATAL, and publishes fail "not
+	 * stored" at their deadline. */
+	const char *bad[1] = {"nats://127.0.0.1:notaport"};
+	struct probe *f = probe_open(&(struct link_opts){
+		.servers = bad, .nservers = 1, .publish_timeout_ms = 500});
+	recs_reset(1);
+	bsjs_publish(f->l, &pub, on_ack, &recs[0]);
+	run_until(&f->fatal, 10000);
+	run_until(&all_done, 5000);
+	check(f->fatal && recs[0].done && recs[0].status == BSJS_EUNAVAIL,
+	      "a server list libnats refuses: fatal (%s), the publish %s",
+	      f->fatal_text, bsjs_status_name(recs[0].status));
+	probe_close(f);
 }
 
 /* The link's JetStream consumer deleted behind its back: the link's

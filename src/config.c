@@ -19,7 +19,8 @@ enum opt_kind {
 	OPT_ORIGIN,
 	OPT_PROXY,
 	OPT_LEVEL,
-	OPT_SYNC
+	OPT_SYNC,
+	OPT_ONOFF
 };
 
 struct opt {
@@ -66,6 +67,12 @@ static const struct opt opts[] = {
 	 "BYTES", "largest message accepted (default 65536)"},
 	{"max-frames", "BASESTATION_MAX_FRAMES", OPT_INT, O(max_frames), "N",
 	 "frames in one fragmented message (default 1024)"},
+	{"compression", "BASESTATION_COMPRESSION", OPT_ONOFF, O(compression),
+	 "on|off",
+	 "accept permessage-deflate when a client offers it (default on)"},
+	{"compression-min", "BASESTATION_COMPRESSION_MIN", OPT_INT,
+	 O(compression_min), "BYTES",
+	 "send shorter messages uncompressed (default 256)"},
 	{"max-outbuf", "BASESTATION_MAX_OUTBUF", OPT_SIZE, O(max_outbuf),
 	 "BYTES", "close a client with more buffered output (default 1048576)"},
 	{"max-connections", "BASESTATION_MAX_CONNECTIONS", OPT_INT,
@@ -141,6 +148,8 @@ void config_defaults(struct config *c)
 	c->handshake_timeout = 10;
 	c->max_message = 65536;
 	c->max_frames = 1024;
+	c->compression = 1;
+	c->compression_min = 256;
 	c->max_outbuf = 1 << 20;
 	c->max_connections = 100000;
 	c->rate = 10000;
@@ -229,6 +238,14 @@ static int set_opt(struct config *c, const struct opt *o, const char *v,
 		c->log_level = l;
 		return 0;
 	}
+	case OPT_ONOFF:
+		if (strcmp(v, "on") == 0)
+			*(int *)(base + o->off) = 1;
+		else if (strcmp(v, "off") == 0)
+			*(int *)(base + o->off) = 0;
+		else
+			goto bad;
+		return 0;
 	case OPT_SYNC:
 		if (strcmp(v, "normal") == 0)
 			c->sync_full = 0;

@@ -60,6 +60,8 @@ struct metrics {
 	uint64_t task_updates;
 	uint64_t http_requests;
 	uint64_t replayed;
+	uint64_t deflated; /* outgoing messages compressed (once each) */
+	uint64_t inflated; /* compressed messages received */
 	uint64_t commits;
 	uint64_t commit_bucket[METRICS_COMMIT_BUCKETS]; /* cumulative later */
 	double commit_sum;				/* seconds */

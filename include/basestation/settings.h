@@ -30,7 +30,9 @@ struct config {
 	int idle_timeout;      /* s */
 	int handshake_timeout; /* s */
 	size_t max_message;
-	int max_frames; /* frames per message */
+	int max_frames;	     /* frames per message */
+	int compression;     /* permessage-deflate accepted when offered */
+	int compression_min; /* bytes: shorter messages go uncompressed */
 	size_t max_outbuf;
 	int max_connections;
 	int max_per_ip;

@@ -172,8 +172,9 @@ void ws_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset);
 
 /* ---- handshake ---- */
 
-#define WS_HS_MAX_BYTES	  8192 /* request line + headers */
-#define WS_HS_MAX_HEADERS 64
+#define WS_HS_MAX_BYTES	     8192 /* request line + headers */
+#define WS_HS_MAX_HEADERS    64
+#define WS_HS_MAX_EXTENSIONS 8 /* Sec-WebSocket-Extensions headers kept */
 
 struct ws_str {
 	const char *p; /* points into the request buffer; NOT NUL-terminated */
@@ -199,6 +200,11 @@ struct ws_request {
 	struct ws_str protocol; /* Sec-WebSocket-Protocol (comma list) */
 	struct ws_str authorization;
 	struct ws_str forwarded_for; /* X-Forwarded-For */
+	/* Every Sec-WebSocket-Extensions header, in order (offers are in the
+	 * client's preference order across headers); past
+	 * WS_HS_MAX_EXTENSIONS the rest are ignored. */
+	struct ws_str extensions[WS_HS_MAX_EXTENSIONS];
+	int n_extensions;
 	int header_count;
 	unsigned seen;	   /* WS_HDR_* bits: headers given at least once */
 	unsigned repeated; /* WS_HDR_* bits: given more than once */

@@ -86,12 +86,47 @@ static const char *close_reason(uint16_t code)
 	}
 }
 
+/* Inflated messages, one at a time: the process's one inflate stream
+ * fills it within this callback and the protocol reads it before the next
+ * message; trimmed back after a large one. */
+static struct ws_zbuf inflated;
+#define INFLATED_KEEP 65536
+
+/* A compressed text message (RSV1, permessage-deflate): inflated within
+ * --max-message (1009 past it, checked as it grows), UTF-8 checked on the
+ * inflated bytes (1007), corrupt deflate data 1007. */
+static void handle_compressed(struct conn *c, const struct ws_event *ev)
+{
+	uint16_t code = ws_inflate_message(ev->data, ev->len,
+					   cs.cfg->max_message, 1, &inflated);
+
+	if (code != 0) {
+		metrics.protocol_close++;
+		log_info("conn.inflate_error", "conn=%llu code=%u",
+			 (unsigned long long)c->s.id, code);
+		conn_close(c, code,
+			   code == WS_CLOSE_BAD_DATA
+				   ? "invalid compressed data or UTF-8"
+				   : close_reason(code));
+	} else {
+		metrics.inflated++;
+		proto_handle(&c->s,
+			     inflated.data ? inflated.data
+					   : (const uint8_t *)"",
+			     inflated.len);
+	}
+	ws_zbuf_trim(&inflated, INFLATED_KEEP);
+}
+
 static void handle_event(struct conn *c, const struct ws_event *ev)
 {
 	switch (ev->type) {
 	case WS_EV_TEXT:
 		metrics.msgs_in++;
-		proto_handle(&c->s, ev->data, ev->len);
+		if (ev->compressed)
+			handle_compressed(c, ev);
+		else
+			proto_handle(&c->s, ev->data, ev->len);
 		break;
 	case WS_EV_PING:
 		/* Pings take a token of the rate limit too (contract v2 §6):
@@ -452,6 +487,9 @@ void conns_finish(void)
 	if (cs.tick_ev)
 		event_free(cs.tick_ev);
 	cs.flush_ev = cs.reap_ev = cs.tick_ev = NULL;
+	ws_zbuf_free(&inflated);
+	conn_deflate_finish();
+	ws_deflate_cleanup();
 }
 
 int conns_open(void)

@@ -13,6 +13,7 @@
 #define BASESTATION_CONN_INT_H
 
 #include "basestation/auth_hook.h"
+#include "basestation/deflate.h"
 #include "basestation/settings.h"
 #include "basestation/session.h"
 #include "basestation/transport.h"
@@ -67,6 +68,7 @@ struct conn {
 	int64_t last_ping; /* monotonic ms of the last ping sent */
 	int64_t deadline;  /* monotonic ms: handshake or close deadline */
 	struct ws_parser parser;
+	struct ws_pmd pmd;	/* permessage-deflate as negotiated (2 bytes) */
 	struct conn_hook *hook; /* a --auth-url check of the handshake */
 };
 
@@ -118,6 +120,8 @@ void conn_entered(struct conn *c);
 void conn_kill(struct conn *c);
 /* Forget a --auth-url check: its callback will not run. */
 void conn_hook_free(struct conn *c);
+/* Free the buffer outgoing messages are compressed in (at exit). */
+void conn_deflate_finish(void);
 /* The sink the broker delivers through. */
 extern const struct session_sink conn_sink;
 

@@ -6,7 +6,11 @@
  *
  * A shared message (msgbuf.h) goes out as its plain encoding: the text
  * frame header is written once into the headroom in front of the payload,
- * so every recipient copies (or references) the same bytes.
+ * so every recipient copies (or references) the same bytes. On a
+ * connection with permessage-deflate, a message of --compression-min bytes
+ * or more goes as its compressed frame instead, built once (the
+ * no-context-takeover answer makes it the same bytes for every recipient
+ * with the same window) and cached in the msgbuf beside the plain one.
  */
 #include "conn_int.h"
 #include "basestation/broker.h"
@@ -258,15 +262,86 @@ static const uint8_t *text_frame(struct msgbuf *m, size_t *len)
 	return msgbuf_front(m, hdr, hl, len);
 }
 
+/* The process's one output buffer for deflate: a message is compressed
+ * into it and then copied into the frame that is kept. */
+static struct ws_zbuf deflated;
+#define DEFLATED_KEEP 65536
+
+void conn_deflate_finish(void)
+{
+	ws_zbuf_free(&deflated);
+}
+
+/* The compressed text frame of a payload (RSV1 set) with a 2^bits window,
+ * or NULL when it is shorter than --compression-min or out of memory (the
+ * plain frame goes then). */
+static struct msgbuf_bytes *deflate_frame(const uint8_t *payload, size_t len,
+					  void *arg)
+{
+	int bits = *(const int *)arg;
+	struct msgbuf_bytes *b = NULL;
+	uint8_t hdr[10];
+	size_t hl;
+
+	if (ws_deflate_message(payload, len, (size_t)cs.cfg->compression_min,
+			       bits, &deflated) != 1)
+		goto done;
+	hl = ws_frame_header_rsv1(hdr, WS_OP_TEXT, deflated.len);
+	b = malloc(sizeof(*b) + hl + deflated.len);
+	if (b == NULL)
+		goto done;
+	b->len = (uint32_t)(hl + deflated.len);
+	memcpy(b->data, hdr, hl);
+	memcpy(b->data + hl, deflated.data, deflated.len);
+	metrics.deflated++;
+done:
+	ws_zbuf_trim(&deflated, DEFLATED_KEEP);
+	return b;
+}
+
+/* The frame c gets for m: compressed when c negotiated permessage-deflate
+ * and m is long enough, else the plain text frame. The msgbuf caches one
+ * compressed frame, for the usual 15-bit window; a client that asked for
+ * a smaller server_max_window_bits gets its own, built for it alone. */
+static const uint8_t *frame_for(struct conn *c, struct msgbuf *m, size_t *len,
+				struct msgbuf_bytes **own)
+{
+	int bits = c->pmd.window_bits;
+	const struct msgbuf_bytes *b;
+
+	*own = NULL;
+	if (!c->pmd.on || m->len < (size_t)cs.cfg->compression_min)
+		return text_frame(m, len);
+	if (bits == 15)
+		b = msgbuf_encoding(m, MSGBUF_DEFLATE, deflate_frame, &bits);
+	else
+		b = *own = deflate_frame(msgbuf_data(m), m->len, &bits);
+	if (b == NULL)
+		return text_frame(m, len);
+	*len = b->len;
+	return b->data;
+}
+
 static int sink_deliver(struct session *s, struct msgbuf *m)
 {
 	struct conn *c = conn_of(s);
+	struct msgbuf_bytes *own;
 	const uint8_t *p;
 	size_t n;
 
 	if (c->state != CONN_OPEN)
 		return -1;
-	p = text_frame(m, &n);
+	p = frame_for(c, m, &n, &own);
+	if (own) {
+		/* not the msgbuf's bytes: queued as a copy */
+		int slow = check_slow(c, n);
+		if (!slow) {
+			evbuffer_add(conn_out(c), p, n);
+			count_out(n);
+		}
+		free(own);
+		return slow ? -1 : 0;
+	}
 	if (check_slow(c, n))
 		return -1;
 	msgbuf_add(conn_out(c), m, p, n);

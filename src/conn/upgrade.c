@@ -234,6 +234,8 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 }
 
 static void conn_open(struct conn *c, const struct auth_identity *id);
+static void negotiate_deflate(struct conn *c, const struct ws_request *req,
+			      struct evbuffer *out);
 
 int upgrade_handshake(struct conn *c, size_t *head_len)
 {
@@ -384,6 +386,7 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 	else if (proto_echo)
 		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %.*s\r\n",
 				    (int)proto_echo_len, proto_echo);
+	negotiate_deflate(c, &req, out);
 	evbuffer_add(out, "\r\n", 2);
 
 	/* Resume parameters before the head is drained. */
@@ -423,15 +426,36 @@ unauthorized:
 	return 1;
 }
 
+/* permessage-deflate (RFC 7692): the first acceptable offer across the
+ * Sec-WebSocket-Extensions headers, in order; an offer with unknown or
+ * invalid parameters is declined and the upgrade goes on without it. */
+static void negotiate_deflate(struct conn *c, const struct ws_request *req,
+			      struct evbuffer *out)
+{
+	char resp[WS_PMD_RESPONSE_MAX];
+
+	memset(&c->pmd, 0, sizeof(c->pmd));
+	if (!cs.cfg->compression)
+		return;
+	for (int i = 0; i < req->n_extensions; i++)
+		if (ws_pmd_negotiate(req->extensions[i].p, req->extensions[i].n,
+				     &c->pmd, resp) == WS_PMD_ACCEPTED) {
+			evbuffer_add_printf(
+				out, "Sec-WebSocket-Extensions: %s\r\n", resp);
+			return;
+		}
+}
+
 static void conn_open(struct conn *c, const struct auth_identity *id)
 {
 	c->since_ms = now_ms();
 	c->last_rx = c->last_ping = mono_ms();
-	/* The codec's policy: masked client frames, no reserved bits, no
+	/* The codec's policy: masked client frames, no reserved bits (RSV1
+	 * only with permessage-deflate, on a message's first frame), no
 	 * binary messages (1003), --max-message and --max-frames. */
 	ws_parser_init(&c->parser, cs.cfg->max_message, 1);
 	c->parser.max_frames = (uint32_t)cs.cfg->max_frames;
-	c->parser.rsv1_ok = 0;
+	c->parser.rsv1_ok = c->pmd.on; /* compressed messages */
 	c->parser.binary_ok = 0;
 	if (c->ip == NULL)
 		c->ip = net_ip_hold(c->remote, IP_WS);

@@ -149,6 +149,12 @@ void metrics_render(struct evbuffer *o, uint64_t connections,
 			    "%" PRIu64 "\n",
 			    m->drop_slow, m->drop_rate, m->retention,
 			    m->idle_close, m->protocol_close);
+	counter(o, "basestation_deflate_messages_total",
+		"Outgoing messages compressed (once per message, for all its "
+		"recipients).",
+		m->deflated);
+	counter(o, "basestation_inflate_messages_total",
+		"Compressed messages received.", m->inflated);
 	counter(o, "basestation_rate_limited_total",
 		"Frames answered with rate_limited.", m->rate_limited);
 	counter(o, "basestation_errors_sent_total", "Error frames sent.",

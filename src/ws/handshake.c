@@ -187,6 +187,9 @@ static int parse_header(const char *s, size_t n, struct ws_request *req)
 		req->authorization = v;
 	} else if (name_is(s, i, "X-Forwarded-For")) {
 		req->forwarded_for = v;
+	} else if (name_is(s, i, "Sec-WebSocket-Extensions")) {
+		if (req->n_extensions < WS_HS_MAX_EXTENSIONS)
+			req->extensions[req->n_extensions++] = v;
 	}
 	return 0;
 }

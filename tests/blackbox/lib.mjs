@@ -201,8 +201,9 @@ export function frame(opcode, payload = Buffer.alloc(0), { fin = true, mask = tr
 
 // Raw WebSocket on port with token t: the upgrade (with `first` written in
 // the same packet when given), then raw frames in and parsed frames out.
-// Resolves once the connect frame arrived; rejects when refused.
-export function openRawWs(port, t, { first = null } = {}) {
+// Resolves once the connect frame arrived; rejects when refused. headers
+// go into the upgrade request; api.head is the 101's head.
+export function openRawWs(port, t, { first = null, headers = {} } = {}) {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0), upgraded = false, ended = false, waiters = [];
@@ -215,6 +216,7 @@ export function openRawWs(port, t, { first = null } = {}) {
           if (i < 0) return;
           const head = buf.subarray(0, i).toString();
           if (!head.startsWith('HTTP/1.1 101')) { reject(new Error('no upgrade: ' + head)); s.destroy(); return; }
+          api.head = head;
           buf = buf.subarray(i + 4);
           upgraded = true;
           continue;
@@ -238,10 +240,11 @@ export function openRawWs(port, t, { first = null } = {}) {
     s.on('close', () => { ended = true; notify(); reject(new Error('closed before the upgrade')); });
     s.on('error', () => {});
     s.on('connect', () => {
-      const head = Buffer.from(upgradeRequest(port, { query: '?token=' + t }));
+      const head = Buffer.from(upgradeRequest(port, { query: '?token=' + t, headers }));
       s.write(first ? Buffer.concat([head, first]) : head);
     });
     const api = {
+      head: null,
       socket: s,
       frames,
       write: (b) => s.write(b),
@@ -300,6 +303,11 @@ export async function api(srv, method, p, body, key = API_KEY) {
   try { json = JSON.parse(text); } catch {}
   return { status: res.status, json, text, headers: res.headers };
 }
+
+// n characters that do not compress: tests about output bytes (back-pressure,
+// buffered output) must not be undone by permessage-deflate, which the ws
+// client offers and the server takes by default.
+export const incompressible = (n) => crypto.randomBytes(Math.ceil(n * 3 / 4) + 3).toString('base64').slice(0, n);
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

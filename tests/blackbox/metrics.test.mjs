@@ -6,6 +6,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import {
+  incompressible,
   startServer, api, connect, rawWs, frame, sleep, rawExchange, upgradeRequest, statusOf, token,
 } from './lib.mjs';
 
@@ -203,7 +204,9 @@ test('drops are counted by reason: protocol, slow consumer, rate limit', async (
   const slow = await connect(srv, 'm-slow');
   slow.ws._socket.pause();
   const pub = await connect(srv, 'm-pub');
-  const data = 'y'.repeat(16000);
+  // incompressible: the client offers permessage-deflate, and 'yyy…'
+  // would shrink to a few bytes and never fill the buffer
+  const data = incompressible(16000);
   let acked = 0;
   for (let i = 0; i < 400; i++) {
     pub.send({ type: 'send', to: 'm-slow', data });

@@ -3,7 +3,7 @@
 // the cut reader can resume without losing anything.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, sleep } from './lib.mjs';
+import { incompressible, startServer, connect, sleep } from './lib.mjs';
 
 let srv;
 before(async () => { srv = await startServer({ args: ['--max-outbuf', '65536', '--rate', '0'] }); });
@@ -16,7 +16,7 @@ test('slow consumer is closed 1008 and counted; others unaffected', async () => 
   for (const c of [pub, fast, slow]) { c.send({ type: 'join', room: 'flood' }); await c.next('joined'); }
   // Stop reading: the kernel buffers fill, then the server's output buffer.
   slow.ws._socket.pause();
-  const payload = 'x'.repeat(2000);
+  const payload = incompressible(2000); // not shrunk by permessage-deflate
   const N = 3000;
   const t0 = Date.now();
   let lastSeq = 0, n = 0, prev = 0;
@@ -55,7 +55,7 @@ test('messages held during a stalled replay are bounded too', async () => {
   const r0 = await connect(srv, 'hsub');
   for (const c of [pub, r0]) { c.send({ type: 'join', room: 'held' }); await c.next('joined'); }
   await r0.close();
-  const payload = 'h'.repeat(2000);
+  const payload = incompressible(2000);
   // A history larger than the kernel's socket buffers can absorb.
   for (let b = 0; b < 4000; b += 100) {
     for (let i = b; i < b + 100; i++) pub.send({ type: 'publish', room: 'held', data: { i, payload } });

@@ -5,7 +5,6 @@
 // pair at reload is logged with the running one kept.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,7 +12,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import https from 'node:https';
-import { startServer, connect, needTool, sleep, API_KEY } from './lib.mjs';
+import { startServer, connect, needTool, selfSignedPair, sleep, API_KEY } from './lib.mjs';
 
 const skip = needTool('openssl', 'makes the test certificates');
 const HANDSHAKE_S = 2;
@@ -21,14 +20,6 @@ const HANDSHAKE_S = 2;
 let srv, dir, certFile, keyFile;
 const pairs = {}; // name -> { cert, key } (paths)
 
-// A self-signed certificate for 127.0.0.1 made by the openssl CLI.
-function makePair(name) {
-  const cert = path.join(dir, `${name}.crt`), key = path.join(dir, `${name}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
-    '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`,
-    '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  pairs[name] = { cert, key };
-}
 
 const fingerprint = (name) => new crypto.X509Certificate(readFileSync(pairs[name].cert)).fingerprint256;
 
@@ -86,7 +77,7 @@ const wssOpts = (name) => ({ wsOptions: { ca: readFileSync(pairs[name].cert) } }
 before(async () => {
   if (skip) return;
   dir = mkdtempSync(path.join(tmpdir(), 'bs-tls-'));
-  for (const n of ['first', 'second', 'third']) makePair(n);
+  for (const n of ['first', 'second', 'third']) pairs[n] = selfSignedPair(dir, n);
   certFile = path.join(dir, 'server.crt');
   keyFile = path.join(dir, 'server.key');
   install('first');

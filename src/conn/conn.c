@@ -277,11 +277,12 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- accept ---- */
 
 /* Refused at accept, before anything is read or allocated: counted like
- * the refusals after the head (503, contract §2), logged in a count. */
+ * the refusals after the head (503, contract §2), logged in a count. On a
+ * TLS port only closed: a 503 would need the TLS handshake first. */
 static void refuse_at_accept(int fd, const char *why)
 {
 	metrics.refused[REFUSE_LIMIT]++;
-	net_refuse_fd(fd, IP_WS, why);
+	net_refuse_fd(fd, IP_WS, cs.tls ? NULL : why);
 	evutil_closesocket(fd);
 }
 

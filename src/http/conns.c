@@ -103,10 +103,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 static void refuse(struct hconn *h, evutil_socket_t fd, const char *why)
 {
 	/* Over TLS an answer would need the handshake first: only a close. */
-	if (hc.tls == NULL)
-		net_refuse_fd(fd, IP_HTTP, why);
-	else
-		log_info("http.refused", "msg=%s", log_val(why));
+	net_refuse_fd(fd, IP_HTTP, hc.tls ? NULL : why);
 	evhttp_connection_free(h->evcon);
 }
 

@@ -224,3 +224,35 @@ test('a pair that does not load at start: exit 1 with the reason', { skip }, asy
     /server exited early:[\s\S]*event=tls\.error/);
   await assert.rejects(startServer({ args: ['--tls-cert', pairs.first.cert] }), /--tls-cert and --tls-key/);
 });
+
+test('refused at accept on a TLS port (--max-per-ip): closed without a plaintext 503 in the TLS stream', { skip }, async () => {
+  const s = await startServer({ args: ['--tls-cert', pairs.first.cert, '--tls-key', pairs.first.key,
+    '--max-per-ip', '1', '--handshake-timeout', '30'] });
+  const held = [];
+  try {
+    for (const port of [s.wsPort, s.httpPort]) {
+      const h = net.connect(port, '127.0.0.1');
+      h.on('error', () => {});
+      held.push(h);
+      await new Promise((r) => h.once('connect', r));
+      await sleep(200); // accepted and counted
+      // The next one from the same address is refused: a TLS client gets
+      // the close, not bytes that are no TLS record.
+      const got = await new Promise((resolve) => {
+        let data = '';
+        const x = net.connect(port, '127.0.0.1');
+        const timer = setTimeout(() => { x.destroy(); resolve({ data, closed: false }); }, 4000);
+        x.on('data', (d) => { data += d.toString('latin1'); });
+        x.on('error', () => {});
+        x.on('close', () => { clearTimeout(timer); resolve({ data, closed: true }); });
+      });
+      assert.ok(got.closed, `port ${port}: the refused socket was not closed`);
+      assert.equal(got.data, '', `port ${port}: plaintext in a TLS port`);
+      await assert.rejects(tlsConnect(port), /ECONNRESET|socket disconnected|socket hang up/, `port ${port}`);
+    }
+    assert.match(await new Promise((r) => { setTimeout(() => r(s.logs), 1500); }), /event=conn\.shed ws=\d+ http=\d+/);
+  } finally {
+    for (const h of held) h.destroy();
+    await s.cleanup();
+  }
+});

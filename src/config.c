@@ -56,6 +56,11 @@ static const struct opt opts[] = {
 	 "SECONDS",
 	 "reuse a 200 from --auth-url this long, 0 = never "
 	 "(default 30)"},
+	{"tls-cert", "BASESTATION_TLS_CERT", OPT_STR, O(tls_cert), "FILE",
+	 "TLS on both listeners: PEM certificate chain, leaf first (with "
+	 "--tls-key; SIGHUP reloads both)"},
+	{"tls-key", "BASESTATION_TLS_KEY", OPT_STR, O(tls_key), "FILE",
+	 "PEM private key of --tls-cert (not encrypted)"},
 	{"heartbeat", "BASESTATION_HEARTBEAT", OPT_INT, O(heartbeat), "SECONDS",
 	 "server ping interval (default 25)"},
 	{"idle-timeout", "BASESTATION_IDLE_TIMEOUT", OPT_INT, O(idle_timeout),
@@ -373,6 +378,20 @@ int config_from_args(struct config *c, int argc, char **argv, FILE *err)
 		free(c->auth_url); /* BASESTATION_AUTH_URL= : no hook */
 		c->auth_url = NULL;
 	}
+	if (c->tls_cert && c->tls_cert[0] == '\0') {
+		free(c->tls_cert); /* BASESTATION_TLS_CERT= : plain */
+		c->tls_cert = NULL;
+	}
+	if (c->tls_key && c->tls_key[0] == '\0') {
+		free(c->tls_key);
+		c->tls_key = NULL;
+	}
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
+		fprintf(err, "basestation: --tls-cert and --tls-key "
+			     "(BASESTATION_TLS_CERT, BASESTATION_TLS_KEY) go "
+			     "together\n");
+		return -1;
+	}
 	if (c->auth_url) {
 		char why[128];
 		if (auth_hook_url_check(c->auth_url, why, sizeof(why)) < 0) {
@@ -414,6 +433,8 @@ void config_free(struct config *c)
 	free(c->admin_key);
 	free(c->jwt_secret);
 	free(c->auth_url);
+	free(c->tls_cert);
+	free(c->tls_key);
 	free(c->web_root);
 	for (int i = 0; i < c->norigins; i++)
 		free(c->origins[i]);

@@ -15,6 +15,7 @@
 #include "basestation/net.h"
 #include "basestation/proto.h"
 #include "basestation/server.h"
+#include "basestation/tls.h"
 #include "bs_config.h"
 
 #include <dirent.h>
@@ -41,7 +42,9 @@ static struct {
 	struct event_base *base;
 	struct engine *engine;
 	struct evconnlistener *listener;
-	struct event *trim_ev, *sig_term, *sig_int;
+	struct event *trim_ev, *sig_term, *sig_int, *sig_hup;
+	struct tls_ctx *tls; /* --tls-cert, NULL when plain */
+	const struct config *cfg;
 	struct auth_hook *hook; /* --auth-url, NULL when not set */
 	int stopping;
 } proc;
@@ -84,6 +87,51 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(proc.base, &grace);
 	conns_stop();
 	engine_flush(proc.engine);
+}
+
+/* SIGHUP: the certificate and key are read again (a renewal). New
+ * connections get the new pair; open ones keep theirs; a pair that does
+ * not load is logged and the running one stays. */
+static void hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char err[512];
+	(void)fd;
+	(void)what;
+	(void)arg;
+
+	if (proc.tls == NULL)
+		return;
+	if (tls_ctx_reload(proc.tls, proc.cfg->tls_cert, proc.cfg->tls_key, err,
+			   sizeof(err)) < 0)
+		log_error("tls.reload.error", "cert=%s key=%s msg=%s",
+			  log_val(proc.cfg->tls_cert),
+			  log_val(proc.cfg->tls_key), log_val(err));
+	else
+		log_info("tls.reloaded", "cert=%s key=%s",
+			 log_val(proc.cfg->tls_cert),
+			 log_val(proc.cfg->tls_key));
+}
+
+/* --tls-cert: one context for both listeners. 0 ok or plain, -1 logged. */
+static int tls_start(const struct config *cfg)
+{
+	char err[512];
+
+	if (cfg->tls_cert == NULL)
+		return 0;
+	proc.tls =
+		tls_ctx_create(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+	if (proc.tls == NULL) {
+		log_error("tls.error", "cert=%s key=%s msg=%s",
+			  log_val(cfg->tls_cert), log_val(cfg->tls_key),
+			  log_val(err));
+		return -1;
+	}
+	log_info("tls.loaded", "cert=%s key=%s", log_val(cfg->tls_cert),
+		 log_val(cfg->tls_key));
+	conns_set_tls(proc.tls);
+	http_set_tls(proc.tls);
+	return 0;
 }
 
 static void raise_nofile(void)
@@ -191,6 +239,7 @@ int server_run(struct config *cfg)
 	int http_on = cfg->http[0] && strcmp(cfg->http, "off") != 0;
 
 	memset(&proc, 0, sizeof(proc));
+	proc.cfg = cfg;
 	log_min_level = (enum log_level)cfg->log_level;
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
@@ -221,6 +270,9 @@ int server_run(struct config *cfg)
 	event_add(proc.trim_ev, &trim);
 	event_add(proc.sig_term, NULL);
 	event_add(proc.sig_int, NULL);
+	/* also without TLS: a SIGHUP meant for a reload never kills */
+	proc.sig_hup = evsignal_new(proc.base, SIGHUP, hup_cb, NULL);
+	event_add(proc.sig_hup, NULL);
 	if (cfg->auth_url &&
 	    (proc.hook = auth_hook_create(proc.base, cfg->auth_url,
 					  cfg->auth_cache, AUTH_HOOK_TIMEOUT_MS,
@@ -230,6 +282,8 @@ int server_run(struct config *cfg)
 		goto out;
 	}
 	conns_set_hook(proc.hook);
+	if (tls_start(cfg) < 0)
+		goto out;
 
 	proc.listener = net_listen(cfg->listen, "ws", accept_cb, &ws_port);
 	if (proc.listener == NULL) {
@@ -275,8 +329,13 @@ out:
 	event_free(proc.trim_ev);
 	event_free(proc.sig_term);
 	event_free(proc.sig_int);
+	event_free(proc.sig_hup);
 	broker_finish();
 	engine_destroy(proc.engine);
+	conns_set_tls(NULL);
+	http_set_tls(NULL);
+	if (proc.tls)
+		tls_ctx_destroy(proc.tls); /* after every connection */
 	event_base_free(proc.base);
 	return rc;
 }

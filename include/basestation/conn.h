@@ -23,6 +23,10 @@ void conns_set_cap(int sockets_max);
  * it during the handshake; NULL: none. */
 struct auth_hook;
 void conns_set_hook(struct auth_hook *h);
+/* --tls-cert (tls.h): sockets accepted from now on speak TLS with the pair
+ * t holds at their accept; NULL: plain. */
+struct tls_ctx;
+void conns_set_tls(struct tls_ctx *t);
 /* A socket just accepted on the WebSocket port. */
 void conn_accept(int fd, const struct sockaddr *sa, int salen);
 /* Stopping: open connections are closed with 1001, handshakes dropped,

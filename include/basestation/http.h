@@ -34,6 +34,11 @@ void http_stop(void);
 void http_conns_start(struct event_base *base, const struct config *cfg,
 		      struct evhttp *http, struct evconnlistener *l);
 void http_conns_set_cap(int conns_max);
+/* --tls-cert (tls.h): HTTPS on the HTTP port for connections accepted
+ * from now on, with the pair t holds at their accept; NULL: plain. Set
+ * before http_start. */
+struct tls_ctx;
+void http_set_tls(struct tls_ctx *t);
 /* route() got req: its deadline stops until the reply is sent. */
 void http_conns_request(struct evhttp_request *req);
 /* Judge the connections accepted but not judged yet (also before

@@ -45,7 +45,9 @@ void net_listen_forget(struct evconnlistener *l);
 
 /* Answer a socket just accepted with a 503 (text on the WebSocket port,
  * JSON with Retry-After on the HTTP port) without reading its request; the
- * caller closes it. Logged once a second with a count, not per socket. */
+ * caller closes it. Logged once a second with a count, not per socket.
+ * why NULL: no answer (a TLS port, where one would need the handshake
+ * first), only the close. */
 void net_refuse_fd(evutil_socket_t fd, enum ip_port port, const char *why);
 /* 1 when ip is one of the --trusted-proxy addresses. */
 int net_trusted_proxy(const char *ip);

@@ -20,6 +20,8 @@ struct config {
 	char *jwt_secret;
 	char *auth_url; /* connect hook (contract §10), NULL = none */
 	int auth_cache; /* s a 200 from auth_url is reused */
+	char *tls_cert; /* PEM chain for both listeners, NULL = plain */
+	char *tls_key;	/* its PEM key (set together with tls_cert) */
 	char *web_root;
 	char *origins[CONFIG_MAX_LIST];
 	int norigins;

@@ -53,6 +53,12 @@ struct transport {
 /* A plain TCP socket (already non-blocking). */
 void net_tcp_init(struct transport *t, int fd);
 
+/* A TLS server connection (net/tls_transport.c) on a non-blocking socket,
+ * with the pair ctx holds now; the transport owns fd from here on. -1 when
+ * out of memory (the caller still owns fd). */
+struct tls_ctx;
+int net_tls_init(struct transport *t, struct tls_ctx *ctx, int fd);
+
 static inline ssize_t transport_read(struct transport *t, void *buf, size_t n)
 {
 	return t->ops->read(t, buf, n);

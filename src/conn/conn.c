@@ -15,6 +15,7 @@
 #include "basestation/metrics.h"
 #include "basestation/net.h"
 #include "basestation/proto.h"
+#include "basestation/tls.h"
 #include "basestation/xalloc.h"
 
 #include <event2/buffer.h>
@@ -269,14 +270,22 @@ static int transport_ready(struct conn *c)
 	r = c->tp.ops->handshake(&c->tp);
 	if (r == 0) {
 		c->tp_ready = 1;
+		/* a step may have waited for the fd to be writable */
+		if (c->out == NULL)
+			conn_watch(c, EV_READ);
 		return 1;
 	}
 	if (r == NET_WANT_WRITE)
 		conn_watch(c, EV_READ | EV_WRITE);
 	else if (r == NET_WANT_READ)
 		conn_watch(c, EV_READ);
-	else
+	else {
+		/* only TLS has a handshake: the reason is OpenSSL's */
+		log_info("conn.tls.error", "conn=%llu remote=%s msg=%s",
+			 (unsigned long long)c->s.id, c->remote,
+			 log_val(tls_error()));
 		conn_kill(c);
+	}
 	return 0;
 }
 
@@ -291,19 +300,24 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		conn_write_out(c);
 	if (!(what & EV_READ))
 		return;
-	for (int i = 0; i < PENDING_READS && c->state != CONN_DEAD; i++)
+	for (int i = 0; i < PENDING_READS; i++) {
 		if (!conn_readable(c))
-			break;
+			return;
+	}
+	/* Stopped early with decrypted bytes in the transport, which the fd
+	 * will not signal again: come back on the next turn of the loop. */
+	event_active(&c->ev, EV_READ, 0);
 }
 
 /* ---- accept ---- */
 
 /* Refused at accept, before anything is read or allocated: counted like
- * the refusals after the head (503, contract §2), logged in a count. */
+ * the refusals after the head (503, contract §2), logged in a count. On a
+ * TLS port only closed: a 503 would need the TLS handshake first. */
 static void refuse_at_accept(int fd, const char *why)
 {
 	metrics.refused[REFUSE_LIMIT]++;
-	net_refuse_fd(fd, IP_WS, why);
+	net_refuse_fd(fd, IP_WS, cs.tls ? NULL : why);
 	evutil_closesocket(fd);
 }
 
@@ -334,7 +348,13 @@ void conn_accept(int fd, const struct sockaddr *sa, int salen)
 	c = xcalloc(1, sizeof(*c));
 	evutil_make_socket_nonblocking(fd);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	net_tcp_init(&c->tp, fd);
+	if (cs.tls == NULL)
+		net_tcp_init(&c->tp, fd);
+	else if (net_tls_init(&c->tp, cs.tls, fd) < 0) {
+		free(c);
+		refuse_at_accept(fd, "out of memory");
+		return;
+	}
 	c->tp_ready = c->tp.ops->handshake == NULL;
 	session_init(&c->s, &conn_sink, ++cs.next_id);
 	c->state = CONN_HANDSHAKE;
@@ -451,6 +471,11 @@ void conns_set_cap(int sockets_max)
 void conns_set_hook(struct auth_hook *h)
 {
 	cs.hook = h;
+}
+
+void conns_set_tls(struct tls_ctx *t)
+{
+	cs.tls = t;
 }
 
 void conns_stop(void)

@@ -26,6 +26,7 @@
 
 struct auth_hook;
 struct auth_hook_wait;
+struct tls_ctx;
 struct evbuffer;
 struct ipcount;
 
@@ -81,6 +82,7 @@ struct conns {
 	struct event *flush_ev, *reap_ev, *tick_ev;
 	event_callback_fn io_cb; /* every connection's event (conn.c) */
 	struct auth_hook *hook;	 /* --auth-url, NULL when not set */
+	struct tls_ctx *tls;	 /* --tls-cert, NULL: plain sockets */
 	/* The answer of --auth-url for a paused handshake (conn.c). */
 	auth_hook_cb hook_answer;
 	uint64_t next_id;

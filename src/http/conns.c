@@ -25,9 +25,13 @@
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
 
+#include "basestation/tls.h"
+
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -52,6 +56,7 @@ static struct {
 	int max;
 	const struct config *cfg;
 	struct event_base *base;
+	struct tls_ctx *tls; /* NULL: plain HTTP */
 } hc;
 
 static struct hconn *find(struct evhttp_connection *evcon)
@@ -97,7 +102,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 static void refuse(struct hconn *h, evutil_socket_t fd, const char *why)
 {
-	net_refuse_fd(fd, IP_HTTP, why);
+	/* Over TLS an answer would need the handshake first: only a close. */
+	net_refuse_fd(fd, IP_HTTP, hc.tls ? NULL : why);
 	evhttp_connection_free(h->evcon);
 }
 
@@ -170,10 +176,32 @@ static struct bufferevent *new_bev(struct event_base *base, void *arg)
 	struct hconn *h;
 	(void)arg;
 
-	/* Options as evhttp's own (0): evhttp closes the socket itself. */
-	struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
-	if (bev == NULL)
-		return NULL;
+	struct bufferevent *bev;
+
+	if (hc.tls) {
+		/* The SSL object is freed with the bufferevent only under
+		 * CLOSE_ON_FREE, which also closes the socket; evhttp (2.1)
+		 * then leaves the socket to it. The TLS handshake is part of
+		 * the request under its deadline (arm_deadline). */
+		struct ssl_st *ssl = tls_ctx_ssl_new(hc.tls);
+		if (ssl == NULL)
+			return NULL;
+		bev = bufferevent_openssl_socket_new(base, -1, ssl,
+						     BUFFEREVENT_SSL_ACCEPTING,
+						     BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL) {
+			SSL_free(ssl);
+			return NULL;
+		}
+		/* A TCP close without close_notify ends a request stream
+		 * like any other (curl, browsers). */
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	} else {
+		/* Options as evhttp's own (0): evhttp closes the socket. */
+		bev = bufferevent_socket_new(base, -1, 0);
+		if (bev == NULL)
+			return NULL;
+	}
 	h = xcalloc(1, sizeof(*h));
 	h->bev = bev;
 	bufferevent_incref(bev);
@@ -200,6 +228,11 @@ void http_conns_start(struct event_base *base, const struct config *cfg,
 	hc.pending_tail = &hc.pending;
 	hc.judge_ev = event_new(hc.base, -1, 0, judge_cb, NULL);
 	evhttp_set_bevcb(http, new_bev, NULL);
+}
+
+void http_set_tls(struct tls_ctx *t)
+{
+	hc.tls = t;
 }
 
 void http_conns_set_cap(int conns_max)

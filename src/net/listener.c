@@ -142,7 +142,9 @@ void net_refuse_fd(evutil_socket_t fd, enum ip_port port, const char *why)
 	 * fits in one read), so that the close which follows sends a FIN and
 	 * not a reset, which could destroy the answer in flight. */
 	(void)!recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	if (port == IP_WS)
+	if (why == NULL)
+		len = -1;
+	else if (port == IP_WS)
 		len = snprintf(buf, sizeof(buf),
 			       "HTTP/1.1 503 Service Unavailable\r\n"
 			       "Content-Type: text/plain; charset=utf-8\r\n"

@@ -84,6 +84,17 @@ export function needTool(prog, why) {
   return msg;
 }
 
+// A self-signed certificate for 127.0.0.1 (EC P-256, CN=name) made by the
+// openssl CLI in dir: { cert, key } (paths). The caller checks for openssl
+// with needTool.
+export function selfSignedPair(dir, name) {
+  const cert = path.join(dir, `${name}.crt`), key = path.join(dir, `${name}.key`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+    '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`,
+    '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  return { cert, key };
+}
+
 export function token(db, uid, role = 'user', ttl) {
   const args = ['token', 'issue', '--uid', uid, '--role', role, '--db', db];
   if (ttl !== undefined) args.push('--ttl', String(ttl));

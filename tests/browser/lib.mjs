@@ -17,12 +17,13 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 // A persistent context on a fresh temporary profile. close() removes it.
-export async function launch() {
+// extraArgs: more Chromium flags (e.g. --ignore-certificate-errors).
+export async function launch(extraArgs = []) {
   const dir = mkdtempSync(path.join(tmpdir(), 'bs-chromium-'));
   const ctx = await chromium.launchPersistentContext(dir, {
     headless: true,
     executablePath: CHROMIUM,
-    args: ARGS,
+    args: [...ARGS, ...extraArgs],
     viewport: { width: 1280, height: 860 },
     timeout: 30000,
   });

@@ -90,13 +90,34 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	conn_tick(mono_ms());
 }
 
+void server_prune_soon(void)
+{
+	/* A zero timeout fires after the next turn's I/O: pruning keeps pace
+	 * with storing without starving the connections. */
+	static const struct timeval next_turn = {0, 0};
+	if (srv->prune_step_ev && !evtimer_pending(srv->prune_step_ev, NULL))
+		evtimer_add(srv->prune_step_ev, &next_turn);
+}
+
+/* A retention step; while steps find something to delete, the next one
+ * runs on the next loop turn. */
+static void prune_step_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (router_prune())
+		server_prune_soon();
+}
+
 static void prune_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
 	static int ticks;
-	router_prune();
+	if (!evtimer_pending(srv->prune_step_ev, NULL))
+		prune_step_cb(-1, 0, NULL);
 	tasks_prune(now_ms());
 	if (++ticks % 60 == 0)
 		malloc_trim(1 << 20);
@@ -514,6 +535,7 @@ int server_run(struct config *cfg)
 	s.stop_ev = event_new(s.base, -1, 0, stop_cb, NULL);
 	s.tick_ev = event_new(s.base, -1, EV_PERSIST, tick_cb, NULL);
 	s.prune_ev = event_new(s.base, -1, EV_PERSIST, prune_cb, NULL);
+	s.prune_step_ev = evtimer_new(s.base, prune_step_cb, NULL);
 	s.sig_term = evsignal_new(s.base, SIGTERM, stop_cb, NULL);
 	s.sig_int = evsignal_new(s.base, SIGINT, stop_cb, NULL);
 	shed.ev = evtimer_new(s.base, shed_log_cb, NULL);
@@ -580,6 +602,7 @@ out:
 	event_free(s.stop_ev);
 	event_free(s.tick_ev);
 	event_free(s.prune_ev);
+	event_free(s.prune_step_ev);
 	event_free(s.sig_term);
 	event_free(s.sig_int);
 	tasks_free();

@@ -171,6 +171,7 @@ struct server {
 	struct evhttp *http;
 	struct event *commit_ev, *tick_ev, *replay_ev, *reap_ev, *prune_ev;
 	struct event *flush_ev;
+	struct event *prune_step_ev; /* the next retention step, next turn */
 	struct conn *flush; /* connections with output to write this turn */
 	struct event *sig_term, *sig_int, *stop_ev;
 	uint64_t next_conn_id;
@@ -206,6 +207,8 @@ int server_run(struct config *cfg);
  * ok, -1 database error. */
 int server_write_begin(void);
 void server_post(struct post *p);
+/* Run a retention step (router_prune) on the next loop turn. */
+void server_prune_soon(void);
 /* Listen on addr ("host:port", port 0 picks one) for accepted sockets to
  * go to cb (NULL: set later, by evhttp_bind_listener). An accept error
  * (EMFILE...) pauses the listener for a back-off, logged once per pause.
@@ -299,7 +302,10 @@ void router_replay_continue(void);
 void router_replay_continue_conn(struct conn *c);
 /* Called by the server after the commit (ok = 1) or failure (ok = 0). */
 void router_post_commit(int ok);
-void router_prune(void);
+/* One retention step (--retention-age, --retention-count, idempotency
+ * keys older than 24 h) in the loop turn's transaction. 1 when it deleted
+ * something: call again on the next loop turn. */
+int router_prune(void);
 /* Deliver frame (seq) to c, holding it while c replays. */
 void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame);
 

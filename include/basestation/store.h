@@ -73,15 +73,17 @@ typedef void (*store_msg_cb)(void *arg, const struct stored_msg *m);
 int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,
 		 int limit, store_msg_cb cb, void *arg);
 
-/* Delete up to max_rows messages older than before_ts (0: skip) or with
- * seq <= below_seq (0: skip), and expired idempotency keys. Returns the
- * number of messages deleted; *max_deleted gets the highest seq deleted. */
 /* 1 when store_prune with the same limits would delete something. Reads
  * only (no lock): lets the caller skip opening a write transaction. */
 int store_prune_needed(struct store *s, int64_t before_ts, int64_t below_seq,
 		       int64_t idem_before_ts);
+/* Delete up to max_rows messages older than before_ts (0: skip) or with
+ * seq <= below_seq (0: skip), and up to max_rows idempotency keys older
+ * than idem_before_ts (0: skip; *idem_deleted gets how many). Returns the
+ * number of messages deleted; *max_deleted gets the highest seq deleted. */
 int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
-		int64_t idem_before_ts, int max_rows, int64_t *max_deleted);
+		int64_t idem_before_ts, int max_rows, int64_t *max_deleted,
+		int *idem_deleted);
 
 int64_t store_counter_get(struct store *s, const char *name);
 int store_counter_set(struct store *s, const char *name, int64_t v);

@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,9 @@ void router_send(struct conn *from, const char *from_uid, const char *to_uid,
 	    (key && store_idem_put(srv->store, from_uid, key, m.seq, m.ts) < 0))
 		goto fail;
 	srv->last_seq = m.seq;
+	/* Retention looks at the table again next turn (a few index reads):
+	 * under a flood it stays at its bounds. */
+	server_prune_soon();
 	p = post_new(POST_MESSAGE);
 	p->seq = m.seq;
 	p->conn_id = from ? from->id : 0;
@@ -570,8 +574,16 @@ void router_replay_continue_conn(struct conn *c)
 
 /* ---- retention ---- */
 
-void router_prune(void)
+/* Rows one prune step deletes at most, of messages and of idempotency keys
+ * each: a few ms of work, plus as many rows as were stored since the step
+ * before. While steps delete something the next one runs on the next loop
+ * turn (server.c), so deleting keeps pace with any rate of storing, and no
+ * turn stalls the loop for long. */
+#define PRUNE_BATCH 1000
+
+int router_prune(void)
 {
+	static int64_t last_step_seq = -1, logged_at, unlogged, unlogged_idem;
 	const struct config *cfg = srv->cfg;
 	int64_t now = now_ms(), max_deleted = 0;
 	int64_t before =
@@ -581,15 +593,19 @@ void router_prune(void)
 				? srv->committed_seq - cfg->retention_count
 				: 0;
 	int64_t idem_before = now - 86400 * 1000LL;
-	int n;
+	int64_t stored = last_step_seq < 0 || srv->committed_seq < last_step_seq
+				 ? 0
+				 : srv->committed_seq - last_step_seq;
+	int budget = PRUNE_BATCH + (int)(stored < INT_MAX / 2 ? stored : 0);
+	int n, idem = 0;
 
+	last_step_seq = srv->committed_seq;
 	/* Nothing old enough: no write transaction, no lock. */
 	if (!store_prune_needed(srv->store, before, below, idem_before) ||
 	    server_write_begin() < 0)
-		return;
-	/* Small steps: at most 500 rows per call, a few ms. */
-	n = store_prune(srv->store, before, below, idem_before, 500,
-			&max_deleted);
+		return 0;
+	n = store_prune(srv->store, before, below, idem_before, budget,
+			&max_deleted, &idem);
 	if (n > 0) {
 		metrics.retention += (uint64_t)n;
 		if (max_deleted > srv->pruned_max_seq) {
@@ -599,7 +615,19 @@ void router_prune(void)
 		}
 		store_counter_set(srv->store, "pruned_total",
 				  (int64_t)metrics.retention);
-		log_info("store.prune", "deleted=%d upto=%lld", n,
-			 (long long)srv->pruned_max_seq);
 	}
+	/* Steps run every loop turn under load: one line a second at most. */
+	unlogged += n;
+	unlogged_idem += idem;
+	if ((unlogged || unlogged_idem) && now - logged_at >= 1000) {
+		log_info("store.prune", "deleted=%lld idem=%lld upto=%lld",
+			 (long long)unlogged, (long long)unlogged_idem,
+			 (long long)srv->pruned_max_seq);
+		unlogged = unlogged_idem = 0;
+		logged_at = now;
+	}
+	/* Whatever it deleted, the next step looks again at the next turn:
+	 * under a steady flood the table stays at its bound, not a second's
+	 * worth of messages above it. */
+	return n > 0 || idem > 0;
 }

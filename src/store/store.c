@@ -614,9 +614,11 @@ int store_prune_needed(struct store *s, int64_t before_ts, int64_t below_seq,
 }
 
 int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
-		int64_t idem_before_ts, int max_rows, int64_t *max_deleted)
+		int64_t idem_before_ts, int max_rows, int64_t *max_deleted,
+		int *idem_deleted)
 {
 	int n = 0, k;
+	*idem_deleted = 0;
 	if (before_ts > 0) {
 		k = prune_with(s, ST_PRUNE_AGE, before_ts, max_rows,
 			       max_deleted);
@@ -637,6 +639,7 @@ int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
 		sqlite3_bind_int(st, 2, max_rows);
 		if (run(s, ST_PRUNE_IDEM) < 0)
 			return -1;
+		*idem_deleted = sqlite3_changes(s->db);
 	}
 	return n;
 }

@@ -8,6 +8,7 @@
 #include "basestation/metrics.h"
 
 #include <openssl/rand.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +47,9 @@ static const char *const sql_text[ST_N] = {
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_MSG_INSERT] = "INSERT INTO messages (seq, ts, sender, to_uid, "
 			  "room, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[ST_IDEM_GET] = "SELECT seq FROM idem WHERE sender = ?1 AND ref = ?2",
-	[ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem (sender, ref, seq, ts) "
-			"VALUES (?1, ?2, ?3, ?4)",
+	[ST_IDEM_GET] = "SELECT seq FROM idem WHERE hash = bs_idem_key(?1, ?2)",
+	[ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem (seq, ts, hash) "
+			"VALUES (?3, ?4, bs_idem_key(?1, ?2))",
 	[ST_MEMBER_PUT] = "INSERT OR IGNORE INTO members (room, uid, "
 			  "joined_seq, joined_at) VALUES (?1, ?2, ?3, ?4)",
 	[ST_MEMBER_DEL] = "DELETE FROM members WHERE room = ?1 AND uid = ?2",
@@ -73,11 +74,14 @@ static const char *const sql_text[ST_N] = {
 	[ST_PRUNE_SEQ] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM "
 			 "messages WHERE seq <= ?1 ORDER BY seq LIMIT ?2) "
 			 "RETURNING seq",
-	[ST_PRUNE_IDEM] = "DELETE FROM idem WHERE (sender, ref) IN (SELECT "
-			  "sender, ref FROM idem WHERE ts < ?1 LIMIT ?2)",
+	/* The same walk for idempotency keys, keyed by their message's seq. */
+	[ST_PRUNE_IDEM] = "DELETE FROM idem WHERE seq IN (SELECT seq FROM "
+			  "(SELECT seq, ts FROM idem ORDER BY seq LIMIT ?2) "
+			  "WHERE ts < ?1)",
 	[ST_PRUNE_PROBE] =
 		"SELECT (SELECT ts FROM messages ORDER BY seq LIMIT 1), "
-		"(SELECT min(seq) FROM messages), (SELECT min(ts) FROM idem)",
+		"(SELECT min(seq) FROM messages), "
+		"(SELECT ts FROM idem ORDER BY seq LIMIT 1)",
 	[ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
 	[ST_COUNTER_SET] = "INSERT INTO counters (name, value) VALUES (?1, ?2) "
 			   "ON CONFLICT (name) DO UPDATE SET value = "
@@ -242,6 +246,41 @@ static int migrate(sqlite3 *db, char *err, size_t errsz)
 	return 0;
 }
 
+/* bs_idem_key(sender, ref): the idempotency key of a message, the first 16
+ * bytes of SHA-256(sender NUL ref). A uid has no NUL, so two pairs never
+ * meet by concatenation, and 128 bits make a collision out of reach. */
+static void idem_key_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	int ok = h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1;
+	(void)argc;
+
+	for (int i = 0; ok && i < 2; i++) {
+		const unsigned char *v = sqlite3_value_text(argv[i]);
+		size_t n = (size_t)sqlite3_value_bytes(argv[i]);
+		ok = (i == 0 || EVP_DigestUpdate(h, "", 1) == 1) &&
+		     (v == NULL || EVP_DigestUpdate(h, v, n) == 1);
+	}
+	ok = ok && EVP_DigestFinal_ex(h, md, &mdlen) == 1 && mdlen >= 16;
+	EVP_MD_CTX_free(h);
+	if (ok)
+		sqlite3_result_blob(ctx, md, 16, SQLITE_TRANSIENT);
+	else
+		sqlite3_result_error(ctx, "bs_idem_key: digest failed", -1);
+}
+
+static int idem_key_register(sqlite3 *db)
+{
+	return sqlite3_create_function(
+		       db, "bs_idem_key", 2,
+		       SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+		       NULL, idem_key_fn, NULL, NULL) == SQLITE_OK
+		       ? 0
+		       : -1;
+}
+
 struct store *store_open(const char *path, int sync_full, char *err,
 			 size_t errsz)
 {
@@ -258,6 +297,10 @@ struct store *store_open(const char *path, int sync_full, char *err,
 	}
 	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	sqlite3_extended_result_codes(s->db, 1);
+	if (idem_key_register(s->db) < 0) {
+		snprintf(err, errsz, "cannot register bs_idem_key()");
+		goto fail;
+	}
 	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", err, errsz) < 0 ||
 	    exec_sql(s->db,
 		     sync_full ? "PRAGMA synchronous = FULL"

@@ -2,8 +2,10 @@
 // make a resume that needed them report complete:false.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import WebSocket from 'ws';
-import { startServer, connect, sleep, token, api, ADMIN_KEY} from './lib.mjs';
+import { startServer, connect, sleep, token, api, ADMIN_KEY, tempDb } from './lib.mjs';
 
 let srv;
 before(async () => { srv = await startServer({ args: ['--retention-count', '5'] }); });
@@ -103,3 +105,22 @@ test('a flood is pruned back to --retention-count within seconds', async () => {
   } finally { await s.cleanup(); }
 });
 
+// Idempotency keys older than 24 h go the same way, in steps that keep
+// going while they are full: 20,000 expired keys are gone within seconds
+// (before: 500 a second), the recent ones stay.
+test('expired idempotency keys are pruned in steps that keep going', async () => {
+  const { db, dir } = tempDb();
+  let s = await startServer({ db });
+  try {
+    await s.stop();
+    const old = Date.now() - 2 * 86400 * 1000, now = Date.now();
+    execFileSync('sqlite3', [db], { input: `
+      WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20010)
+      INSERT INTO idem (seq, ts, hash) SELECT i, CASE WHEN i > 20000 THEN ${now} ELSE ${old} END, randomblob(16) FROM n;
+    ` });
+    s = await startServer({ db });
+    const n = await waitCount(s, 'SELECT count(*) FROM idem', (c) => c <= 10, 4000);
+    assert.equal(n, 10);
+    assert.equal(await sqlCount(s, 'SELECT min(seq) FROM idem'), 20001);
+  } finally { await s.cleanup(); rmSync(dir, { recursive: true, force: true }); }
+});

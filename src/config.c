@@ -100,7 +100,8 @@ static const struct opt opts[] = {
 	{"max-rooms", "BASESTATION_MAX_ROOMS", OPT_INT, O(max_rooms), "N",
 	 "rooms one user may join (default 256)"},
 	{"max-replay", "BASESTATION_MAX_REPLAY", OPT_INT, O(max_replay), "N",
-	 "messages replayed per resume (default 10000)"},
+	 "messages replayed per resume with since; the offline inbox is "
+	 "always whole (default 10000)"},
 	{"max-http-body", "BASESTATION_MAX_HTTP_BODY", OPT_INT,
 	 O(max_http_body), "BYTES",
 	 "largest HTTP request body (default "

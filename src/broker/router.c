@@ -515,8 +515,12 @@ static void replay_finish(struct conn *c)
 /* One chunk for c. Returns 1 when c's replay is over. */
 static int replay_chunk(struct conn *c, int *budget)
 {
+	/* --max-replay bounds a resume (since). The offline inbox is owed
+	 * whole: what it holds is bounded by retention, and it goes in the
+	 * same chunks, paced by the client's reading. */
 	int limit = REPLAY_CHUNK, n;
-	int left = srv->cfg->max_replay - c->replay_count;
+	int left = c->replay_report ? srv->cfg->max_replay - c->replay_count
+				    : REPLAY_CHUNK;
 
 	if (c->state != CONN_OPEN)
 		return 1;

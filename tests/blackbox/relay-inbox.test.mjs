@@ -62,3 +62,38 @@ test('room messages before joining are not in the inbox', async () => {
   assert.ok(await l.none('message', 300));
   await a.close(); await l.close();
 });
+
+// --max-replay bounds a resume, not the inbox: an inbox longer than it is
+// delivered whole (before: cut at --max-replay with no sign, the cursor
+// moved past the rest, which was never delivered).
+test('an inbox longer than --max-replay arrives whole', async () => {
+  const s = await startServer({ args: ['--max-replay', '10'] });
+  try {
+    const btok = token(s.db, 'far');
+    let b = await connect(s, 'far', { token: btok });
+    await b.close();
+    await sleep(100);
+    const a = await connect(s, 'near');
+    const seqs = [];
+    for (let i = 0; i < 30; i++) { a.send({ type: 'send', to: 'far', data: i, ref: i }); }
+    for (let i = 0; i < 30; i++) seqs.push((await a.next('ack')).seq);
+    b = await connect(s, 'far', { token: btok });
+    const got = [];
+    for (let i = 0; i < 30; i++) got.push((await b.next('message')).seq);
+    assert.deepEqual(got, seqs);
+    assert.ok(await b.none('message', 300));
+    assert.ok(b.all.every((m) => m.type !== 'resumed'), 'no resumed frame for an inbox');
+    await b.close();
+    await sleep(100);
+    // Nothing is repeated on the next connection.
+    b = await connect(s, 'far', { token: btok });
+    assert.ok(await b.none('message', 300));
+    await b.close();
+    // A resume is still bounded, and says so.
+    b = await connect(s, 'far', { token: btok, query: { since: '0' } });
+    const res = await b.next('resumed');
+    assert.equal(res.complete, false);
+    assert.equal(b.all.filter((m) => m.type === 'message').length, 10);
+    await b.close(); await a.close();
+  } finally { await s.cleanup(); }
+});

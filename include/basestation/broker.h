@@ -68,6 +68,8 @@ struct conn {
 	int64_t last_ping; /* monotonic ms of the last ping sent */
 	int64_t deadline;  /* monotonic ms: handshake or close deadline */
 	int64_t last_seq;  /* highest message seq queued on this conn */
+	int64_t sent_seq;  /* conn_delivered_seq() when its output last
+			      drained: what went whole to the kernel */
 	/* replay (resume or offline inbox) */
 	unsigned replaying : 1;
 	unsigned replay_report : 1; /* send "resumed" at the end */
@@ -254,6 +256,10 @@ void conn_tick(int64_t now);
 void conn_flush_all(void);
 void conn_reap(void);
 uint64_t conn_out_buffered(const struct conn *c);
+/* The seq up to which c has been given its messages whole: they left its
+ * output buffer for the kernel (a message still buffered has not). Where
+ * the user's next inbox starts when c is its last connection. */
+int64_t conn_delivered_seq(const struct conn *c);
 struct conn *conn_find(uint64_t id);
 
 /* ---- registry.c ---- */
@@ -302,6 +308,9 @@ void router_replay_continue(void);
 void router_replay_continue_conn(struct conn *c);
 /* Called by the server after the commit (ok = 1) or failure (ok = 0). */
 void router_post_commit(int ok);
+/* The seq up to which every message for c has been queued on it: its
+ * replay position, else every message fanned out so far. */
+int64_t router_delivered(const struct conn *c);
 /* One retention step (--retention-age, --retention-count, idempotency
  * keys older than 24 h) in the loop turn's transaction. 1 when it deleted
  * something: call again on the next loop turn. */

@@ -126,8 +126,8 @@ void registry_attach(struct conn *c, const char *uid)
 }
 
 /* Remove c from routing. When the user's last connection goes, the inbox
- * cursor moves to the newest committed seq: everything up to it was
- * delivered live (or can be resumed by seq). */
+ * cursor moves to what that connection was given whole (to the kernel):
+ * messages still in its output buffer are in the next inbox. */
 void registry_detach(struct conn *c)
 {
 	struct user *u = c->user;
@@ -148,10 +148,9 @@ void registry_detach(struct conn *c)
 	metrics.conns_closed++;
 	if (--u->nconns == 0) {
 		srv->users_online--;
-		/* What this connection had been sent, or the newest seq when
-		 * it was not replaying: messages queued for others after
-		 * that will be in the next inbox. */
-		int64_t cur = c->replaying ? c->last_seq : srv->committed_seq;
+		/* At least once: a message that was buffered, or in the
+		 * kernel's buffers when the peer reset, may come again. */
+		int64_t cur = conn_delivered_seq(c);
 		if (cur > u->cursor)
 			u->cursor = cur;
 		/* The record goes when nothing needs it; the cursor stays in

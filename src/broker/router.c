@@ -241,10 +241,28 @@ static void fan_out(struct post *p)
 	}
 }
 
+/* While router_post_commit runs: the seq up to which its messages have
+ * gone to their live connections (-1 otherwise: then every committed
+ * message has). */
+static int64_t fanned_upto = -1;
+
+int64_t router_delivered(const struct conn *c)
+{
+	if (c->replaying)
+		return c->last_seq;
+	return fanned_upto >= 0 ? fanned_upto : srv->committed_seq;
+}
+
 void router_post_commit(int ok)
 {
 	struct post *p;
 
+	/* committed_seq already counts this batch: until a message is fanned
+	 * out, its connections have not been given it. */
+	for (p = srv->post_head; p && p->kind != POST_MESSAGE; p = p->next)
+		;
+	if (p && ok)
+		fanned_upto = p->seq - 1;
 	while ((p = srv->post_head) != NULL) {
 		srv->post_head = p->next;
 		if (srv->post_head == NULL)
@@ -254,6 +272,7 @@ void router_post_commit(int ok)
 			if (ok) {
 				metrics.stored++;
 				fan_out(p);
+				fanned_upto = p->seq;
 				send_ack(p);
 			} else {
 				fail_sender(conn_find(p->conn_id), p->req,
@@ -293,6 +312,7 @@ void router_post_commit(int ok)
 		free(p->room_name);
 		free(p);
 	}
+	fanned_upto = -1;
 }
 
 /* ---- rooms ---- */

@@ -65,6 +65,11 @@ uint64_t conn_out_buffered(const struct conn *c)
 	return c->out ? evbuffer_get_length(c->out) : 0;
 }
 
+int64_t conn_delivered_seq(const struct conn *c)
+{
+	return conn_out_buffered(c) == 0 ? router_delivered(c) : c->sent_seq;
+}
+
 /* ---- I/O: one event per connection; output flushed once per loop turn ---- */
 
 /* Change what the event waits for (rare: only when the kernel's send
@@ -103,6 +108,7 @@ static void conn_drained(struct conn *c)
 {
 	evbuffer_free(c->out);
 	c->out = NULL;
+	c->sent_seq = router_delivered(c);
 	conn_watch(c, EV_READ);
 	if (c->state == CONN_OPEN && c->wait_drain) {
 		c->wait_drain = 0;
@@ -756,6 +762,9 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
 	body[1] = (uint8_t)(code & 0xff);
 	if (rl)
 		memcpy(body + 2, reason, rl);
+	/* Before the close frame joins the output (registry_detach reads
+	 * where the next inbox starts). */
+	c->sent_seq = conn_delivered_seq(c);
 	send_control(c, WS_OP_CLOSE, body, 2 + rl);
 	registry_detach(c);
 	c->state = CONN_CLOSING;

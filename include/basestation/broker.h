@@ -244,7 +244,7 @@ void conn_send_error(struct conn *c, const json_t *ref, const char *code,
 		     const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void conn_close(struct conn *c, uint16_t code, const char *reason);
-/* The rate limit: one token per text message or ping. 0 go on; -1 refused
+/* The rate limit: one token per text message, ping or pong. 0 go on; -1 refused
  * (answered rate_limited with ref, or closed 1008 for flooding). */
 int conn_rate_check(struct conn *c, const json_t *ref);
 /* Close c as a slow consumer (1008), counted and logged. */

@@ -794,7 +794,8 @@ static const char *close_reason(uint16_t code)
 }
 
 /* The per-connection token bucket (--rate, --burst). Every text message
- * and every ping takes a token (contract v2 §6: control frames count
+ * (however many fragments it came in: --max-frames bounds those), every
+ * ping and every pong takes a token (contract v2 §6: control frames count
  * against the same limit; otherwise a ping flood is answered without end).
  * A refused frame is answered rate_limited; a client that keeps sending
  * past the bucket is closed with 1008. 0 go on, -1 refused. */
@@ -842,6 +843,10 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 			send_ping_pong(c, WS_OP_PONG, ev->data, ev->len);
 		break;
 	case WS_EV_PONG:
+		/* Read and dropped, but not for free: unsolicited pongs were a
+		 * flood nothing limited. */
+		conn_rate_check(c, NULL);
+		break;
 	case WS_EV_NONE:
 		break;
 	case WS_EV_CLOSE: {

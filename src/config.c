@@ -50,10 +50,15 @@ static const struct opt opts[] = {
 	{"heartbeat", "BASESTATION_HEARTBEAT", OPT_INT, O(heartbeat), "SECONDS",
 	 "server ping interval (default 25)"},
 	{"idle-timeout", "BASESTATION_IDLE_TIMEOUT", OPT_INT, O(idle_timeout),
-	 "SECONDS", "drop a client silent this long (default 60)"},
+	 "SECONDS",
+	 "drop a client that sends no complete frame this long (default 60)"},
 	{"handshake-timeout", "BASESTATION_HANDSHAKE_TIMEOUT", OPT_INT,
 	 O(handshake_timeout), "SECONDS",
 	 "drop a client whose request head is not complete (default 10)"},
+	{"message-timeout", "BASESTATION_MESSAGE_TIMEOUT", OPT_INT,
+	 O(message_timeout), "SECONDS",
+	 "close (1008) a client whose started message or frame is not "
+	 "complete within this, 0 = never (default 10)"},
 	{"max-message", "BASESTATION_MAX_MESSAGE", OPT_SIZE, O(max_message),
 	 "BYTES", "largest message accepted (default 65536)"},
 	{"max-frames", "BASESTATION_MAX_FRAMES", OPT_INT, O(max_frames), "N",
@@ -132,6 +137,7 @@ void config_defaults(struct config *c)
 	c->heartbeat = 25;
 	c->idle_timeout = 60;
 	c->handshake_timeout = 10;
+	c->message_timeout = 10;
 	c->max_message = 65536;
 	c->max_frames = 1024;
 	c->max_outbuf = 1 << 20;

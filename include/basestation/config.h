@@ -27,6 +27,7 @@ struct config {
 	int heartbeat;	       /* s */
 	int idle_timeout;      /* s */
 	int handshake_timeout; /* s */
+	int message_timeout;   /* s for a started message, 0 = none */
 	size_t max_message;
 	int max_frames; /* frames per message */
 	size_t max_outbuf;

@@ -81,6 +81,9 @@ struct ws_parser {
 	uint32_t max_frames;	   /* frames per message, 0 = unlimited;
 				      more -> WS_EV_ERROR 1009 */
 	uint32_t frames;	   /* frames of the current message */
+	uint32_t frames_read;	   /* complete frames so far, any opcode
+				      (wraps): what the caller counts as
+				      life */
 	/* state (private) */
 	uint8_t state;
 	uint8_t hdr[14];
@@ -148,6 +151,9 @@ int ws_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t limit,
 
 /* Bytes of memory the parser holds on the heap right now. */
 size_t ws_parser_heap(const struct ws_parser *p);
+/* 1 while a frame or a fragmented message is incomplete: part of a header
+ * or payload read, or fragments of a message still to come. */
+int ws_parser_partial(const struct ws_parser *p);
 
 /* Write an unmasked server frame header (FIN set) for opcode and payload
  * length into out (>= 10 bytes). Returns the header length (2, 4 or 10). */

@@ -1,4 +1,5 @@
 /* Defaults, flags and environment for `basestation serve`. */
+#include "basestation/addr.h"
 #include "basestation/config.h"
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
@@ -114,8 +115,9 @@ static const struct opt opts[] = {
 	{"admin-sql-max-bytes", "BASESTATION_ADMIN_SQL_MAX_BYTES", OPT_SIZE,
 	 O(admin_sql_max_bytes), "BYTES",
 	 "largest /admin/sql result, 413 beyond (default 16777216)"},
-	{"trusted-proxy", "BASESTATION_TRUSTED_PROXIES", OPT_PROXY, 0, "ADDR",
-	 "honour X-Forwarded-For from this address, repeatable"},
+	{"trusted-proxy", "BASESTATION_TRUSTED_PROXIES", OPT_PROXY, 0,
+	 "ADDR[/BITS]",
+	 "honour X-Forwarded-For from this address or network, repeatable"},
 	{"web-root", "BASESTATION_WEB_ROOT", OPT_STR, O(web_root), "DIR",
 	 "folder of the demo and admin pages"},
 	{"sync", "BASESTATION_SYNC", OPT_SYNC, O(sync_full), "normal|full",
@@ -168,6 +170,14 @@ static int add_list(char **list, int *n, const char *v, FILE *err,
 	}
 	list[(*n)++] = xstrdup(v);
 	return 0;
+}
+
+/* A --trusted-proxy value: an address or a network (server.c matches
+ * peers against it). */
+static int addr_parse_ok(const char *v)
+{
+	struct addr a;
+	return addr_parse(v, 1, &a) == 0;
 }
 
 static int parse_num(const char *v, double lo, double hi, double *out)
@@ -256,6 +266,13 @@ static int set_opt(struct config *c, const struct opt *o, const char *v,
 				else if (add_list(c->origins, &c->norigins, tok,
 						  err, "--origin") < 0)
 					return -1;
+			} else if (!addr_parse_ok(tok)) {
+				fprintf(err,
+					"basestation: invalid value for %s: %s "
+					"(an IP address or ADDR/BITS)\n",
+					from_env ? o->env : "--trusted-proxy",
+					tok);
+				return -1;
 			} else if (add_list(c->trusted_proxies, &c->ntrusted,
 					    tok, err, "--trusted-proxy") < 0) {
 				return -1;

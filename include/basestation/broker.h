@@ -134,8 +134,8 @@ enum ip_port { IP_WS, IP_HTTP };
  * accept on (handshakes too) until the socket is closed; on the HTTP port
  * for as long as the connection lasts. */
 struct ipcount {
-	char ip[48];
-	int n[2]; /* by enum ip_port */
+	char ip[48]; /* the address, an IPv6 one as its /64 (registry.c) */
+	int n[2];    /* by enum ip_port */
 	UT_hash_handle hh;
 };
 

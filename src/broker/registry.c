@@ -13,14 +13,18 @@
  * fan-out. A user's inbox cursor is in the users table, written when its
  * last connection goes, and read back when the record is made again.
  */
+#include "basestation/addr.h"
 #include "basestation/broker.h"
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
 #include "basestation/metrics.h"
 #include "basestation/store.h"
 
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct user *registry_user(const char *uid, int create)
 {
@@ -217,20 +221,40 @@ int registry_leave(struct user *u, struct room *r)
 	return 1;
 }
 
+/* What --max-per-ip counts by: the address, but an IPv6 address by its
+ * /64, the block one subscriber or host is given (one client could
+ * otherwise take a fresh address per socket). ip is canonical text. */
+static void ip_key(const char *ip, char *key, size_t n)
+{
+	struct addr a;
+
+	if (addr_parse(ip, 0, &a) == 0 && a.family == AF_INET6) {
+		a.bits = 64;
+		memset(a.b + 8, 0, 8);
+		addr_format(&a, key, n);
+	} else {
+		snprintf(key, n, "%s", ip);
+	}
+}
+
 int registry_ip_count(const char *ip, enum ip_port port)
 {
 	struct ipcount *e;
-	HASH_FIND_STR(srv->ips, ip, e);
+	char key[ADDR_TEXT_MAX];
+	ip_key(ip, key, sizeof(key));
+	HASH_FIND_STR(srv->ips, key, e);
 	return e ? e->n[port] : 0;
 }
 
 struct ipcount *registry_ip_hold(const char *ip, enum ip_port port)
 {
 	struct ipcount *e;
-	HASH_FIND_STR(srv->ips, ip, e);
+	char key[ADDR_TEXT_MAX];
+	ip_key(ip, key, sizeof(key));
+	HASH_FIND_STR(srv->ips, key, e);
 	if (e == NULL) {
 		e = xcalloc(1, sizeof(*e));
-		snprintf(e->ip, sizeof(e->ip), "%s", ip);
+		snprintf(e->ip, sizeof(e->ip), "%s", key);
 		HASH_ADD_STR(srv->ips, ip, e);
 	}
 	e->n[port]++;

@@ -6,6 +6,7 @@
  * A connection is never freed inside its own callback: conn_kill() marks it
  * dead and the reap event frees it once the stack has unwound.
  */
+#include "basestation/addr.h"
 #include "basestation/broker.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
@@ -401,8 +402,8 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 {
 	const char *p, *comma;
 	size_t n;
-	char ip[48];
-	struct in6_addr a6;
+	char ip[64];
+	struct addr a;
 
 	if (req->forwarded_for.p == NULL || !server_trusted_proxy(c->remote))
 		return;
@@ -421,9 +422,9 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 		return;
 	memcpy(ip, p, n);
 	ip[n] = '\0';
-	if (inet_pton(AF_INET, ip, &a6) == 1 ||
-	    inet_pton(AF_INET6, ip, &a6) == 1)
-		snprintf(c->remote, sizeof(c->remote), "%s", ip);
+	/* Canonical text, as for peers: "0::1" is "::1". */
+	if (addr_parse(ip, 0, &a) == 0)
+		addr_format(&a, c->remote, sizeof(c->remote));
 }
 
 static void conn_open(struct conn *c, const struct auth_identity *id);

@@ -18,6 +18,9 @@ struct store;
  * process (a CLI, a backup) before the write fails: short, because the
  * event loop waits with it. */
 #define STORE_BUSY_MS 100
+/* The command line (token issue, revoke) is not the loop: it waits this
+ * long for the broker's write lock, which comes free between loop turns. */
+#define STORE_CLI_BUSY_MS 5000
 
 struct stored_msg {
 	int64_t seq;

@@ -9,17 +9,23 @@
 #include "basestation/metrics.h"
 #include "basestation/store.h"
 #include "basestation/tasks.h"
+#include "basestation/ws.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+/* UTF-8 (a name from a URL path may be any bytes) without C0 controls,
+ * DEL or C1 controls (U+0080..U+009F, UTF-8 C2 80..C2 9F), as for uids. */
 int commands_valid_id(const char *s, size_t len, size_t max)
 {
-	if (s == NULL || len == 0 || len > max)
+	const unsigned char *u = (const unsigned char *)s;
+
+	if (s == NULL || len == 0 || len > max || !ws_utf8_valid(u, len))
 		return 0;
 	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+		if (u[i] < 0x20 || u[i] == 0x7f ||
+		    (u[i] == 0xc2 && i + 1 < len && u[i + 1] < 0xa0))
 			return 0;
 	return 1;
 }

@@ -204,12 +204,13 @@ struct ws_request {
 };
 
 /* Headers that may appear at most once (RFC 9112 §3.2, RFC 6455 §4.2.1,
- * §11.3.1, §11.3.5). */
+ * §11.3.1, §11.3.5, RFC 6454 §7.3 for Origin). */
 enum {
 	WS_HDR_HOST = 1u << 0,
 	WS_HDR_UPGRADE = 1u << 1,
 	WS_HDR_KEY = 1u << 2,
 	WS_HDR_VERSION = 1u << 3,
+	WS_HDR_ORIGIN = 1u << 4,
 };
 
 enum {
@@ -232,8 +233,8 @@ int ws_request_parse(const char *buf, size_t len, struct ws_request *req);
  * 0 when it is a valid upgrade request for path "/ws", otherwise the HTTP
  * status to refuse with: 400 (not GET, not HTTP/1.1, no Host or two, bad
  * Upgrade, Connection, Sec-WebSocket-Key not base64 of 16 bytes, Upgrade,
- * Sec-WebSocket-Key or Sec-WebSocket-Version given twice), 404 (path other
- * than /ws), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
+ * Sec-WebSocket-Key, Sec-WebSocket-Version or Origin given twice), 404 (path
+ * other than /ws), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
  * 404 for a non-GET, a version other than 1.1 and Host; 404 is checked
  * before the WebSocket headers.
  */

@@ -545,6 +545,27 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		conn_refuse(c, 403, "origin not allowed");
 		return 1;
 	}
+	/* Resume parameters, judged before the upgrade: a since that is
+	 * not a seq is a malformed request (contract §2), not "no since". */
+	int64_t since = -1;
+	int epoch_ok = 1;
+	char num[32], ep[64];
+	n = ws_query_get(req.query.p, req.query.n, "since", num, sizeof(num));
+	if (n != -1) {
+		char *e;
+		long long v;
+		errno = 0;
+		v = strtoll(num, &e, 10);
+		if (n <= 0 || num[0] < '0' || num[0] > '9' || *e != '\0' ||
+		    errno) {
+			conn_refuse(c, 400, "since must be a sequence number");
+			return 1;
+		}
+		since = v;
+	}
+	if (ws_query_get(req.query.p, req.query.n, "epoch", ep, sizeof(ep)) >=
+	    0)
+		epoch_ok = strcmp(ep, store_epoch(srv->store)) == 0;
 
 	/* Accepted. */
 	out = conn_out(c);
@@ -562,21 +583,6 @@ static int conn_handshake(struct conn *c, size_t *head_len)
 		evbuffer_add_printf(out, "Sec-WebSocket-Protocol: %.*s\r\n",
 				    (int)proto_echo_len, proto_echo);
 	evbuffer_add(out, "\r\n", 2);
-
-	/* Resume parameters before the head is drained. */
-	int64_t since = -1;
-	int epoch_ok = 1;
-	char num[32], ep[64];
-	if (ws_query_get(req.query.p, req.query.n, "since", num, sizeof(num)) >
-	    0) {
-		char *e;
-		long long v = strtoll(num, &e, 10);
-		if (*e == '\0' && v >= 0)
-			since = v;
-	}
-	if (ws_query_get(req.query.p, req.query.n, "epoch", ep, sizeof(ep)) >=
-	    0)
-		epoch_ok = strcmp(ep, store_epoch(srv->store)) == 0;
 
 	*head_len = (size_t)head;
 	conn_open(c, &id);

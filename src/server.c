@@ -119,6 +119,7 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
 	static int ticks;
 	if (!evtimer_pending(srv->prune_step_ev, NULL))
 		prune_step_cb(-1, 0, NULL);
+	router_sweep();
 	tasks_prune(now_ms());
 	if (++ticks % 60 == 0)
 		malloc_trim(1 << 20);

@@ -317,6 +317,9 @@ int64_t router_delivered(const struct conn *c);
  * keys older than 24 h) in the loop turn's transaction. 1 when it deleted
  * something: call again on the next loop turn. */
 int router_prune(void);
+/* Once a second: delete, a few rows at a time, tokens expired a day ago,
+ * token changes already read and inbox cursors nothing needs. */
+void router_sweep(void);
 /* Deliver frame (seq) to c, holding it while c replays. */
 void router_deliver(struct conn *c, int64_t seq, struct shbuf *frame);
 

@@ -655,3 +655,39 @@ int router_prune(void)
 	 * worth of messages above it. */
 	return n > 0 || idem > 0;
 }
+
+/* Rows of each kind one sweep deletes at most: a few ms, once a second. */
+#define SWEEP_ROWS 256
+#define DAY_MS	   (86400 * 1000LL)
+
+void router_sweep(void)
+{
+	/* Where the walk over users stopped: one window of uids a second. */
+	static char users_after[AUTH_UID_MAX + 1];
+	char upto[AUTH_UID_MAX + 1];
+	const struct config *cfg = srv->cfg;
+	int64_t now = now_ms();
+	/* Tokens a day past their expiry (so every connection was closed
+	 * with "token expired" first); token changes the broker has read
+	 * (a new start reads from the newest on); inbox cursors of users not
+	 * seen for --retention-age whose messages retention has deleted. */
+	struct store_sweep w = {
+		.tokens_before = now - DAY_MS,
+		.changes_upto = srv->token_seq,
+		.users_seen_before = cfg->retention_age > 0
+					     ? now - cfg->retention_age * 1000
+					     : 0,
+		.users_cursor_max = srv->pruned_max_seq,
+		.users_after = users_after,
+	};
+	int need = store_sweep_needed(srv->store, &w, SWEEP_ROWS, upto,
+				      sizeof(upto));
+	int n = 0;
+
+	if (need && server_write_begin() == 0)
+		n = store_sweep(srv->store, &w, need, upto, SWEEP_ROWS);
+	/* The next window, or from the start once past the last uid. */
+	snprintf(users_after, sizeof(users_after), "%s", upto);
+	if (n > 0)
+		log_info("store.sweep", "deleted=%d", n);
+}

@@ -34,12 +34,27 @@ enum {
 	ST_PRUNE_SEQ,
 	ST_PRUNE_IDEM,
 	ST_PRUNE_PROBE,
+	ST_SWEEP_PROBE,
+	ST_SWEEP_TOKENS,
+	ST_SWEEP_CHANGES,
+	ST_SWEEP_USERS_WINDOW,
+	ST_SWEEP_USERS_PROBE,
+	ST_SWEEP_USERS,
 	ST_COUNTER_GET,
 	ST_COUNTER_SET,
 	ST_TASK_PUT,
 	ST_TASK_DEL,
 	ST_N
 };
+
+/* A user row (its inbox cursor) nothing needs: in the window (?1, ?2],
+ * last seen before ?3, every message up to its cursor gone (?4 is the
+ * highest seq retention deleted, so an inbox from 0 is the same inbox), in
+ * no room and with no token. */
+#define SWEEP_USERS_WHERE                                                      \
+	"uid > ?1 AND uid <= ?2 AND last_seen < ?3 AND cursor <= ?4 AND NOT "  \
+	"EXISTS (SELECT 1 FROM members m WHERE m.uid = users.uid) AND NOT "    \
+	"EXISTS (SELECT 1 FROM tokens t WHERE t.uid = users.uid)"
 
 static const char *const sql_text[ST_N] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -82,6 +97,23 @@ static const char *const sql_text[ST_N] = {
 		"SELECT (SELECT ts FROM messages ORDER BY seq LIMIT 1), "
 		"(SELECT min(seq) FROM messages), "
 		"(SELECT ts FROM idem ORDER BY seq LIMIT 1)",
+	/* Bookkeeping nothing needs any more (store_sweep). */
+	[ST_SWEEP_PROBE] = "SELECT (SELECT min(expires_at) FROM tokens WHERE "
+			   "expires_at IS NOT NULL), (SELECT min(seq) FROM "
+			   "token_changes)",
+	[ST_SWEEP_TOKENS] = "DELETE FROM tokens WHERE hash IN (SELECT hash "
+			    "FROM tokens WHERE expires_at < ?1 ORDER BY "
+			    "expires_at LIMIT ?2)",
+	[ST_SWEEP_CHANGES] = "DELETE FROM token_changes WHERE seq IN (SELECT "
+			     "seq FROM token_changes WHERE seq <= ?1 ORDER BY "
+			     "seq LIMIT ?2)",
+	/* Users are walked by uid a window at a time (no index on
+	 * last_seen, which every disconnect writes). */
+	[ST_SWEEP_USERS_WINDOW] = "SELECT max(uid) FROM (SELECT uid FROM users "
+				  "WHERE uid > ?1 ORDER BY uid LIMIT ?2)",
+	[ST_SWEEP_USERS_PROBE] = "SELECT EXISTS (SELECT 1 FROM users "
+				 "WHERE " SWEEP_USERS_WHERE ")",
+	[ST_SWEEP_USERS] = "DELETE FROM users WHERE " SWEEP_USERS_WHERE,
 	[ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
 	[ST_COUNTER_SET] = "INSERT INTO counters (name, value) VALUES (?1, ?2) "
 			   "ON CONFLICT (name) DO UPDATE SET value = "
@@ -683,6 +715,85 @@ int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
 		if (run(s, ST_PRUNE_IDEM) < 0)
 			return -1;
 		*idem_deleted = sqlite3_changes(s->db);
+	}
+	return n;
+}
+
+static void bind_users_window(sqlite3_stmt *st, const struct store_sweep *w,
+			      const char *upto)
+{
+	bind_text(st, 1, w->users_after);
+	bind_text(st, 2, upto);
+	sqlite3_bind_int64(st, 3, w->users_seen_before);
+	sqlite3_bind_int64(st, 4, w->users_cursor_max);
+}
+
+int store_sweep_needed(struct store *s, const struct store_sweep *w,
+		       int max_rows, char *users_upto, size_t n)
+{
+	sqlite3_stmt *st = s->st[ST_SWEEP_PROBE];
+	int need = 0;
+
+	users_upto[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		if (w->tokens_before > 0 &&
+		    sqlite3_column_type(st, 0) != SQLITE_NULL &&
+		    sqlite3_column_int64(st, 0) < w->tokens_before)
+			need |= 1;
+		if (w->changes_upto > 0 &&
+		    sqlite3_column_type(st, 1) != SQLITE_NULL &&
+		    sqlite3_column_int64(st, 1) <= w->changes_upto)
+			need |= 2;
+	}
+	sqlite3_reset(st);
+	if (w->users_seen_before <= 0)
+		return need;
+	st = s->st[ST_SWEEP_USERS_WINDOW];
+	bind_text(st, 1, w->users_after);
+	sqlite3_bind_int(st, 2, max_rows);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		snprintf(users_upto, n, "%s", sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (users_upto[0] == '\0')
+		return need;
+	st = s->st[ST_SWEEP_USERS_PROBE];
+	bind_users_window(st, w, users_upto);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0))
+		need |= 4;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return need;
+}
+
+/* Run a DELETE taking (?1 a bound, ?2 a row limit); rows deleted or -1. */
+static int delete_batch(struct store *s, int which, int64_t arg, int max_rows)
+{
+	sqlite3_bind_int64(s->st[which], 1, arg);
+	sqlite3_bind_int(s->st[which], 2, max_rows);
+	return run(s, which) < 0 ? -1 : sqlite3_changes(s->db);
+}
+
+int store_sweep(struct store *s, const struct store_sweep *w, int need,
+		const char *users_upto, int max_rows)
+{
+	int n = 0, k = 0;
+
+	if ((need & 1) && (k = delete_batch(s, ST_SWEEP_TOKENS,
+					    w->tokens_before, max_rows)) < 0)
+		return -1;
+	n += k;
+	k = 0;
+	if ((need & 2) && (k = delete_batch(s, ST_SWEEP_CHANGES,
+					    w->changes_upto, max_rows)) < 0)
+		return -1;
+	n += k;
+	if (need & 4) {
+		bind_users_window(s->st[ST_SWEEP_USERS], w, users_upto);
+		if (run(s, ST_SWEEP_USERS) < 0)
+			return -1;
+		n += sqlite3_changes(s->db);
 	}
 	return n;
 }

@@ -71,8 +71,8 @@ static const struct opt opts[] = {
 	 "WebSocket connections in total (default "
 	 "100000; 503 beyond)"},
 	{"max-per-ip", "BASESTATION_MAX_PER_IP", OPT_INT, O(max_per_ip), "N",
-	 "connections per remote address on each port, handshakes included "
-	 "(default 0 = unlimited)"},
+	 "connections per remote address (an IPv6 one by its /64) on each "
+	 "port, handshakes included (default 0 = unlimited)"},
 	{"max-http-conns", "BASESTATION_MAX_HTTP_CONNS", OPT_INT,
 	 O(max_http_conns), "N",
 	 "HTTP connections at once (default 256, fewer when the descriptor "

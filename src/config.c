@@ -1,4 +1,5 @@
 /* Defaults, flags and environment for `basestation serve`. */
+#include "basestation/addr.h"
 #include "basestation/config.h"
 #include "basestation/auth_hook.h"
 #include "basestation/log.h"
@@ -64,10 +65,15 @@ static const struct opt opts[] = {
 	{"heartbeat", "BASESTATION_HEARTBEAT", OPT_INT, O(heartbeat), "SECONDS",
 	 "server ping interval (default 25)"},
 	{"idle-timeout", "BASESTATION_IDLE_TIMEOUT", OPT_INT, O(idle_timeout),
-	 "SECONDS", "drop a client silent this long (default 60)"},
+	 "SECONDS",
+	 "drop a client that sends no complete frame this long (default 60)"},
 	{"handshake-timeout", "BASESTATION_HANDSHAKE_TIMEOUT", OPT_INT,
 	 O(handshake_timeout), "SECONDS",
 	 "drop a client whose request head is not complete (default 10)"},
+	{"message-timeout", "BASESTATION_MESSAGE_TIMEOUT", OPT_INT,
+	 O(message_timeout), "SECONDS",
+	 "close (1008) a client whose started message or frame is not "
+	 "complete within this, 0 = never (default 10)"},
 	{"max-message", "BASESTATION_MAX_MESSAGE", OPT_SIZE, O(max_message),
 	 "BYTES", "largest message accepted (default 65536)"},
 	{"max-frames", "BASESTATION_MAX_FRAMES", OPT_INT, O(max_frames), "N",
@@ -85,8 +91,8 @@ static const struct opt opts[] = {
 	 "WebSocket connections in total (default "
 	 "100000; 503 beyond)"},
 	{"max-per-ip", "BASESTATION_MAX_PER_IP", OPT_INT, O(max_per_ip), "N",
-	 "connections per remote address on each port, handshakes included "
-	 "(default 0 = unlimited)"},
+	 "connections per remote address (an IPv6 one by its /64) on each "
+	 "port, handshakes included (default 0 = unlimited)"},
 	{"max-http-conns", "BASESTATION_MAX_HTTP_CONNS", OPT_INT,
 	 O(max_http_conns), "N",
 	 "HTTP connections at once (default 256, fewer when the descriptor "
@@ -120,7 +126,8 @@ static const struct opt opts[] = {
 	{"max-rooms", "BASESTATION_MAX_ROOMS", OPT_INT, O(max_rooms), "N",
 	 "rooms one user may join (default 256)"},
 	{"max-replay", "BASESTATION_MAX_REPLAY", OPT_INT, O(max_replay), "N",
-	 "messages replayed per resume (default 10000)"},
+	 "messages replayed per resume with since; the offline inbox is "
+	 "always whole (default 10000)"},
 	{"max-http-body", "BASESTATION_MAX_HTTP_BODY", OPT_INT,
 	 O(max_http_body), "BYTES",
 	 "largest HTTP request body (default "
@@ -128,8 +135,9 @@ static const struct opt opts[] = {
 	{"admin-sql-max-bytes", "BASESTATION_ADMIN_SQL_MAX_BYTES", OPT_SIZE,
 	 O(admin_sql_max_bytes), "BYTES",
 	 "largest /admin/sql result, 413 beyond (default 16777216)"},
-	{"trusted-proxy", "BASESTATION_TRUSTED_PROXIES", OPT_PROXY, 0, "ADDR",
-	 "honour X-Forwarded-For from this address, repeatable"},
+	{"trusted-proxy", "BASESTATION_TRUSTED_PROXIES", OPT_PROXY, 0,
+	 "ADDR[/BITS]",
+	 "honour X-Forwarded-For from this address or network, repeatable"},
 	{"web-root", "BASESTATION_WEB_ROOT", OPT_STR, O(web_root), "DIR",
 	 "folder of the demo and admin pages"},
 	{"sync", "BASESTATION_SYNC", OPT_SYNC, O(sync_full), "normal|full",
@@ -151,6 +159,7 @@ void config_defaults(struct config *c)
 	c->heartbeat = 25;
 	c->idle_timeout = 60;
 	c->handshake_timeout = 10;
+	c->message_timeout = 10;
 	c->max_message = 65536;
 	c->max_frames = 1024;
 	c->compression = 1;
@@ -184,6 +193,14 @@ static int add_list(char **list, int *n, const char *v, FILE *err,
 	}
 	list[(*n)++] = xstrdup(v);
 	return 0;
+}
+
+/* A --trusted-proxy value: an address or a network (net/listener.c matches
+ * peers against it). */
+static int addr_parse_ok(const char *v)
+{
+	struct addr a;
+	return addr_parse(v, 1, &a) == 0;
 }
 
 static int parse_num(const char *v, double lo, double hi, double *out)
@@ -280,6 +297,13 @@ static int set_opt(struct config *c, const struct opt *o, const char *v,
 				else if (add_list(c->origins, &c->norigins, tok,
 						  err, "--origin") < 0)
 					return -1;
+			} else if (!addr_parse_ok(tok)) {
+				fprintf(err,
+					"basestation: invalid value for %s: %s "
+					"(an IP address or ADDR/BITS)\n",
+					from_env ? o->env : "--trusted-proxy",
+					tok);
+				return -1;
 			} else if (add_list(c->trusted_proxies, &c->ntrusted,
 					    tok, err, "--trusted-proxy") < 0) {
 				return -1;

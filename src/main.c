@@ -67,7 +67,9 @@ static void token_usage(FILE *f)
 	      "       basestation token revoke TOKEN [--db PATH]\n\n"
 	      "issue prints the new token alone on stdout; only its SHA-256 is "
 	      "stored.\n--ttl 0 (the default) never expires. --db defaults to "
-	      "$BASESTATION_DB or ./basestation.db.\n",
+	      "$BASESTATION_DB or ./basestation.db.\nBoth work while the "
+	      "broker runs: they wait up to 5 s for the database's write "
+	      "lock.\n",
 	      f);
 }
 

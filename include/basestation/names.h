@@ -1,8 +1,8 @@
 /*
  * The one rule for every id, uid and room name a client or a backend gives
- * (WebSocket frames, HTTP paths and bodies): 1..max bytes, none of them a
- * control character (C0 including NUL, or DEL). Checked over the value's
- * whole length: a percent-decoded path (or a JSON string, were NULs let
+ * (WebSocket frames, HTTP paths and bodies): 1..max bytes of UTF-8
+ * without a control character (C0 including NUL, DEL, C1). Checked over the
+ * value's whole length: a percent-decoded path (or a JSON string, were NULs let
  * through the parser) may hold a NUL that C string code would silently cut
  * at: "a%00zzz" is not task "a".
  */

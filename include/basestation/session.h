@@ -66,6 +66,8 @@ struct session {
 	unsigned wait_drain : 1;   /* a replay waits for the output */
 	unsigned token_opaque : 1; /* token_hash names its opaque token */
 	int64_t last_seq;	   /* highest message seq queued to it */
+	int64_t sent_seq; /* what it had been given when its output last
+			     drained: went whole to the kernel */
 	/* the token it authenticated with: closed 4001 when it is revoked
 	 * or expires (contract §10) */
 	int64_t token_exp; /* wall clock ms, 0 = never */
@@ -92,7 +94,9 @@ void session_open(struct session *s, const struct auth_identity *id);
 void session_close(struct session *s);
 /* Release everything it holds; its owner frees it next. */
 void session_finish(struct session *s);
-/* Its output drained: a replay that waited for room goes on. */
+/* Its output drained (all of it went to the kernel; every time, not only
+ * when asked): a replay that waited for room goes on, and the inbox
+ * cursor may move up to what it had been given. */
 void session_drained(struct session *s);
 /* Close s (4001) when its token expired by wall_ms: 1 closed, 0 not. */
 int session_check_expiry(struct session *s, int64_t wall_ms);

@@ -30,6 +30,7 @@ struct config {
 	int ntrusted;
 	int heartbeat;	       /* s */
 	int idle_timeout;      /* s */
+	int message_timeout;   /* s for a started message, 0 = none */
 	int handshake_timeout; /* s */
 	size_t max_message;
 	int max_frames;	     /* frames per message */

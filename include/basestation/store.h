@@ -76,15 +76,40 @@ typedef void (*store_msg_cb)(void *arg, const struct msg_record *m);
 int store_replay(struct store *s, const char *uid, int64_t since, int64_t upto,
 		 int limit, store_msg_cb cb, void *arg);
 
-/* Delete up to max_rows messages older than before_ts (0: skip) or with
- * seq <= below_seq (0: skip), and expired idempotency keys. Returns the
- * number of messages deleted; *max_deleted gets the highest seq deleted. */
 /* 1 when store_prune with the same limits would delete something. Reads
  * only (no lock): lets the caller skip opening a write transaction. */
 int store_prune_needed(struct store *s, int64_t before_ts, int64_t below_seq,
 		       int64_t idem_before_ts);
+/* Delete up to max_rows messages older than before_ts (0: skip) or with
+ * seq <= below_seq (0: skip), and up to max_rows idempotency keys older
+ * than idem_before_ts (0: skip; *idem_deleted gets how many). Returns the
+ * number of messages deleted; *max_deleted gets the highest seq deleted. */
 int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
-		int64_t idem_before_ts, int max_rows, int64_t *max_deleted);
+		int64_t idem_before_ts, int max_rows, int64_t *max_deleted,
+		int *idem_deleted);
+
+/* Bookkeeping rows nothing needs any more, swept a little at a time: tokens
+ * expired before tokens_before (ms; 0: skip), token_changes rows up to
+ * changes_upto (0: skip), and user rows (inbox cursors) in the uid window
+ * after users_after that were last seen before users_seen_before (0:
+ * skip), whose cursor is at most users_cursor_max, in no room and with no
+ * token. */
+struct store_sweep {
+	int64_t tokens_before;
+	int64_t changes_upto;
+	int64_t users_seen_before;
+	int64_t users_cursor_max;
+	const char *users_after; /* "" from the start */
+};
+/* Reads only. Returns a bit set of what store_sweep would delete (0:
+ * nothing); users_upto (n bytes) gets the end of the users window of at
+ * most max_rows uids, "" when there is none after users_after. */
+int store_sweep_needed(struct store *s, const struct store_sweep *w,
+		       int max_rows, char *users_upto, size_t n);
+/* Delete what need (from store_sweep_needed) names, at most max_rows rows
+ * of each kind. Returns the rows deleted, or -1. */
+int store_sweep(struct store *s, const struct store_sweep *w, int need,
+		const char *users_upto, int max_rows);
 
 int64_t store_counter_get(struct store *s, const char *name);
 int store_counter_set(struct store *s, const char *name, int64_t v);

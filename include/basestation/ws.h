@@ -85,6 +85,9 @@ struct ws_parser {
 	uint32_t max_frames;	   /* frames per message, 0 = unlimited;
 				      more -> WS_EV_ERROR 1009 */
 	uint32_t frames;	   /* frames of the current message */
+	uint32_t frames_read;	   /* complete frames so far, any opcode
+				      (wraps): what the caller counts as
+				      life */
 	/* state (private) */
 	uint8_t state;
 	uint8_t hdr[14];
@@ -155,6 +158,9 @@ int ws_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t limit,
 
 /* Bytes of memory the parser holds on the heap right now. */
 size_t ws_parser_heap(const struct ws_parser *p);
+/* 1 while a frame or a fragmented message is incomplete: part of a header
+ * or payload read, or fragments of a message still to come. */
+int ws_parser_partial(const struct ws_parser *p);
 
 /* Write an unmasked server frame header (FIN set) for opcode and payload
  * length into out (>= 10 bytes). Returns the header length (2, 4 or 10). */
@@ -211,12 +217,13 @@ struct ws_request {
 };
 
 /* Headers that may appear at most once (RFC 9112 §3.2, RFC 6455 §4.2.1,
- * §11.3.1, §11.3.5). */
+ * §11.3.1, §11.3.5, RFC 6454 §7.3 for Origin). */
 enum {
 	WS_HDR_HOST = 1u << 0,
 	WS_HDR_UPGRADE = 1u << 1,
 	WS_HDR_KEY = 1u << 2,
 	WS_HDR_VERSION = 1u << 3,
+	WS_HDR_ORIGIN = 1u << 4,
 };
 
 enum {
@@ -242,8 +249,8 @@ int ws_request_check(const struct ws_request *req);
  * 0 when it is a valid upgrade request for path, otherwise the HTTP
  * status to refuse with: 400 (not GET, not HTTP/1.1, no Host or two, bad
  * Upgrade, Connection, Sec-WebSocket-Key not base64 of 16 bytes, Upgrade,
- * Sec-WebSocket-Key or Sec-WebSocket-Version given twice), 404 (another
- * path), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
+ * Sec-WebSocket-Key, Sec-WebSocket-Version or Origin given twice), 404
+ * (another path), 426 (Sec-WebSocket-Version missing or not 13). 400 wins over
  * 404 for a non-GET, a version other than 1.1 and Host; 404 is checked
  * before the WebSocket headers.
  */

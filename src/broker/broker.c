@@ -18,7 +18,9 @@ static void on_event(void *arg, const struct engine_event *ev)
 
 	switch (ev->kind) {
 	case ENGINE_MESSAGE:
+		bk.fanned = ev->seq - 1;
 		router_on_message(ev);
+		bk.fanned = ev->seq;
 		break;
 	case ENGINE_JOIN:
 	case ENGINE_LEAVE:
@@ -67,6 +69,7 @@ int broker_init(struct event_base *base, const struct config *cfg,
 	if (engine_load(e, &loader, NULL) < 0)
 		return -1;
 	tasks_loaded();
+	bk.fanned = engine_committed(e);
 	engine_listen(e, on_event, NULL);
 	replay_init();
 	bk.prune_ev = event_new(base, -1, EV_PERSIST, prune_cb, NULL);

@@ -66,6 +66,10 @@ struct broker {
 	int users_online;
 	struct session *replay_head, *replay_tail;
 	struct event *replay_ev, *prune_ev;
+	/* The seq up to which committed messages have gone to their live
+	 * sessions: while the engine hands a batch over, the messages after
+	 * the one being fanned out have not (engine_committed counts them). */
+	int64_t fanned;
 };
 
 extern struct broker bk;

@@ -178,8 +178,12 @@ static void finish(struct session *s)
 /* One chunk for s. Returns 1 when s's replay is over. */
 static int chunk(struct session *s, int *budget)
 {
+	/* --max-replay bounds a resume (since). The offline inbox is owed
+	 * whole: what it holds is bounded by retention, and it goes in the
+	 * same chunks, paced by the client's reading. */
 	int limit = REPLAY_CHUNK, n;
-	int left = bk.cfg->max_replay - s->replay_count;
+	int left = s->replay_report ? bk.cfg->max_replay - s->replay_count
+				    : REPLAY_CHUNK;
 	char uid[AUTH_UID_MAX + 1];
 
 	if (!s->open)

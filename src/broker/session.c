@@ -33,9 +33,24 @@ void session_open(struct session *s, const struct auth_identity *id)
 	s->open = 1;
 }
 
-/* When the user's last session goes, the inbox cursor moves to the newest
- * committed seq (everything up to it was delivered live, or can be resumed
- * by seq), or to what this session had been sent if it was replaying. */
+/* The seq up to which every message for s has been queued to it: its
+ * replay position, else every message fanned out so far. */
+static int64_t queued_upto(const struct session *s)
+{
+	return s->replaying ? s->last_seq : bk.fanned;
+}
+
+/* The seq up to which s has been given its messages whole: they left its
+ * output for the kernel (a message still buffered has not). */
+static int64_t delivered_upto(const struct session *s)
+{
+	return s->sink->buffered(s) == 0 ? queued_upto(s) : s->sent_seq;
+}
+
+/* When the user's last session goes, the inbox cursor moves to what that
+ * session was given whole: messages still in its output are in the next
+ * inbox (at least once: a message in the kernel's buffers when the peer
+ * reset may come again). */
 void session_close(struct session *s)
 {
 	struct user *u;
@@ -45,7 +60,7 @@ void session_close(struct session *s)
 	s->open = 0;
 	if ((u = registry_detach(s)) == NULL)
 		return;
-	int64_t cur = s->replaying ? s->last_seq : engine_committed(bk.engine);
+	int64_t cur = delivered_upto(s);
 	if (cur > u->cursor)
 		u->cursor = cur;
 	/* The record goes when nothing needs it; the cursor stays in the
@@ -68,6 +83,7 @@ void session_finish(struct session *s)
 
 void session_drained(struct session *s)
 {
+	s->sent_seq = queued_upto(s);
 	replay_drained(s);
 }
 

@@ -140,6 +140,10 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 			   close_reason(WS_CLOSE_UNSUPPORTED));
 		break;
 	case WS_EV_PONG:
+		/* Read and dropped, but not for free: unsolicited pongs were a
+		 * flood nothing limited. */
+		proto_rate_check(&c->s, NULL);
+		break;
 	case WS_EV_NONE:
 		break;
 	case WS_EV_CLOSE: {
@@ -158,18 +162,37 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 	}
 }
 
-/* Feed received bytes to the frame parser, one event at a time. */
+/* Feed received bytes to the frame parser, one event at a time. Life
+ * (contract §3: any frame received) is a complete frame, not a byte: a
+ * frame trickled a byte at a time does not hold off --idle-timeout. A
+ * frame or message started must be complete within --message-timeout
+ * (conn_tick), pings between its fragments or not: msg_since is when the
+ * parser last left the state of holding nothing unfinished. */
 static void read_frames(struct conn *c, const uint8_t *p, size_t n)
 {
+	uint32_t frames = c->parser.frames_read;
+	int64_t now = mono_ms();
+	int finished = 0;
+
 	while (c->state == CONN_OPEN && n > 0) {
 		struct ws_event ev;
 		size_t used = ws_parser_feed(&c->parser, p, n, &ev);
 		p += used;
 		n -= used;
+		if (ev.type != WS_EV_NONE && !ws_parser_partial(&c->parser))
+			finished = 1;
 		handle_event(c, &ev);
 		if (ev.type == WS_EV_ERROR)
 			break;
 	}
+	if (c->state == CONN_DEAD)
+		return;
+	if (c->parser.frames_read != frames)
+		c->last_rx = now;
+	if (!ws_parser_partial(&c->parser))
+		c->msg_since = 0;
+	else if (finished || c->msg_since == 0)
+		c->msg_since = now;
 }
 
 /* Judge the head in c->hs; once upgraded, frames sent right behind the
@@ -251,7 +274,6 @@ static int conn_readable(struct conn *c)
 		read_handshake(c, rbuf, (size_t)n);
 		break;
 	case CONN_OPEN:
-		c->last_rx = mono_ms();
 		read_frames(c, rbuf, (size_t)n);
 		break;
 	default:
@@ -406,6 +428,14 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		case CONN_OPEN:
 			if (session_check_expiry(&c->s, wall)) {
 				/* closed 4001 */
+			} else if (cfg->message_timeout > 0 && c->msg_since &&
+				   now - c->msg_since >=
+					   (int64_t)cfg->message_timeout *
+						   1000) {
+				/* It holds up to --max-message meanwhile. */
+				metrics.idle_close++;
+				conn_close(c, WS_CLOSE_POLICY,
+					   "message not completed in time");
 			} else if (cfg->idle_timeout > 0 &&
 				   now - c->last_rx >=
 					   (int64_t)cfg->idle_timeout * 1000) {

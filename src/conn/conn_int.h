@@ -66,6 +66,8 @@ struct conn {
 	char remote[48];
 	int64_t since_ms;  /* wall clock, connected at */
 	int64_t last_rx;   /* monotonic ms of the last frame received */
+	int64_t msg_since; /* monotonic ms a frame or message still
+			      incomplete began; 0 = none */
 	int64_t last_ping; /* monotonic ms of the last ping sent */
 	int64_t deadline;  /* monotonic ms: handshake or close deadline */
 	struct ws_parser parser;

@@ -240,8 +240,10 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
 	body[1] = (uint8_t)(code & 0xff);
 	if (rl)
 		memcpy(body + 2, reason, rl);
-	send_control(c, WS_OP_CLOSE, body, 2 + rl);
+	/* Out of routing first: where the user's next inbox starts is read
+	 * from what is buffered before the close frame joins it. */
 	conn_left(c);
+	send_control(c, WS_OP_CLOSE, body, 2 + rl);
 	c->state = CONN_CLOSING;
 	c->deadline = mono_ms() + (c->slow ? SLOW_CLOSE_MS : CLOSE_LINGER_MS);
 	log_info("conn.close", "conn=%llu code=%u reason=%s",

@@ -7,6 +7,7 @@
  * resume starts. Refused: an HTTP status with a reason, then close.
  */
 #include "conn_int.h"
+#include "basestation/addr.h"
 #include "basestation/broker.h"
 #include "basestation/log.h"
 #include "basestation/metrics.h"
@@ -17,6 +18,7 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,8 +210,8 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 {
 	const char *p, *comma;
 	size_t n;
-	char ip[48];
-	struct in6_addr a6;
+	char ip[64];
+	struct addr a;
 
 	if (req->forwarded_for.p == NULL || !net_trusted_proxy(c->remote))
 		return;
@@ -228,9 +230,9 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 		return;
 	memcpy(ip, p, n);
 	ip[n] = '\0';
-	if (inet_pton(AF_INET, ip, &a6) == 1 ||
-	    inet_pton(AF_INET6, ip, &a6) == 1)
-		snprintf(c->remote, sizeof(c->remote), "%s", ip);
+	/* Canonical text, as for peers: "0::1" is "::1". */
+	if (addr_parse(ip, 0, &a) == 0)
+		addr_format(&a, c->remote, sizeof(c->remote));
 }
 
 static void conn_open(struct conn *c, const struct auth_identity *id);
@@ -370,6 +372,29 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		upgrade_refuse(c, 403, "origin not allowed");
 		return 1;
 	}
+	/* Resume parameters, judged before the upgrade: a since that is
+	 * not a seq is a malformed request (contract §2), not "no since". */
+	int64_t since = -1;
+	int epoch_ok = 1;
+	char num[32], ep[64];
+	int sn = ws_query_get(req.query.p, req.query.n, "since", num,
+			      sizeof(num));
+	if (sn != -1) {
+		char *e;
+		long long v;
+		errno = 0;
+		v = strtoll(num, &e, 10);
+		if (sn <= 0 || num[0] < '0' || num[0] > '9' || *e != '\0' ||
+		    errno) {
+			upgrade_refuse(c, 400,
+				       "since must be a sequence number");
+			return 1;
+		}
+		since = v;
+	}
+	if (ws_query_get(req.query.p, req.query.n, "epoch", ep, sizeof(ep)) >=
+	    0)
+		epoch_ok = strcmp(ep, broker_epoch()) == 0;
 
 	/* Accepted. */
 	out = conn_out(c);
@@ -388,21 +413,6 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 				    (int)proto_echo_len, proto_echo);
 	negotiate_deflate(c, &req, out);
 	evbuffer_add(out, "\r\n", 2);
-
-	/* Resume parameters before the head is drained. */
-	int64_t since = -1;
-	int epoch_ok = 1;
-	char num[32], ep[64];
-	if (ws_query_get(req.query.p, req.query.n, "since", num, sizeof(num)) >
-	    0) {
-		char *e;
-		long long v = strtoll(num, &e, 10);
-		if (*e == '\0' && v >= 0)
-			since = v;
-	}
-	if (ws_query_get(req.query.p, req.query.n, "epoch", ep, sizeof(ep)) >=
-	    0)
-		epoch_ok = strcmp(ep, broker_epoch()) == 0;
 
 	*head_len = (size_t)head;
 	conn_open(c, &id);

@@ -13,8 +13,11 @@
  * could take back.
  *
  * Also here, because they write or watch the store: retention (messages
- * past --retention-age/--retention-count and idempotency keys past 24 h, a
- * few hundred rows a second inside the turn's transaction), and the token
+ * past --retention-age/--retention-count and idempotency keys past 24 h:
+ * a step on the turn after messages are stored and again while it finds
+ * rows, each bounded, inside the turn's transaction), the sweep of
+ * bookkeeping nothing needs (expired tokens, token changes read, idle
+ * users' cursors; once a second, a few rows), and the token
  * change log, which other processes write too (`basestation token
  * revoke`): each change is judged here and handed on as one event.
  */
@@ -26,12 +29,21 @@
 #include "basestation/xalloc.h"
 
 #include <event2/event.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PRUNE_MS	  1000
-#define PRUNE_ROWS	  500
+#define PRUNE_MS 1000
+/* Rows one prune step deletes at most, of messages and of idempotency keys
+ * each: a few ms of work, plus as many rows as were stored since the step
+ * before. While steps delete something the next one runs on the next loop
+ * turn, so deleting keeps pace with any rate of storing, and no turn
+ * stalls the loop for long. */
+#define PRUNE_BATCH 1000
+/* Rows of each kind one sweep deletes at most: a few ms, once a second. */
+#define SWEEP_ROWS	  256
+#define DAY_MS		  (86400 * 1000LL)
 #define TOKEN_WATCH_MS	  200
 #define TOKEN_CHANGES_MAX 1024
 #define IDEM_KEEP_MS	  (86400 * 1000LL)
@@ -52,12 +64,19 @@ struct local {
 	const struct config *cfg;
 	struct store *store;
 	struct event *commit_ev, *prune_ev, *token_ev;
+	struct event *prune_step_ev; /* the next retention step, next turn */
+	int64_t prune_step_seq;	     /* committed_seq at the last step */
+	int64_t prune_logged_at, prune_unlogged, prune_unlogged_idem;
+	/* Where the sweep's walk over users stopped: a window a second. */
+	char sweep_users_after[AUTH_UID_MAX + 1];
 	int64_t last_seq;      /* last handed out */
 	int64_t committed_seq; /* last durable */
 	int64_t pruned_max_seq;
 	int64_t token_seq; /* the change log read up to here */
 	struct op *head, **tail;
 };
+
+static void prune_soon(struct local *l);
 
 static struct local *local_of(struct engine *e)
 {
@@ -266,6 +285,9 @@ static int submit_message(struct local *l, const struct engine_event *ev,
 		return -1;
 	l->last_seq = e.msg.seq;
 	queue(l, &e, done, e.msg.seq);
+	/* Retention looks at the table again next turn (a few index reads):
+	 * under a flood it stays at its bounds. */
+	prune_soon(l);
 	return 0;
 }
 
@@ -389,9 +411,11 @@ static int local_healthy(struct engine *eng)
 
 /* ---- retention ---- */
 
-static void prune_cb(evutil_socket_t fd, short what, void *arg)
+/* One retention step (--retention-age, --retention-count, idempotency
+ * keys older than 24 h) in the loop turn's transaction. 1 when it deleted
+ * something: then the next step runs on the next loop turn. */
+static int prune_step(struct local *l)
 {
-	struct local *l = arg;
 	const struct config *cfg = l->cfg;
 	int64_t now = now_ms(), max_deleted = 0;
 	int64_t before =
@@ -401,27 +425,108 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
 				? l->committed_seq - cfg->retention_count
 				: 0;
 	int64_t idem_before = now - IDEM_KEEP_MS;
-	int n;
-	(void)fd;
-	(void)what;
+	int64_t stored = l->committed_seq < l->prune_step_seq
+				 ? 0
+				 : l->committed_seq - l->prune_step_seq;
+	int budget = PRUNE_BATCH + (int)(stored < INT_MAX / 2 ? stored : 0);
+	int n, idem = 0;
 
+	l->prune_step_seq = l->committed_seq;
 	/* Nothing old enough: no write transaction, no lock. */
 	if (!store_prune_needed(l->store, before, below, idem_before) ||
 	    turn_begin(l) < 0)
-		return;
-	/* Small steps: a few ms per call. */
-	n = store_prune(l->store, before, below, idem_before, PRUNE_ROWS,
-			&max_deleted);
-	if (n <= 0)
-		return;
-	metrics.retention += (uint64_t)n;
-	if (max_deleted > l->pruned_max_seq) {
-		l->pruned_max_seq = max_deleted;
-		store_counter_set(l->store, "pruned_max_seq", max_deleted);
+		return 0;
+	n = store_prune(l->store, before, below, idem_before, budget,
+			&max_deleted, &idem);
+	if (n > 0) {
+		metrics.retention += (uint64_t)n;
+		if (max_deleted > l->pruned_max_seq) {
+			l->pruned_max_seq = max_deleted;
+			store_counter_set(l->store, "pruned_max_seq",
+					  max_deleted);
+		}
+		store_counter_set(l->store, "pruned_total",
+				  (int64_t)metrics.retention);
 	}
-	store_counter_set(l->store, "pruned_total", (int64_t)metrics.retention);
-	log_info("store.prune", "deleted=%d upto=%lld", n,
-		 (long long)l->pruned_max_seq);
+	/* Steps run every loop turn under load: one line a second at most. */
+	if (n > 0)
+		l->prune_unlogged += n;
+	l->prune_unlogged_idem += idem;
+	if ((l->prune_unlogged || l->prune_unlogged_idem) &&
+	    now - l->prune_logged_at >= 1000) {
+		log_info("store.prune", "deleted=%lld idem=%lld upto=%lld",
+			 (long long)l->prune_unlogged,
+			 (long long)l->prune_unlogged_idem,
+			 (long long)l->pruned_max_seq);
+		l->prune_unlogged = l->prune_unlogged_idem = 0;
+		l->prune_logged_at = now;
+	}
+	/* Whatever it deleted, the next step looks again at the next turn:
+	 * under a steady flood the table stays at its bound, not a second's
+	 * worth of messages above it. */
+	return n > 0 || idem > 0;
+}
+
+/* Run a retention step on the next loop turn. A zero timeout fires after
+ * the next turn's I/O: pruning keeps pace with storing without starving
+ * the connections. */
+static void prune_soon(struct local *l)
+{
+	static const struct timeval next_turn = {0, 0};
+	if (l->prune_step_ev && !evtimer_pending(l->prune_step_ev, NULL))
+		evtimer_add(l->prune_step_ev, &next_turn);
+}
+
+static void prune_step_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct local *l = arg;
+	(void)fd;
+	(void)what;
+	if (prune_step(l))
+		prune_soon(l);
+}
+
+/* Once a second: delete, a few rows at a time, tokens a day past their
+ * expiry (so every connection was closed with "token expired" first),
+ * token changes this process has read (a new start reads from the newest
+ * on), and inbox cursors of users not seen for --retention-age whose
+ * messages retention has deleted. */
+static void sweep(struct local *l)
+{
+	char upto[AUTH_UID_MAX + 1];
+	const struct config *cfg = l->cfg;
+	int64_t now = now_ms();
+	struct store_sweep w = {
+		.tokens_before = now - DAY_MS,
+		.changes_upto = l->token_seq,
+		.users_seen_before = cfg->retention_age > 0
+					     ? now - cfg->retention_age * 1000
+					     : 0,
+		.users_cursor_max = l->pruned_max_seq,
+		.users_after = l->sweep_users_after,
+	};
+	int need = store_sweep_needed(l->store, &w, SWEEP_ROWS, upto,
+				      sizeof(upto));
+	int n = 0;
+
+	if (need && turn_begin(l) == 0)
+		n = store_sweep(l->store, &w, need, upto, SWEEP_ROWS);
+	/* The next window, or from the start once past the last uid. */
+	snprintf(l->sweep_users_after, sizeof(l->sweep_users_after), "%s",
+		 upto);
+	if (n > 0)
+		log_info("store.sweep", "deleted=%d", n);
+}
+
+static void prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct local *l = arg;
+	(void)fd;
+	(void)what;
+
+	if (!evtimer_pending(l->prune_step_ev, NULL))
+		prune_step_cb(-1, 0, l);
+	sweep(l);
 }
 
 /* ---- the token change log ---- */
@@ -481,6 +586,7 @@ static void local_destroy(struct engine *eng)
 	commit(l);
 	event_free(l->commit_ev);
 	event_free(l->prune_ev);
+	event_free(l->prune_step_ev);
 	event_free(l->token_ev);
 	store_close(l->store);
 	free(l);
@@ -527,8 +633,11 @@ struct engine *engine_local_create(struct event_base *base,
 		l->token_seq = 0;
 	l->commit_ev = event_new(base, -1, 0, commit_cb, l);
 	l->prune_ev = event_new(base, -1, EV_PERSIST, prune_cb, l);
+	l->prune_step_ev = evtimer_new(base, prune_step_cb, l);
 	l->token_ev = event_new(base, -1, EV_PERSIST, token_cb, l);
-	if (l->commit_ev == NULL || l->prune_ev == NULL || l->token_ev == NULL)
+	l->prune_step_seq = l->committed_seq;
+	if (l->commit_ev == NULL || l->prune_ev == NULL ||
+	    l->prune_step_ev == NULL || l->token_ev == NULL)
 		fatal("event_new failed");
 	event_add(l->prune_ev, &prune);
 	event_add(l->token_ev, &watch);

@@ -317,6 +317,26 @@ static void api_tasks(struct evhttp_request *req, const char *rest,
 	free(dec);
 }
 
+/* RFC 9112 §6.3: with two Content-Length headers (libevent reads the
+ * first) the request's length, and where the next request starts, cannot
+ * be trusted: 400, and the connection is closed after the answer. */
+static int length_ambiguous(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	int n = 0;
+
+	for (kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, "Content-Length") == 0 && ++n > 1) {
+			evhttp_add_header(
+				evhttp_request_get_output_headers(req),
+				"Connection", "close");
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void route(struct evhttp_request *req, void *arg)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -326,6 +346,10 @@ static void route(struct evhttp_request *req, void *arg)
 
 	http_conns_request(req);
 	metrics.http_requests++;
+	if (length_ambiguous(req)) {
+		http_error(req, 400, "Content-Length given twice");
+		return;
+	}
 	if (path == NULL || *path != '/') {
 		http_error(req, 400, "bad request target");
 		return;

@@ -3,6 +3,7 @@
  * errors, the 503 written to a socket refused before anything is read,
  * the trusted proxies, addresses as text.
  */
+#include "basestation/addr.h"
 #include "basestation/log.h"
 #include "basestation/net.h"
 
@@ -168,23 +169,30 @@ void net_refuse_fd(evutil_socket_t fd, enum ip_port port, const char *why)
 	}
 }
 
+/* Compared as parsed addresses and networks (config.c checked that each
+ * entry parses), never as text: "::ffff:127.0.0.1" from a dual-stack
+ * listener is 127.0.0.1. */
 int net_trusted_proxy(const char *ip)
 {
+	struct addr a, net;
+
+	if (cfg->ntrusted == 0 || addr_parse(ip, 0, &a) < 0)
+		return 0;
 	for (int i = 0; i < cfg->ntrusted; i++)
-		if (strcmp(cfg->trusted_proxies[i], ip) == 0)
+		if (addr_parse(cfg->trusted_proxies[i], 1, &net) == 0 &&
+		    addr_in(&a, &net))
 			return 1;
 	return 0;
 }
 
+/* Canonical text, IPv4 peers of a dual-stack listener as IPv4: the same
+ * peer is one key for --max-per-ip and one address in the logs. */
 void net_addr_string(const struct sockaddr *sa, char *out, size_t n)
 {
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-			  out, (socklen_t)n);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6,
-			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			  (socklen_t)n);
+	struct addr a;
+
+	if (addr_from_sockaddr(sa, &a) == 0)
+		addr_format(&a, out, n);
 	else
 		snprintf(out, n, "unix");
 }

@@ -36,6 +36,12 @@ enum {
 	ST_PRUNE_SEQ,
 	ST_PRUNE_IDEM,
 	ST_PRUNE_PROBE,
+	ST_SWEEP_PROBE,
+	ST_SWEEP_TOKENS,
+	ST_SWEEP_CHANGES,
+	ST_SWEEP_USERS_WINDOW,
+	ST_SWEEP_USERS_PROBE,
+	ST_SWEEP_USERS,
 	ST_COUNTER_GET,
 	ST_COUNTER_SET,
 	ST_TASK_PUT,
@@ -43,15 +49,24 @@ enum {
 	ST_N
 };
 
+/* A user row (its inbox cursor) nothing needs: in the window (?1, ?2],
+ * last seen before ?3, every message up to its cursor gone (?4 is the
+ * highest seq retention deleted, so an inbox from 0 is the same inbox), in
+ * no room and with no token. */
+#define SWEEP_USERS_WHERE                                                      \
+	"uid > ?1 AND uid <= ?2 AND last_seen < ?3 AND cursor <= ?4 AND NOT "  \
+	"EXISTS (SELECT 1 FROM members m WHERE m.uid = users.uid) AND NOT "    \
+	"EXISTS (SELECT 1 FROM tokens t WHERE t.uid = users.uid)"
+
 static const char *const sql_text[ST_N] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_MSG_INSERT] = "INSERT INTO messages (seq, ts, sender, to_uid, "
 			  "room, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[ST_IDEM_GET] = "SELECT seq FROM idem WHERE sender = ?1 AND ref = ?2",
-	[ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem (sender, ref, seq, ts) "
-			"VALUES (?1, ?2, ?3, ?4)",
+	[ST_IDEM_GET] = "SELECT seq FROM idem WHERE hash = bs_idem_key(?1, ?2)",
+	[ST_IDEM_PUT] = "INSERT OR REPLACE INTO idem (seq, ts, hash) "
+			"VALUES (?3, ?4, bs_idem_key(?1, ?2))",
 	[ST_MEMBER_PUT] = "INSERT OR IGNORE INTO members (room, uid, "
 			  "joined_seq, joined_at) VALUES (?1, ?2, ?3, ?4)",
 	[ST_MEMBER_DEL] = "DELETE FROM members WHERE room = ?1 AND uid = ?2",
@@ -76,11 +91,31 @@ static const char *const sql_text[ST_N] = {
 	[ST_PRUNE_SEQ] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM "
 			 "messages WHERE seq <= ?1 ORDER BY seq LIMIT ?2) "
 			 "RETURNING seq",
-	[ST_PRUNE_IDEM] = "DELETE FROM idem WHERE (sender, ref) IN (SELECT "
-			  "sender, ref FROM idem WHERE ts < ?1 LIMIT ?2)",
+	/* The same walk for idempotency keys, keyed by their message's seq. */
+	[ST_PRUNE_IDEM] = "DELETE FROM idem WHERE seq IN (SELECT seq FROM "
+			  "(SELECT seq, ts FROM idem ORDER BY seq LIMIT ?2) "
+			  "WHERE ts < ?1)",
 	[ST_PRUNE_PROBE] =
 		"SELECT (SELECT ts FROM messages ORDER BY seq LIMIT 1), "
-		"(SELECT min(seq) FROM messages), (SELECT min(ts) FROM idem)",
+		"(SELECT min(seq) FROM messages), "
+		"(SELECT ts FROM idem ORDER BY seq LIMIT 1)",
+	/* Bookkeeping nothing needs any more (store_sweep). */
+	[ST_SWEEP_PROBE] = "SELECT (SELECT min(expires_at) FROM tokens WHERE "
+			   "expires_at IS NOT NULL), (SELECT min(seq) FROM "
+			   "token_changes)",
+	[ST_SWEEP_TOKENS] = "DELETE FROM tokens WHERE hash IN (SELECT hash "
+			    "FROM tokens WHERE expires_at < ?1 ORDER BY "
+			    "expires_at LIMIT ?2)",
+	[ST_SWEEP_CHANGES] = "DELETE FROM token_changes WHERE seq IN (SELECT "
+			     "seq FROM token_changes WHERE seq <= ?1 ORDER BY "
+			     "seq LIMIT ?2)",
+	/* Users are walked by uid a window at a time (no index on
+	 * last_seen, which every disconnect writes). */
+	[ST_SWEEP_USERS_WINDOW] = "SELECT max(uid) FROM (SELECT uid FROM users "
+				  "WHERE uid > ?1 ORDER BY uid LIMIT ?2)",
+	[ST_SWEEP_USERS_PROBE] = "SELECT EXISTS (SELECT 1 FROM users "
+				 "WHERE " SWEEP_USERS_WHERE ")",
+	[ST_SWEEP_USERS] = "DELETE FROM users WHERE " SWEEP_USERS_WHERE,
 	[ST_COUNTER_GET] = "SELECT value FROM counters WHERE name = ?1",
 	[ST_COUNTER_SET] = "INSERT INTO counters (name, value) VALUES (?1, ?2) "
 			   "ON CONFLICT (name) DO UPDATE SET value = "
@@ -179,6 +214,41 @@ static int migrate(sqlite3 *db, char *err, size_t errsz)
 	return 0;
 }
 
+/* bs_idem_key(sender, ref): the idempotency key of a message, the first 16
+ * bytes of SHA-256(sender NUL ref). A uid has no NUL, so two pairs never
+ * meet by concatenation, and 128 bits make a collision out of reach. */
+static void idem_key_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	int ok = h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1;
+	(void)argc;
+
+	for (int i = 0; ok && i < 2; i++) {
+		const unsigned char *v = sqlite3_value_text(argv[i]);
+		size_t n = (size_t)sqlite3_value_bytes(argv[i]);
+		ok = (i == 0 || EVP_DigestUpdate(h, "", 1) == 1) &&
+		     (v == NULL || EVP_DigestUpdate(h, v, n) == 1);
+	}
+	ok = ok && EVP_DigestFinal_ex(h, md, &mdlen) == 1 && mdlen >= 16;
+	EVP_MD_CTX_free(h);
+	if (ok)
+		sqlite3_result_blob(ctx, md, 16, SQLITE_TRANSIENT);
+	else
+		sqlite3_result_error(ctx, "bs_idem_key: digest failed", -1);
+}
+
+static int idem_key_register(sqlite3 *db)
+{
+	return sqlite3_create_function(
+		       db, "bs_idem_key", 2,
+		       SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+		       NULL, idem_key_fn, NULL, NULL) == SQLITE_OK
+		       ? 0
+		       : -1;
+}
+
 /* cli: a one-shot command beside the broker (see store_open_cli). */
 static struct store *open_store(const char *path, int sync_full, int cli,
 				char *err, size_t errsz)
@@ -201,6 +271,10 @@ static struct store *open_store(const char *path, int sync_full, int cli,
 	}
 	wal_busy_set(s->db, &s->busy, cli ? STORE_CLI_BUSY_MS : STORE_BUSY_MS);
 	sqlite3_extended_result_codes(s->db, 1);
+	if (idem_key_register(s->db) < 0) {
+		snprintf(err, errsz, "cannot register bs_idem_key()");
+		goto fail;
+	}
 	if (exec_sql(s->db, "PRAGMA journal_mode = WAL", err, errsz) < 0 ||
 	    exec_sql(s->db,
 		     sync_full ? "PRAGMA synchronous = FULL"
@@ -574,9 +648,11 @@ int store_prune_needed(struct store *s, int64_t before_ts, int64_t below_seq,
 }
 
 int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
-		int64_t idem_before_ts, int max_rows, int64_t *max_deleted)
+		int64_t idem_before_ts, int max_rows, int64_t *max_deleted,
+		int *idem_deleted)
 {
 	int n = 0, k;
+	*idem_deleted = 0;
 	if (before_ts > 0) {
 		k = prune_with(s, ST_PRUNE_AGE, before_ts, max_rows,
 			       max_deleted);
@@ -597,6 +673,86 @@ int store_prune(struct store *s, int64_t before_ts, int64_t below_seq,
 		sqlite3_bind_int(st, 2, max_rows);
 		if (run(s, ST_PRUNE_IDEM) < 0)
 			return -1;
+		*idem_deleted = sqlite3_changes(s->db);
+	}
+	return n;
+}
+
+static void bind_users_window(sqlite3_stmt *st, const struct store_sweep *w,
+			      const char *upto)
+{
+	bind_text(st, 1, w->users_after);
+	bind_text(st, 2, upto);
+	sqlite3_bind_int64(st, 3, w->users_seen_before);
+	sqlite3_bind_int64(st, 4, w->users_cursor_max);
+}
+
+int store_sweep_needed(struct store *s, const struct store_sweep *w,
+		       int max_rows, char *users_upto, size_t n)
+{
+	sqlite3_stmt *st = s->st[ST_SWEEP_PROBE];
+	int need = 0;
+
+	users_upto[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		if (w->tokens_before > 0 &&
+		    sqlite3_column_type(st, 0) != SQLITE_NULL &&
+		    sqlite3_column_int64(st, 0) < w->tokens_before)
+			need |= 1;
+		if (w->changes_upto > 0 &&
+		    sqlite3_column_type(st, 1) != SQLITE_NULL &&
+		    sqlite3_column_int64(st, 1) <= w->changes_upto)
+			need |= 2;
+	}
+	sqlite3_reset(st);
+	if (w->users_seen_before <= 0)
+		return need;
+	st = s->st[ST_SWEEP_USERS_WINDOW];
+	bind_text(st, 1, w->users_after);
+	sqlite3_bind_int(st, 2, max_rows);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		snprintf(users_upto, n, "%s", sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (users_upto[0] == '\0')
+		return need;
+	st = s->st[ST_SWEEP_USERS_PROBE];
+	bind_users_window(st, w, users_upto);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0))
+		need |= 4;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return need;
+}
+
+/* Run a DELETE taking (?1 a bound, ?2 a row limit); rows deleted or -1. */
+static int delete_batch(struct store *s, int which, int64_t arg, int max_rows)
+{
+	sqlite3_bind_int64(s->st[which], 1, arg);
+	sqlite3_bind_int(s->st[which], 2, max_rows);
+	return run(s, which) < 0 ? -1 : sqlite3_changes(s->db);
+}
+
+int store_sweep(struct store *s, const struct store_sweep *w, int need,
+		const char *users_upto, int max_rows)
+{
+	int n = 0, k = 0;
+
+	if ((need & 1) && (k = delete_batch(s, ST_SWEEP_TOKENS,
+					    w->tokens_before, max_rows)) < 0)
+		return -1;
+	n += k;
+	k = 0;
+	if ((need & 2) && (k = delete_batch(s, ST_SWEEP_CHANGES,
+					    w->changes_upto, max_rows)) < 0)
+		return -1;
+	n += k;
+	if (need & 4) {
+		bind_users_window(s->st[ST_SWEEP_USERS], w, users_upto);
+		if (run(s, ST_SWEEP_USERS) < 0)
+			return -1;
+		n += sqlite3_changes(s->db);
 	}
 	return n;
 }

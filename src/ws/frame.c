@@ -91,6 +91,11 @@ size_t ws_parser_heap(const struct ws_parser *p)
 	return p->msg_cap + (p->ctl ? WS_CTL_MAX : 0);
 }
 
+int ws_parser_partial(const struct ws_parser *p)
+{
+	return p->in_message || p->state != ST_HDR || p->hdr_len > 0;
+}
+
 /* Make room for need bytes in p->msg; never beyond limit (>= need). */
 int ws_buf_reserve(uint8_t **buf, size_t *cap, size_t need, size_t limit,
 		   size_t first)
@@ -386,6 +391,7 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 					goto need_more;
 			}
 			p->state = ST_HDR;
+			p->frames_read++;
 			if (!p->fin)
 				break;
 			if (p->utf8 != WS_UTF8_ACCEPT)
@@ -421,6 +427,7 @@ size_t ws_parser_feed(struct ws_parser *p, const uint8_t *buf, size_t len,
 					goto need_more;
 			}
 			p->state = ST_HDR;
+			p->frames_read++;
 			return control_event(p, ev, i);
 		}
 	}

@@ -181,6 +181,7 @@ static int parse_header(const char *s, size_t n, struct ws_request *req)
 		once(req, WS_HDR_VERSION);
 	} else if (name_is(s, i, "Origin")) {
 		req->origin = v;
+		once(req, WS_HDR_ORIGIN);
 	} else if (name_is(s, i, "Sec-WebSocket-Protocol")) {
 		req->protocol = v;
 	} else if (name_is(s, i, "Authorization")) {
@@ -265,8 +266,8 @@ int ws_request_check_path(const struct ws_request *req, const char *path)
 	if (req->path.n != pl || memcmp(req->path.p, path, pl) != 0)
 		return 404;
 	/* RFC 6455 §11.3.1, §11.3.5: Sec-WebSocket-Key and -Version only
-	 * once; and one Upgrade: which of two would the server have
-	 * answered? */
+	 * once; and one Upgrade, one Origin: which of two would the server
+	 * have answered, or judged? */
 	if (req->repeated != 0)
 		return 400;
 	if (!req->upgrade_is_websocket || !req->connection_has_upgrade)

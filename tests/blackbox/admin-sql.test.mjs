@@ -122,7 +122,7 @@ test('every write attempt is refused with 400 and changes nothing', async () => 
     "INSERT INTO meta SELECT 'k', 'v' ON CONFLICT DO NOTHING",
     'DROP TABLE messages',
     'DROP TABLE IF EXISTS nothing',
-    'DROP INDEX idem_ts',
+    'DROP INDEX idem_hash',
     'CREATE TABLE evil (x)',
     'CREATE TABLE evil AS SELECT * FROM messages',
     'CREATE TEMP TABLE evil (x)',

@@ -3,10 +3,10 @@
 // admin-sql.test.mjs.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, Client, connect, startServer, tempDb } from './lib.mjs';
+import { BIN, Client, connect, sleep, startServer, tempDb } from './lib.mjs';
 
 function run(args, env = {}) {
   return new Promise((resolve) => {
@@ -96,4 +96,32 @@ test('a database that cannot be opened is a runtime error (exit 1)', async () =>
   r = await run(['serve', '--db', bad, '--listen', '127.0.0.1:0', '--http', 'off']);
   assert.equal(r.code, 1, r.stderr);
   rmSync(dir, { recursive: true, force: true });
+});
+
+// The CLI is not the event loop: it waits up to 5 s for a write lock that
+// the broker (or a backup) holds, where the broker's own connection waits
+// 100 ms. Here another process holds the lock for 1.5 s.
+test('token issue and revoke wait for a write lock held by another process', async () => {
+  // sqlite3 holds the write lock for 1.5 s, then exits (0 once committed).
+  const hold = (sql) => {
+    const p = spawn('sqlite3', [srv.db], { stdio: ['pipe', 'ignore', 'inherit'] });
+    p.done = new Promise((resolve) => p.on('exit', resolve));
+    p.stdin.end(`BEGIN IMMEDIATE;\n${sql}\n.shell sleep 1.5\nCOMMIT;\n`);
+    return p;
+  };
+  const holders = [];
+  try {
+    holders.push(hold("INSERT INTO meta VALUES ('cli-lock', '1');"));
+    await sleep(300);
+    const t0 = Date.now();
+    let r = await run(['token', 'issue', '--uid', 'cli-waiter', '--db', srv.db]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Date.now() - t0 >= 800, 'it waited for the lock');
+    assert.equal(await holders[0].done, 0);
+    holders.push(hold("DELETE FROM meta WHERE key = 'cli-lock';"));
+    await sleep(300);
+    r = await run(['token', 'revoke', r.stdout.trim(), '--db', srv.db]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await holders[1].done, 0);
+  } finally { for (const p of holders) p.kill(); }
 });

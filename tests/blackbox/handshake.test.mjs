@@ -83,9 +83,19 @@ describe('400: not a valid upgrade request', () => {
     await refused(twice('dup', 'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ=='), 400);
     await refused(twice('dup', 'Sec-WebSocket-Version: 13'), 400);
     await refused(twice('dup', 'Upgrade: websocket'), 400);
+    // two Origins (RFC 6454 §7.3): which one would be judged?
+    await refused(withToken('dup', { headers: { Origin: 'http://127.0.0.1' } }).replace(/\r\n\r\n$/, '\r\nOrigin: http://evil.example\r\n\r\n'), 400);
+    await accepted(withToken('dup', { headers: { Origin: 'http://127.0.0.1' } }));
     // a list header may come twice; an empty Host is allowed
     await accepted(twice('dup', 'Connection: keep-alive'));
     await accepted(withToken('dup', { headers: { Host: '' } }));
+  });
+  test('since that is not a sequence number (contract §2: malformed request)', async () => {
+    for (const since of ['-1', 'abc', '', '1e3', '+5', ' 5', '0x10', '99999999999999999999', '5abc']) {
+      await refused(withToken('since', { query: '&since=' + encodeURIComponent(since) }), 400);
+    }
+    await accepted(withToken('since', { query: '&since=0' }));
+    await accepted(withToken('since', { query: '&since=12' }));
   });
   test('malformed request line or header line', async () => {
     await refused('GET /ws\r\n\r\n', 400);

@@ -76,3 +76,55 @@ test('heartbeat pings, idle drop, and what counts as life', async () => {
   await wsc.close();
 });
 
+
+// Life is a complete frame, not a byte: a frame trickled a byte at a time
+// is dropped at the idle timeout (before, each byte kept it open).
+test('a frame trickled a byte at a time is not life', async () => {
+  const ws = await rawWs(srv, 'trickler');
+  try {
+    const f = frame(1, '{"type":"ping","pad":"' + 'x'.repeat(60) + '"}');
+    const t0 = Date.now();
+    for (let i = 0; i < f.length && !ws.ended && Date.now() - t0 < (IDLE + 3) * 1000; i++) {
+      ws.write(f.subarray(i, i + 1));
+      await sleep(250);
+    }
+    const c = await ws.closed(1000);
+    assert.equal(c.code, 1001);
+    assert.equal(c.reason, 'idle timeout');
+    const dt = Date.now() - t0;
+    assert.ok(dt < (IDLE + 2) * 1000, `closed after ${dt} ms`);
+  } finally { ws.destroy(); }
+});
+
+// A started message must be complete within --message-timeout, pings in
+// between or not: an unfinished one holds up to --max-message of memory.
+test('a message left unfinished is closed after --message-timeout', async () => {
+  const s = await startServer({ args: ['--message-timeout', '2', '--idle-timeout', '30', '--heartbeat', '10'] });
+  try {
+    // Completed in time, in fragments with a ping between: fine.
+    const ok = await rawWs(s, 'fragmenter');
+    ok.write(frame(1, '{"type":"ping",', { fin: false }));
+    await sleep(500);
+    ok.write(frame(9, 'mid'));
+    ok.write(frame(0, '"ref":"whole"}'));
+    assert.equal((await ok.json((j) => j.ref === 'whole')).type, 'pong');
+    // Never completed, kept busy with pings: closed at the deadline.
+    const ws = await rawWs(s, 'holder');
+    try {
+      const t0 = Date.now();
+      ws.write(frame(1, '{"type":"ping","pad":"' + 'a'.repeat(60000), { fin: false }));
+      while (!ws.ended && Date.now() - t0 < 6000) {
+        ws.write(frame(9, 'alive'));
+        await sleep(300);
+      }
+      const c = await ws.closed(1000);
+      assert.equal(c.code, 1008);
+      assert.equal(c.reason, 'message not completed in time');
+      const dt = Date.now() - t0;
+      assert.ok(dt >= 1500 && dt < 4500, `closed after ${dt} ms`);
+      // The other connection, idle between messages, is untouched.
+      ok.write(frame(1, '{"type":"ping","ref":"later"}'));
+      assert.equal((await ok.json((j) => j.ref === 'later')).type, 'pong');
+    } finally { ws.destroy(); ok.destroy(); }
+  } finally { await s.cleanup(); }
+});

@@ -354,3 +354,20 @@ test('publish: data larger than --max-message is 413, and nothing is stored', as
     assert.equal(r.json.seq, 1);
   } finally { await s2.cleanup(); }
 });
+
+// RFC 9112 §6.3: a request with two Content-Length headers has no
+// trustworthy length (libevent reads the first): 400 and the connection
+// closed, so no bytes of it are read as another request.
+test('Content-Length given twice is 400 and closes the connection', async () => {
+  const smuggled = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+  const body = '{"to":"cl","data":1}' + smuggled;
+  for (const [a, b] of [[20, body.length], [body.length, 20], [20, 20]]) {
+    const r = await httpExchange(srv.httpPort, 'POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ' + API_KEY +
+      `\r\nContent-Type: application/json\r\nContent-Length: ${a}\r\nContent-Length: ${b}\r\n\r\n` + body, 3000);
+    assert.equal(r.status, 400, r.text.slice(0, 300));
+    assert.ok(r.closed, 'closed after the 400');
+    assert.equal((r.text.match(/HTTP\/1\.1 /g) || []).length, 1, 'one answer: ' + r.text);
+  }
+  const n = await api(srv, 'POST', '/admin/sql', { sql: "SELECT count(*) FROM messages WHERE to_uid = 'cl'" }, ADMIN_KEY);
+  assert.deepEqual(n.json.rows, [[0]]);
+});

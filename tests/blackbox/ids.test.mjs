@@ -16,11 +16,13 @@ before(async () => {
 after(async () => { await srv.cleanup(); });
 
 // Spellings of "a" followed by something that must not be cut off.
-const BAD = ['\u0000zzz', '\u0000', '\u0001', '\u001f', '\u007f', '\n'];
+// C1 controls (U+0080..U+009F) too, as for uids.
+const BAD = ['\u0000zzz', '\u0000', '\u0001', '\u001f', '\u007f', '\n', '\u0080', '\u009f'];
 
 test('HTTP: a task id in the path with %00 or a control character is 400, not task "a"', async () => {
   assert.equal((await api(srv, 'GET', '/api/tasks/a')).status, 200);
-  for (const enc of ['%00zzz', '%00', '%01', '%1F', '%7f', '%0A', '%0d%0a']) {
+  // C1 controls (UTF-8 C2 80..C2 9F) and bytes that are not UTF-8 too.
+  for (const enc of ['%00zzz', '%00', '%01', '%1F', '%7f', '%0A', '%0d%0a', '%C2%80', '%c2%9f', '%FF', '%C2']) {
     let r = await api(srv, 'GET', `/api/tasks/a${enc}`);
     assert.equal(r.status, 400, `GET a${enc}: ${r.status} ${r.text}`);
     assert.equal(typeof r.json?.error, 'string');

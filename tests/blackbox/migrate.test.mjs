@@ -47,3 +47,32 @@ test('a database from a newer version is refused', () => {
   assert.equal(sqlite(db, 'PRAGMA user_version;').trim(), '99');
   rmSync(dir, { recursive: true, force: true });
 });
+
+// Schema 004 keys idempotency rows by seq with a hash of (sender, ref): a
+// resend made before the upgrade is still acked with its original seq.
+test('a version-3 database keeps its idempotency keys', async () => {
+  const { db, dir } = tempDb();
+  const now = Date.now();
+  const schema = ['001_init.sql', '002_drop_messages_ts.sql', '003_token_changes.sql']
+    .map((f) => readFileSync(path.join(SRC, 'schema', f), 'utf8')).join('\n');
+  sqlite(db, schema + `
+    PRAGMA user_version = 3;
+    INSERT INTO meta VALUES ('epoch', '00112233445566778899aabbccddeeff');
+    INSERT INTO messages (seq, ts, sender, to_uid, data) VALUES (5, ${now}, 'alice', 'bob', '"x"');
+    INSERT INTO idem (sender, ref, seq, ts) VALUES ('alice', '"k1"', 5, ${now});
+  `);
+  const srv = await startServer({ db });
+  try {
+    assert.match(srv.logs, /event=store\.migrate version=4\b/);
+    assert.equal(sqlite(db, 'SELECT group_concat(name) FROM pragma_table_info(\'idem\');').trim(), 'seq,ts,hash');
+    assert.equal(sqlite(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'idem_ts';").trim(), '0');
+    const a = await connect(srv, 'alice');
+    a.send({ type: 'send', to: 'bob', data: 'x', ref: 'k1' });
+    assert.equal((await a.next('ack')).seq, 5);
+    a.send({ type: 'send', to: 'bob', data: 'y', ref: 'k2' });
+    assert.equal((await a.next('ack')).seq, 6);
+    a.send({ type: 'send', to: 'bob', data: 'y', ref: 'k2' });
+    assert.equal((await a.next('ack')).seq, 6);
+    await a.close();
+  } finally { await srv.cleanup(); rmSync(dir, { recursive: true, force: true }); }
+});

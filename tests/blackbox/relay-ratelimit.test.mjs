@@ -50,17 +50,39 @@ test('WebSocket pings take tokens from the same bucket as messages', async () =>
   } finally { ws.destroy(); }
 });
 
-test('a ping flood is not answered without end: closed 1008', async () => {
-  const ws = await rawWs(srv, 'pingflood');
+// 2000 control frames of opcode op at once: closed 1008 (returns the frames).
+async function controlFlood(uid, op) {
+  const ws = await rawWs(srv, uid);
   try {
-    const flood = [];
-    for (let i = 0; i < 2000; i++) flood.push(frame(9, 'x'));
-    ws.write(Buffer.concat(flood));
+    ws.write(Buffer.concat(Array.from({ length: 2000 }, () => frame(op, 'x'))));
     const c = await ws.closed();
     assert.equal(c.code, 1008);
-    const pongs = ws.frames.filter((f) => f.opcode === 10).length;
-    // The bucket holds 5; a few more may refill while the flood is read.
-    assert.ok(pongs <= 10, `${pongs} pongs for 2000 pings`);
-    assert.ok(ws.frames.some((f) => f.json && f.json.code === 'rate_limited'));
+    assert.equal(c.reason, 'rate limit exceeded');
+    return ws.frames;
+  } finally { ws.destroy(); }
+}
+
+test('a ping flood is not answered without end: closed 1008', async () => {
+  const frames = await controlFlood('pingflood', 9);
+  const pongs = frames.filter((f) => f.opcode === 10).length;
+  // The bucket holds 5; a few more may refill while the flood is read.
+  assert.ok(pongs <= 10, `${pongs} pongs for 2000 pings`);
+  assert.ok(frames.some((f) => f.json && f.json.code === 'rate_limited'));
+});
+
+// Pongs too: every control frame takes a token (before, unsolicited pongs
+// were read without limit, millions a second).
+test('an unsolicited pong flood is closed 1008', async () => {
+  await controlFlood('pongflood', 10);
+});
+
+test('a pong takes a token from the same bucket as messages', async () => {
+  const ws = await rawWs(srv, 'ponger');
+  try {
+    for (let i = 0; i < 5; i++) ws.write(frame(10, 'p' + i));
+    ws.write(frame(1, JSON.stringify({ type: 'ping', ref: 'after' })));
+    const reply = await ws.json((j) => j.ref === 'after');
+    assert.equal(reply.type, 'error');
+    assert.equal(reply.code, 'rate_limited');
   } finally { ws.destroy(); }
 });

@@ -374,9 +374,12 @@ static void test_check(void)
 	CHECK(verdict("/ws", STD_HEADERS "Host: h\r\n") == 400);
 	CHECK(verdict("/ws", STD_HEADERS "HOST: other\r\n") == 400);
 	/* Connection is a list: several are one (see above), as are other
-	 * headers */
+	 * headers; but one Origin only (RFC 6454 §7.3): which would be
+	 * judged? */
 	CHECK(verdict("/ws", STD_HEADERS "Connection: keep-alive\r\n"
-					 "Origin: a\r\nOrigin: b\r\n") == 0);
+					 "X-A: a\r\nX-A: b\r\n") == 0);
+	CHECK(verdict("/ws", STD_HEADERS "Origin: a\r\nOrigin: b\r\n") == 400);
+	CHECK(verdict("/ws", STD_HEADERS "Origin: a\r\norigin: a\r\n") == 400);
 	/* a repeated WebSocket header on another path: 404 first; Host is
 	 * HTTP's own and comes before the path */
 	CHECK(verdict("/other", STD_HEADERS "Upgrade: websocket\r\n") == 404);

@@ -31,6 +31,7 @@ void session_open(struct session *s, const struct auth_identity *id)
 	s->rate.at = mono_ms();
 	registry_attach(s, id->uid);
 	s->open = 1;
+	presence_update(s->user);
 }
 
 /* When the user's last session goes, the inbox cursor moves to the newest
@@ -45,6 +46,7 @@ void session_close(struct session *s)
 	s->open = 0;
 	if ((u = registry_detach(s)) == NULL)
 		return;
+	presence_update(u); /* presence.leave after the grace period */
 	int64_t cur = s->replaying ? s->last_seq : engine_committed(bk.engine);
 	if (cur > u->cursor)
 		u->cursor = cur;

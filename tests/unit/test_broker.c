@@ -223,8 +223,8 @@ static void test_rooms(void)
 	CHECK(g.calls == 1 && g.status == BK_FORBIDDEN);
 	/* Join and publish in one turn: the join counts at once. */
 	d = done_for(&j);
-	broker_join(&a->s, "r1", &d);
-	broker_join(&b->s, "r1", NULL);
+	broker_join(&a->s, "r1", -1, &d);
+	broker_join(&b->s, "r1", -1, NULL);
 	send_to(a, NULL, "r1", "\"hi\"", NULL, &g);
 	CHECK(g.calls == 0 && j.calls == 0);
 	fake_engine_commit(eng, 1);

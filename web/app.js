@@ -169,12 +169,51 @@ function renderRooms() {
   }));
 }
 
+// Who is online in each joined room: the presence query when the room is
+// joined and after every reconnect (events missed while offline), then live
+// from its presence.join / presence.leave events.
+const online = new Map(); // room -> Set of uids
+function renderOnline() {
+  $('online').replaceChildren(...rooms.filter((r) => online.has(r)).map((r) => {
+    const d = document.createElement('div');
+    d.className = 'online-room';
+    d.dataset.room = r;
+    const h = document.createElement('span');
+    h.className = 'online-head';
+    h.textContent = `online in #${r}:`;
+    d.append(h, ...[...online.get(r)].sort().map((u) => {
+      const s = document.createElement('span');
+      s.className = 'uid' + (u === creds.uid ? ' me' : '');
+      s.dataset.uid = u;
+      s.textContent = u === creds.uid ? `${u} (you)` : u;
+      return s;
+    }));
+    return d;
+  }));
+}
+
+async function refreshOnline(room) {
+  try {
+    const p = await client.presence(room);
+    online.set(room, new Set(p.online));
+    renderOnline();
+  } catch { /* asked again after the next reconnect */ }
+}
+
+function presenceEvent(e) {
+  const set = online.get(e.room);
+  if (!set) return;
+  if (e.type === 'presence.join') set.add(e.uid); else set.delete(e.uid);
+  renderOnline();
+}
+
 async function join(room) {
   try {
-    await client.join(room);
+    await client.join(room, { presence: true });
     if (!rooms.includes(room)) rooms.push(room);
     session.set('rooms.' + creds.uid, rooms);
     renderRooms();
+    refreshOnline(room);
   } catch (e) {
     showError(`join ${room}: ${e.message || e.code}`);
   }
@@ -423,6 +462,9 @@ function start(c) {
     if (!c.uid) { c.uid = f.uid; $('who-uid').textContent = f.uid; }
   });
   client.on('message', addIncoming);
+  client.on('presence', presenceEvent);
+  // After a reconnect: what changed while this page was offline.
+  client.on('connect', () => { for (const r of online.keys()) refreshOnline(r); });
   client.on('task', (t) => {
     snaps.set(t.id, t);
     if (watched.includes(t.id)) { renderTasks(); if (t.id === selected) renderTimeline(); }
@@ -450,7 +492,7 @@ function start(c) {
 
   rooms = session.get('rooms.' + c.uid, []);
   renderRooms();
-  for (const r of rooms) client.join(r).catch(() => {});
+  for (const r of rooms) client.join(r, { presence: true }).then(() => refreshOnline(r), () => {});
 
   watched = session.get('watched.' + c.uid, null) || ['1'];
   selected = session.get('selected.' + c.uid, null) || watched[watched.length - 1] || null;

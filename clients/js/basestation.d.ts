@@ -243,10 +243,17 @@ export interface ClientEvents {
   /** server errors without a pending request, timeouts, transport problems */
   error: (error: BasestationError | Error) => void;
   close: (info: CloseInfo) => void;
+  /** a room joined with `presence: true`: a member came online or joined, went offline or left */
+  presence: (event: PresenceEventFrame) => void;
   /** every frame, before any processing */
   frame: (frame: ServerFrame) => void;
 }
 export type ClientEvent = keyof ClientEvents;
+
+export interface JoinOptions {
+  /** true: also the room's presence.join/presence.leave events (event `presence`), kept across reconnects; false: no longer; absent: as before */
+  presence?: boolean;
+}
 
 export interface SendOptions {
   /** your own ref (an idempotency key that survives a page reload) */
@@ -307,7 +314,7 @@ export class BasestationClient {
   /** a message to a room this user has joined; resolves once stored */
   publish(room: string, data: JsonData, opts?: SendOptions): Promise<AckFrame>;
   /** join (kept across reconnects) */
-  join(room: string): Promise<JoinedFrame>;
+  join(room: string, opts?: JoinOptions): Promise<JoinedFrame>;
   leave(room: string): Promise<LeftFrame>;
   /** watch a task (kept across reconnects); resolves with the current snapshot */
   subscribe(task: string | number): Promise<Task>;

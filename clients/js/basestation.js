@@ -14,7 +14,9 @@
 //   - an offline queue: send/publish while offline are kept and flushed, with
 //     their refs, after reconnecting; sends not yet acknowledged are resent
 //     too (the server acknowledges a known ref again without delivering twice);
-//   - rooms are re-joined and tasks re-subscribed after a reconnect.
+//   - rooms are re-joined and tasks re-subscribed after a reconnect;
+//   - presence: `join(room, {presence: true})` also brings the room's
+//     `presence.join`/`presence.leave` events (event 'presence').
 //
 // Usage:
 //   import { BasestationClient } from '/client/basestation.js';
@@ -24,6 +26,8 @@
 //   const { seq } = await bs.send('bob', { text: 'hi' });
 //   await bs.join('lobby'); await bs.publish('lobby', { text: 'hello room' });
 //   const snapshot = await bs.subscribe('demo-1'); bs.on('task', (t) => ...);
+//   await bs.join('lobby', { presence: true });
+//   bs.on('presence', (e) => console.log(e.type, e.room, e.uid)); // presence.join / presence.leave
 //
 // In Node 20 (no global WebSocket) pass the `ws` package:
 //   import WebSocket from 'ws'; new BasestationClient({ url, token, WebSocket });
@@ -216,6 +220,8 @@ export class BasestationClient {
     this.duplicates = 0;
     /** Rooms to be a member of (re-joined after every reconnect). */
     this.rooms = new Set();
+    /** The rooms of `rooms` joined with presence events. */
+    this._presence = new Set();
     /** Tasks subscribed (re-subscribed after every reconnect) and their last snapshot. */
     this.tasks = new Map();
     this._prefix = 'c-' + randomId(8) + '-';
@@ -508,6 +514,10 @@ export class BasestationClient {
       case 'task':
         this._onTask(f.task, entry);
         return;
+      case 'presence.join':
+      case 'presence.leave':
+        this._emit('presence', f);
+        return;
       case 'resumed':
         // Complete: everything for us up to `last` has been replayed, so the
         // position moves there. Not complete (retention, another epoch, or
@@ -523,7 +533,7 @@ export class BasestationClient {
       case 'error':
         if (entry) {
           this._pending.delete(entry.ref);
-          if (entry.kind === 'join' && f.code !== 'internal' && f.code !== 'rate_limited') this.rooms.delete(entry.frame.room);
+          if (entry.kind === 'join' && f.code !== 'internal' && f.code !== 'rate_limited') this._forgetRoom(entry.frame.room);
           if (entry.kind === 'subscribe' && f.code !== 'internal' && f.code !== 'rate_limited') this.tasks.delete(entry.frame.task);
           entry.reject(new BasestationError(f.code, f.message, f));
         } else {
@@ -580,7 +590,7 @@ export class BasestationClient {
     const sent = new Set();
     for (const room of this.rooms) {
       const p = byRoom.get(room);
-      if (p) { this._write(p.frame); sent.add(p); } else this._write({ type: 'join', room, ref: this._ref() });
+      if (p) { this._write(p.frame); sent.add(p); } else this._write(this._joinFrame(room, this._ref()));
     }
     for (const task of this.tasks.keys()) {
       const p = byTask.get(task);
@@ -665,15 +675,35 @@ export class BasestationClient {
     return this.request({ type: 'publish', room, data, ...(opts.ref !== undefined ? { ref: opts.ref } : {}) });
   }
 
-  /** Join a room (kept across reconnects). Resolves with `{type:'joined', room}`. @param {string} room */
-  join(room) {
+  /**
+   * Join a room (kept across reconnects). Resolves with `{type:'joined', room}`.
+   * With `presence: true` this connection (and every one after a reconnect)
+   * also gets the room's `presence.join`/`presence.leave` events, emitted as
+   * 'presence'; `presence: false` stops them; absent keeps what was asked.
+   * @param {string} room
+   * @param {{presence?: boolean}} [opts]
+   */
+  join(room, opts = {}) {
     this.rooms.add(room);
-    return this.request({ type: 'join', room });
+    if (opts.presence === true) this._presence.add(room);
+    if (opts.presence === false) this._presence.delete(room);
+    const f = { type: 'join', room };
+    if (typeof opts.presence === 'boolean') f.presence = opts.presence;
+    return this.request(f);
+  }
+
+  _joinFrame(room, ref) {
+    return this._presence.has(room) ? { type: 'join', room, presence: true, ref } : { type: 'join', room, ref };
+  }
+
+  _forgetRoom(room) {
+    this.rooms.delete(room);
+    this._presence.delete(room);
   }
 
   /** Leave a room. Resolves with `{type:'left', room}`. @param {string} room */
   leave(room) {
-    this.rooms.delete(room);
+    this._forgetRoom(room);
     for (const p of [...this._pending.values()]) {
       if (p.kind === 'join' && p.frame.room === room) {
         this._pending.delete(p.ref);

@@ -62,13 +62,20 @@ const char *broker_session_room(const struct session *s, int i);
 void broker_send(struct session *from, const char *from_uid, const char *to,
 		 const char *room, const char *data, size_t len,
 		 const json_t *ref, const struct bk_done *done);
-/* Join or leave room (name = the room); presence: body = a JSON array of
- * the members online. */
-void broker_join(struct session *s, const char *room,
+/* Join or leave room (name = the room). presence 1: s is also sent the
+ * room's presence.join/presence.leave events (until it leaves or closes),
+ * 0: no longer, -1: as it was. broker_presence: body = a JSON array of the
+ * members online (on any node; at once, without the grace period of the
+ * events). */
+void broker_join(struct session *s, const char *room, int presence,
 		 const struct bk_done *done);
 void broker_leave(struct session *s, const char *room,
 		  const struct bk_done *done);
 void broker_presence(const char *room, const struct bk_done *done);
+/* Another node's sessions of uid changed by delta (the cluster engine's
+ * feed): presence counts the user online while it has a session on any
+ * node, and announces as for its own sessions. */
+void broker_presence_remote(const char *uid, int delta);
 /*
  * Replay to s the messages after since (>= 0: resume; with report it
  * ends with "resumed") or after its user's inbox cursor (since < 0, only

@@ -37,6 +37,7 @@ struct command {
 	const char *data_raw; /* its text as the client wrote it, inside
 				 the frame: no re-serialization */
 	size_t data_raw_len;
+	int presence;	   /* join: 1 true, 0 false, -1 absent */
 	int64_t since;	   /* resume */
 	const char *epoch; /* resume, may be NULL */
 	char seed_id[32];  /* CMD_SEED_TASK with an integer id */

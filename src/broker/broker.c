@@ -72,6 +72,7 @@ int broker_init(struct event_base *base, const struct config *cfg,
 	bk.fanned = engine_committed(e);
 	engine_listen(e, on_event, NULL);
 	replay_init();
+	presence_init();
 	bk.prune_ev = event_new(base, -1, EV_PERSIST, prune_cb, NULL);
 	if (bk.prune_ev == NULL)
 		fatal("event_new failed");
@@ -87,6 +88,7 @@ void broker_finish(void)
 		event_free(bk.prune_ev);
 	bk.prune_ev = NULL;
 	replay_stop();
+	presence_stop();
 	tasks_free();
 	registry_free();
 }

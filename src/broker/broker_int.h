@@ -2,10 +2,15 @@
  * The broker's own state and the calls between its files (private to
  * src/broker/). Who calls whom, so that no two files call each other:
  *
- *   broker.c   start, stop, the engine's events  -> session, router, tasks
- *   session.c  a session's life, tokens          -> registry, replay, tasks
+ *   broker.c   start, stop, the engine's events  -> session, router, tasks,
+ *                                                   presence
+ *   session.c  a session's life, tokens          -> registry, replay, tasks,
+ *                                                   presence
  *   router.c   messages, rooms                   -> registry, replay,
- *                                                   payload, fanout, carry
+ *                                                   payload, fanout, carry,
+ *                                                   presence
+ *   presence.c presence events, the grace timer  -> registry, payload,
+ *                                                   fanout
  *   tasks.c    tasks                             -> fanout, carry,
  *                                                   payload
  *   replay.c   resume, inbox, held messages      -> payload
@@ -42,6 +47,9 @@ struct room {
 	int nmembers;
 	struct session **sessions; /* live sessions of members */
 	int nsessions, capsessions;
+	/* sessions of members that joined with "presence":true */
+	struct session **psubs;
+	int npsubs, cappsubs;
 };
 
 /* A user is held while it has a session or a membership. */
@@ -53,6 +61,16 @@ struct user {
 	struct room **rooms;
 	int nrooms, caprooms;
 	int64_t cursor; /* offline inbox: delivered up to here */
+	/* presence.c: sessions on other nodes (broker_presence_remote);
+	 * online = nsessions + remote > 0. present: announced online
+	 * (presence.join sent, no presence.leave yet); pending: offline and
+	 * in the grace list since gone_at (monotonic ms). The record is held
+	 * while present or remote. */
+	int remote;
+	unsigned present : 1;
+	unsigned pending : 1;
+	int64_t gone_at;
+	struct user *gnext, *gprev;
 };
 
 struct broker {
@@ -70,6 +88,8 @@ struct broker {
 	 * sessions: while the engine hands a batch over, the messages after
 	 * the one being fanned out have not (engine_committed counts them). */
 	int64_t fanned;
+	struct user *gone_head, *gone_tail; /* presence grace, by gone_at */
+	struct event *gone_ev;
 };
 
 extern struct broker bk;
@@ -93,6 +113,9 @@ int registry_join(struct user *u, struct room *r, int64_t joined_seq);
 /* 1 removed, 0 not a member. Frees r when u was its last member. */
 int registry_leave(struct user *u, struct room *r);
 int registry_is_member(const struct user *u, const struct room *r);
+/* s (a session of a member of r) subscribed to r's presence events, or
+ * not; detach and leave end it too. */
+void registry_presence_sub(struct room *r, struct session *s, int on);
 void registry_load_member(void *arg, const char *room, const char *uid,
 			  int64_t joined_seq);
 void registry_free(void);
@@ -100,6 +123,9 @@ void registry_free(void);
 /* ---- payload.c ---- */
 /* {"type":"message","seq":N,"from":..,"to"|"room":..,"data":..,"ts":..} */
 struct msgbuf *payload_message(const struct msg_record *m);
+/* {"type":"presence.join"|"presence.leave","room":..,"uid":..} */
+struct msgbuf *payload_presence(const char *type, const char *room,
+				const char *uid);
 /* A JSON object (stolen) as a message. */
 struct msgbuf *payload_json(json_t *o);
 
@@ -147,6 +173,20 @@ void tasks_on_event(const struct engine_event *ev);
 /* Retention: a few tasks at a time. */
 void tasks_prune(int64_t now);
 void tasks_unsubscribe_all(struct session *s);
+
+/* ---- presence.c ---- */
+/* u's online count changed (a session opened or closed here, or
+ * elsewhere): presence.join when it comes online unless it is back within
+ * the grace period; presence.leave when the grace period of its going
+ * offline ends. */
+void presence_update(struct user *u);
+/* u became a member of r / stopped being one of room (r is gone when it
+ * had no other member): presence.join / presence.leave there when u is
+ * announced online. */
+void presence_joined(struct user *u, struct room *r);
+void presence_left(struct user *u, const char *room);
+void presence_init(void);
+void presence_stop(void);
 
 /* ---- session.c ---- */
 void session_tokens_changed(const struct engine_event *ev);

@@ -49,3 +49,22 @@ struct msgbuf *payload_json(json_t *o)
 	free(s);
 	return mb;
 }
+
+struct msgbuf *payload_presence(const char *type, const char *room,
+				const char *uid)
+{
+	struct sb b;
+	struct msgbuf *mb;
+
+	sb_init(&b, 64);
+	sb_adds(&b, "{\"type\":");
+	sb_add_jstr(&b, type);
+	sb_adds(&b, ",\"room\":");
+	sb_add_jstr(&b, room);
+	sb_adds(&b, ",\"uid\":");
+	sb_add_jstr(&b, uid);
+	sb_add(&b, "}", 1);
+	mb = msgbuf_copy(b.p, b.n);
+	sb_free(&b);
+	return mb;
+}

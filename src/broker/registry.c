@@ -61,6 +61,7 @@ static void room_free(struct room *r)
 	}
 	HASH_DEL(bk.rooms, r);
 	free(r->sessions);
+	free(r->psubs);
 	free(r->name);
 	free(r);
 }
@@ -73,28 +74,49 @@ static void user_free(struct user *u)
 	free(u);
 }
 
-static void room_add(struct room *r, struct session *s)
+/* An array of sessions in join order (fan-out order). */
+static void sessions_add(struct session ***v, int *n, int *cap,
+			 struct session *s)
 {
-	if (r->nsessions == r->capsessions) {
-		r->capsessions = r->capsessions ? r->capsessions * 2 : 4;
-		r->sessions =
-			xrealloc(r->sessions,
-				 sizeof(*r->sessions) * (size_t)r->capsessions);
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 4;
+		*v = xrealloc(*v, sizeof(**v) * (size_t)*cap);
 	}
-	r->sessions[r->nsessions++] = s;
+	(*v)[(*n)++] = s;
 }
 
+/* 1 removed, 0 not there. */
+static int sessions_del(struct session **v, int *n, struct session *s)
+{
+	for (int i = 0; i < *n; i++)
+		if (v[i] == s) {
+			/* Keep order: fan-out order is join order. */
+			memmove(&v[i], &v[i + 1],
+				sizeof(*v) * (size_t)(*n - i - 1));
+			(*n)--;
+			return 1;
+		}
+	return 0;
+}
+
+static void room_add(struct room *r, struct session *s)
+{
+	sessions_add(&r->sessions, &r->nsessions, &r->capsessions, s);
+}
+
+/* s is out of r: its presence subscription ends with it. */
 static void room_del(struct room *r, struct session *s)
 {
-	for (int i = 0; i < r->nsessions; i++)
-		if (r->sessions[i] == s) {
-			/* Keep order: fan-out order is join order. */
-			memmove(&r->sessions[i], &r->sessions[i + 1],
-				sizeof(*r->sessions) *
-					(size_t)(r->nsessions - i - 1));
-			r->nsessions--;
-			return;
-		}
+	sessions_del(r->sessions, &r->nsessions, s);
+	if (r->npsubs)
+		sessions_del(r->psubs, &r->npsubs, s);
+}
+
+void registry_presence_sub(struct room *r, struct session *s, int on)
+{
+	sessions_del(r->psubs, &r->npsubs, s); /* at most once */
+	if (on)
+		sessions_add(&r->psubs, &r->npsubs, &r->cappsubs, s);
 }
 
 void registry_attach(struct session *s, const char *uid)
@@ -139,7 +161,10 @@ struct user *registry_detach(struct session *s)
 
 void registry_release(struct user *u)
 {
-	if (u->nsessions == 0 && u->nrooms == 0)
+	/* Presence holds it while announced online (the grace period) or
+	 * online on another node. */
+	if (u->nsessions == 0 && u->nrooms == 0 && !u->present &&
+	    u->remote == 0)
 		user_free(u);
 }
 

@@ -101,14 +101,16 @@ void router_on_member(const struct engine_event *ev)
 	if (ev->local)
 		return; /* applied when it was submitted */
 	if (ev->kind == ENGINE_JOIN) {
-		registry_join(registry_user(ev->member.uid, 1),
-			      registry_room(ev->member.room, 1), ev->seq);
+		u = registry_user(ev->member.uid, 1);
+		r = registry_room(ev->member.room, 1);
+		if (registry_join(u, r, ev->seq))
+			presence_joined(u, r);
 		return;
 	}
 	u = registry_user(ev->member.uid, 0);
 	r = registry_room(ev->member.room, 0);
-	if (u && r)
-		registry_leave(u, r);
+	if (u && r && registry_leave(u, r))
+		presence_left(u, ev->member.room);
 	if (u)
 		registry_release(u);
 }
@@ -134,7 +136,7 @@ static int member_submit(enum engine_kind kind, struct session *s,
 	return -1;
 }
 
-void broker_join(struct session *s, const char *name,
+void broker_join(struct session *s, const char *name, int presence,
 		 const struct bk_done *done)
 {
 	struct user *u = s->user;
@@ -143,6 +145,8 @@ void broker_join(struct session *s, const char *name,
 	char msg[64];
 
 	if (r && registry_is_member(u, r)) {
+		if (presence >= 0)
+			registry_presence_sub(r, s, presence);
 		/* Nothing to store; the reply still keeps request order. */
 		struct bk_done d = carry(done, &ok);
 		engine_sync(bk.engine, &d);
@@ -157,7 +161,12 @@ void broker_join(struct session *s, const char *name,
 	}
 	if (member_submit(ENGINE_JOIN, s, name, done) < 0)
 		return;
-	registry_join(u, registry_room(name, 1), engine_committed(bk.engine));
+	r = registry_room(name, 1);
+	registry_join(u, r, engine_committed(bk.engine));
+	/* The others first: s subscribes after its own join. */
+	presence_joined(u, r);
+	if (presence > 0)
+		registry_presence_sub(r, s, 1);
 	log_info("room.join", "room=%s uid=%s", log_val(name), log_val(u->uid));
 }
 
@@ -174,7 +183,9 @@ void broker_leave(struct session *s, const char *name,
 	}
 	if (member_submit(ENGINE_LEAVE, s, name, done) < 0)
 		return;
+	/* Its sessions' subscriptions end with it; then the others hear. */
 	registry_leave(u, r);
+	presence_left(u, name);
 	log_info("room.leave", "room=%s uid=%s", log_val(name),
 		 log_val(u->uid));
 }
@@ -192,7 +203,7 @@ void broker_presence(const char *name, const struct bk_done *done)
 	if (r) {
 		HASH_ITER(hh, r->members, m, tmp)
 		{
-			if (m->user->nsessions == 0)
+			if (m->user->nsessions + m->user->remote == 0)
 				continue;
 			if (n++)
 				sb_add(&b, ",", 1);

@@ -31,6 +31,7 @@ void session_open(struct session *s, const struct auth_identity *id)
 	s->rate.at = mono_ms();
 	registry_attach(s, id->uid);
 	s->open = 1;
+	presence_update(s->user);
 }
 
 /* The seq up to which every message for s has been queued to it: its
@@ -60,6 +61,7 @@ void session_close(struct session *s)
 	s->open = 0;
 	if ((u = registry_detach(s)) == NULL)
 		return;
+	presence_update(u); /* presence.leave after the grace period */
 	int64_t cur = delivered_upto(s);
 	if (cur > u->cursor)
 		u->cursor = cur;

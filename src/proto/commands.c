@@ -215,7 +215,18 @@ int commands_parse(const uint8_t *data, size_t len, struct command *cmd)
 					 &cmd->data_raw_len) < 0)
 			cmd->data_raw = NULL; /* serialized from the tree */
 		return 0;
-	case CMD_JOIN:
+	case CMD_JOIN: {
+		json_t *p = json_object_get(cmd->msg, "presence");
+		cmd->presence = -1;
+		if (p && !json_is_null(p)) {
+			if (!json_is_boolean(p))
+				return fail(cmd, "bad_request",
+					    "field 'presence' must be a "
+					    "boolean");
+			cmd->presence = json_is_true(p);
+		}
+		return get_name(cmd, "room", COMMANDS_NAME_MAX);
+	}
 	case CMD_LEAVE:
 	case CMD_PRESENCE:
 		return get_name(cmd, "room", COMMANDS_NAME_MAX);

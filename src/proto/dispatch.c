@@ -117,7 +117,7 @@ static void dispatch(struct session *s, const struct command *cmd)
 		return;
 	}
 	case CMD_JOIN:
-		broker_join(s, cmd->target, &done);
+		broker_join(s, cmd->target, cmd->presence, &done);
 		return;
 	case CMD_LEAVE:
 		broker_leave(s, cmd->target, &done);

@@ -1,4 +1,5 @@
-// (a) Two users chat through the broker: two pages, alice and bob.
+// (a) Two users chat through the broker: two pages, alice and bob; who is
+// online in a room, live from presence events.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipReason, launch, newPage, demoUrl, waitState, startServer, token } from './lib.mjs';
@@ -79,4 +80,30 @@ test('the sign-in form; a wrong token says so', { skip: skipReason, timeout: 600
   await waitState(page, 'open');
   assert.equal(await page.locator('#who-uid').textContent(), 'carol');
   assert.match(page.url(), /\?uid=carol&token=bs_/);
+});
+
+test('who is online in a room: a second user appears, and goes when its page closes', { skip: skipReason, timeout: 60000 }, async () => {
+  const alice = await newPage(browser.ctx);
+  await alice.goto(demoUrl(srv, 'p-alice', token(srv.db, 'p-alice')));
+  await waitState(alice, 'open');
+  await alice.fill('#room-name', 'presence-room');
+  await alice.click('#room-join');
+  const room = alice.locator('#online .online-room[data-room="presence-room"]');
+  await room.locator('.uid[data-uid="p-alice"]').waitFor({ timeout: 5000 });
+  assert.equal(await room.locator('.uid').count(), 1);
+
+  const bob = await newPage(browser.ctx);
+  await bob.goto(demoUrl(srv, 'p-bob', token(srv.db, 'p-bob')));
+  await waitState(bob, 'open');
+  await bob.fill('#room-name', 'presence-room');
+  await bob.click('#room-join');
+  // Live, from alice's presence events (no reload, no polling).
+  await room.locator('.uid[data-uid="p-bob"]').waitFor({ timeout: 5000 });
+  await bob.locator('#online .online-room[data-room="presence-room"] .uid[data-uid="p-alice"]').waitFor({ timeout: 5000 });
+  assert.deepEqual([...alice.problems, ...bob.problems], []);
+  await bob.close();
+  // presence.leave comes after the grace period (at most 3 s after the close).
+  await room.locator('.uid[data-uid="p-bob"]').waitFor({ state: 'detached', timeout: 6000 });
+  assert.equal(await room.locator('.uid').count(), 1);
+  assert.deepEqual(alice.problems, []);
 });

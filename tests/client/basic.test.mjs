@@ -70,6 +70,26 @@ test('join, publish, presence; publishing without joining is refused', { timeout
   assert.ok(!b.rooms.has('room1'));
 });
 
+test('join with presence: presence events, kept across a reconnect', { timeout: 20000 }, async () => {
+  const rec = recordingWs();
+  const a = mk('pe-ann', { WebSocket: rec.WebSocket }), b = mk('pe-ben');
+  const events = [];
+  a.on('presence', (e) => events.push(`${e.type} ${e.room} ${e.uid}`));
+  await Promise.all([a.waitFor('open', 5000), b.waitFor('open', 5000)]);
+  await a.join('proom', { presence: true });
+  await b.join('proom');
+  await until(() => events.length === 1, 5000, 'presence.join of pe-ben');
+  assert.deepEqual(events, ['presence.join proom pe-ben']);
+  // The re-join after a reconnect asks for presence again.
+  rec.last().terminate();
+  await until(() => a.log.connects.length === 2 && a.state === 'open', 5000, 'reconnected');
+  await until(() => rec.sent.filter((f) => f.type === 'join' && f.room === 'proom' && f.presence === true).length === 2,
+    5000, 'the re-join with presence');
+  await b.leave('proom');
+  await until(() => events.length === 2, 5000, 'presence.leave of pe-ben');
+  assert.equal(events[1], 'presence.leave proom pe-ben');
+});
+
 test('subscribe resolves with the snapshot; changes come as task events', { timeout: 15000 }, async () => {
   const r = await api(srv, 'POST', '/api/tasks', { id: 'job-basic', title: 'Job', steps: ['a', 'b'], owner: 'erin' });
   assert.equal(r.status, 201);

@@ -5,7 +5,8 @@
  * after the commit, nothing on a failed one; idempotency (a resend is
  * acked with the original seq and delivered once); replay in seq order,
  * live messages held meanwhile and sent after "resumed" without repeats;
- * the held list bounded by --max-outbuf; tasks pushed after their commit.
+ * the held list bounded by --max-outbuf; tasks pushed after their commit;
+ * presence fed with other nodes' sessions (broker_presence_remote).
  */
 #include "check.h"
 #include "fake_engine.h"
@@ -223,8 +224,8 @@ static void test_rooms(void)
 	CHECK(g.calls == 1 && g.status == BK_FORBIDDEN);
 	/* Join and publish in one turn: the join counts at once. */
 	d = done_for(&j);
-	broker_join(&a->s, "r1", &d);
-	broker_join(&b->s, "r1", NULL);
+	broker_join(&a->s, "r1", -1, &d);
+	broker_join(&b->s, "r1", -1, NULL);
 	send_to(a, NULL, "r1", "\"hi\"", NULL, &g);
 	CHECK(g.calls == 0 && j.calls == 0);
 	fake_engine_commit(eng, 1);
@@ -361,6 +362,64 @@ static void test_tasks(void)
 	fake_engine_commit(eng, 1);
 }
 
+/* Run the loop for ms (the presence grace timer). */
+static void run_for(int ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+static int count(const struct tsession *t, const char *text)
+{
+	int n = 0;
+	for (int i = 0; i < t->ngot; i++)
+		n += strstr(t->got[i], text) != NULL;
+	return n;
+}
+
+/* Presence counts sessions on other nodes too (the cluster engine's feed,
+ * broker_presence_remote): a user online elsewhere is not announced gone
+ * when its last session here closes, and is when the other node's goes. */
+static void test_presence_remote(void)
+{
+	struct tsession *w = open_session("pw", ROLE_USER);
+	struct tsession *z = open_session("pz", ROLE_USER);
+	const char *leave = "{\"type\":\"presence.leave\",\"room\":\"pr\","
+			    "\"uid\":\"pz\"}";
+	const char *join = "{\"type\":\"presence.join\",\"room\":\"pr\","
+			   "\"uid\":\"pz\"}";
+
+	broker_join(&w->s, "pr", 1, NULL);
+	broker_join(&z->s, "pr", -1, NULL);
+	fake_engine_commit(eng, 1);
+	CHECK(w->ngot == 1 && strcmp(w->got[0], join) == 0);
+	broker_presence_remote("pz", 1);
+	free_session(z);
+	run_for(1700);
+	CHECK(count(w, "presence.leave") == 0);
+	broker_presence_remote("pz", -1);
+	CHECK(count(w, "presence.leave") == 0); /* the grace period */
+	run_for(1700);
+	CHECK(w->ngot == 2 && strcmp(w->got[1], leave) == 0);
+	/* Online on another node only: announced at once. */
+	broker_presence_remote("pz", 2);
+	CHECK(w->ngot == 3 && strcmp(w->got[2], join) == 0);
+	broker_presence_remote("pz", -1);
+	run_for(1700);
+	CHECK(w->ngot == 3);
+	broker_presence_remote("pz", -1);
+	run_for(1700);
+	CHECK(w->ngot == 4 && strcmp(w->got[3], leave) == 0);
+	/* A count that would go below zero is not believed. */
+	broker_presence_remote("pz", -1);
+	broker_presence_remote("nobody", -1);
+	run_for(100);
+	CHECK(w->ngot == 4);
+	free_session(w);
+	fake_engine_commit(eng, 1);
+}
+
 int main(void)
 {
 	base = event_base_new();
@@ -374,6 +433,7 @@ int main(void)
 	test_rooms();
 	test_replay();
 	test_tasks();
+	test_presence_remote();
 
 	broker_finish();
 	fake_engine_destroy(eng);

@@ -59,6 +59,11 @@ bs.on('error', (e) => { if (e instanceof BasestationError) { const c: string = e
 bs.on('frame', (f: ServerFrame) => {
   if ('type' in f && f.type === 'presence') { const online: string[] = f.online; void online; }
 });
+bs.on('presence', (e) => {
+  const kind: 'presence.join' | 'presence.leave' = e.type;
+  const who: string = e.uid;
+  void kind; void who;
+});
 // @ts-expect-error: no such event
 bs.on('mesage', () => {});
 // @ts-expect-error: a state listener gets states, not messages
@@ -70,6 +75,9 @@ async function requests(): Promise<void> {
   const pub: { seq: number } = await bs.publish('lobby', { text: 'hello room' });
   const joined = await bs.join('lobby');
   const room: string = joined.room;
+  await bs.join('lobby', { presence: true });
+  // @ts-expect-error: presence is a boolean
+  await bs.join('lobby', { presence: 'yes' });
   const snap: Task = await bs.subscribe('1');
   const n: number = snap.steps.length;
   const who = await bs.presence('lobby');

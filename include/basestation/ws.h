@@ -199,6 +199,7 @@ struct ws_request {
 	struct ws_str protocol; /* Sec-WebSocket-Protocol (comma list) */
 	struct ws_str authorization;
 	struct ws_str forwarded_for; /* X-Forwarded-For */
+	struct ws_str last_event_id; /* Last-Event-ID (an SSE reconnect) */
 	int header_count;
 	unsigned seen;	   /* WS_HDR_* bits: headers given at least once */
 	unsigned repeated; /* WS_HDR_* bits: given more than once */
@@ -230,6 +231,10 @@ int ws_request_parse(const char *buf, size_t len, struct ws_request *req);
 
 /* ws_request_check_path for the contract's path, "/ws". */
 int ws_request_check(const struct ws_request *req);
+
+/* The HTTP part of the checks below, for a plain GET of path (an SSE
+ * stream): 0, 400 (not GET, not HTTP/1.1, no Host or two) or 404. */
+int ws_request_check_http(const struct ws_request *req, const char *path);
 
 /*
  * Check a parsed request against RFC 6455 §4.2.1 and the contract. Returns

@@ -47,6 +47,7 @@ static void conn_destroy(struct conn *c)
 	if (c->ip)
 		net_ip_put(c->ip, IP_WS);
 	session_finish(&c->s);
+	sse_free(c);
 	ws_parser_finish(&c->parser);
 	if (c->out)
 		evbuffer_free(c->out);
@@ -125,6 +126,8 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
 /* Feed received bytes to the frame parser, one event at a time. */
 static void read_frames(struct conn *c, const uint8_t *p, size_t n)
 {
+	if (c->sse)
+		return; /* an SSE client has nothing to say: dropped */
 	while (c->state == CONN_OPEN && n > 0) {
 		struct ws_event ev;
 		size_t used = ws_parser_feed(&c->parser, p, n, &ev);
@@ -351,7 +354,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		case CONN_OPEN:
 			if (session_check_expiry(&c->s, wall)) {
 				/* closed 4001 */
-			} else if (cfg->idle_timeout > 0 &&
+			} else if (cfg->idle_timeout > 0 && c->sse == NULL &&
 				   now - c->last_rx >=
 					   (int64_t)cfg->idle_timeout * 1000) {
 				metrics.idle_close++;
@@ -361,7 +364,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 				   now - c->last_ping >=
 					   (int64_t)cfg->heartbeat * 1000) {
 				c->last_ping = now;
-				conn_send_ping_pong(c, WS_OP_PING, NULL, 0);
+				/* An SSE client never speaks (no idle
+				 * timeout): a comment keeps proxies open. */
+				if (c->sse)
+					sse_heartbeat(c);
+				else
+					conn_send_ping_pong(c, WS_OP_PING, NULL,
+							    0);
 			}
 			break;
 		case CONN_DEAD:

@@ -228,6 +228,7 @@ int sse_check(struct conn *c, const struct ws_request *req,
 {
 	struct sse *x = xcalloc(1, sizeof(*x));
 
+	sse_free(c);
 	c->sse = x;
 	if (query_all(req, "room", &x->rooms, &x->nrooms, why) < 0 ||
 	    query_all(req, "task", &x->tasks, &x->ntasks, why) < 0)

@@ -334,4 +334,56 @@ export function memoryStorage(): PositionStorage;
 /** localStorage or sessionStorage as a PositionStorage (memory when unavailable). */
 export function webStorage(which?: 'localStorage' | 'sessionStorage'): PositionStorage;
 
+/** Options of BasestationEvents (Server-Sent Events, `GET /sse`). */
+export interface EventsOptions {
+  /** the SSE URL, e.g. `http://127.0.0.1:8080/sse` (a `ws:` URL or `/ws` path becomes its `/sse`) */
+  url: string;
+  /** query `token=` (EventSource sends no headers) */
+  token: string;
+  uid?: string;
+  /** rooms whose messages the stream carries (the user must be a member, else 403) */
+  rooms?: string[];
+  /** tasks whose snapshots the stream carries (the user must be allowed to watch, else 403) */
+  tasks?: Array<string | number>;
+  /** resume after this seq; without it the stream starts with the offline inbox */
+  since?: number;
+  EventSource?: new (url: string, init?: { withCredentials?: boolean }) => EventSource;
+  withCredentials?: boolean;
+  autoConnect?: boolean;
+}
+
+export type EventsState = 'closed' | 'connecting' | 'open';
+
+export interface EventsEvents {
+  state: (state: EventsState, previous: EventsState) => void;
+  /** each seq once */
+  message: (message: MessageFrame) => void;
+  /** each version once */
+  task: (task: Task) => void;
+  /** the stream was refused or failed for good (EventSource stopped) */
+  error: (error: Error) => void;
+}
+export type EventsEvent = keyof EventsEvents;
+
+/** A read-only stream of `message` and `task` events over Server-Sent Events. */
+export class BasestationEvents {
+  constructor(options: EventsOptions);
+  readonly options: EventsOptions;
+  state: EventsState;
+  /** highest seq delivered (null: none yet) */
+  lastSeq: number | null;
+  /** messages dropped as duplicates */
+  duplicates: number;
+  /** the last snapshot of each listed task */
+  tasks: Map<string, Task>;
+  on<K extends EventsEvent>(type: K, listener: EventsEvents[K]): () => void;
+  off<K extends EventsEvent>(type: K, listener: EventsEvents[K]): void;
+  once<K extends EventsEvent>(type: K, listener: EventsEvents[K]): () => void;
+  /** the stream's URL (rooms, tasks, `since` = the last seq seen) */
+  url(): string;
+  /** open the stream (no-op while one is open) */
+  connect(): void;
+  close(): void;
+}
+
 export default BasestationClient;

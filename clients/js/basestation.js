@@ -29,6 +29,11 @@
 //   await bs.join('lobby', { presence: true });
 //   bs.on('presence', (e) => console.log(e.type, e.room, e.uid)); // presence.join / presence.leave
 //
+// Only listening (Server-Sent Events, GET /sse; EventSource reconnects and
+// resumes by itself):
+//   const ev = new BasestationEvents({ url: 'http://host:8080/sse', token, rooms: ['lobby'], tasks: ['demo-1'] });
+//   ev.on('message', (m) => ...); ev.on('task', (t) => ...);
+//
 // In Node 20 (no global WebSocket) pass the `ws` package:
 //   import WebSocket from 'ws'; new BasestationClient({ url, token, WebSocket });
 
@@ -752,6 +757,121 @@ export class BasestationClient {
 
   /** The last snapshot of a subscribed task. @param {string} id @returns {Task|null} */
   task(id) { return this.tasks.get(String(id)) || null; }
+}
+
+/**
+ * @typedef {Object} EventsOptions
+ * @property {string} url the broker's SSE URL, e.g. `http://127.0.0.1:8080/sse`
+ *   (a `ws:`/`wss:` URL or a path `/ws` is turned into its `http:`/`https:` `/sse`).
+ * @property {string} token opaque token or JWT (query `token=`: EventSource sends no headers).
+ * @property {string} [uid] query `uid`; the server checks that it matches the token.
+ * @property {string[]} [rooms] rooms whose messages the stream carries (the user must be a member).
+ * @property {Array<string|number>} [tasks] tasks whose snapshots the stream carries.
+ * @property {number} [since] resume after this seq (else: the offline inbox).
+ * @property {typeof EventSource} [EventSource] EventSource constructor (default: the global one).
+ * @property {boolean} [withCredentials=false] passed to EventSource.
+ * @property {boolean} [autoConnect=true] connect in the constructor.
+ */
+
+/**
+ * A read-only stream over Server-Sent Events (`GET /sse`): the same
+ * `message` and `task` events as BasestationClient, each seq once and each
+ * task version once. The browser's EventSource reconnects by itself and
+ * resumes with Last-Event-ID; when it gives up (a refusal), state 'closed'
+ * and an `error` event; connect() starts again from the last seq seen.
+ */
+export class BasestationEvents {
+  /** @param {EventsOptions} options */
+  constructor(options) {
+    if (!options || !options.url) throw new TypeError('BasestationEvents: option `url` is required');
+    this.options = { autoConnect: true, withCredentials: false, ...options };
+    this._ES = this.options.EventSource || globalThis.EventSource;
+    if (typeof this._ES !== 'function') {
+      throw new TypeError('BasestationEvents: no EventSource; pass option `EventSource`');
+    }
+    /** @type {Map<string, Function[]>} */
+    this._listeners = new Map();
+    /** @type {'closed'|'connecting'|'open'} */
+    this.state = 'closed';
+    /** Highest seq delivered (null: none yet). */
+    this.lastSeq = Number.isInteger(this.options.since) ? this.options.since : null;
+    /** Messages dropped as duplicates (seq already seen). */
+    this.duplicates = 0;
+    /** The last snapshot of each listed task. */
+    this.tasks = new Map();
+    this._es = null;
+    if (this.options.autoConnect) this.connect();
+  }
+
+  /** The stream's URL: the listed rooms and tasks, and the position. */
+  url() {
+    const o = this.options;
+    const base = typeof location !== 'undefined' ? location.href : 'http://localhost/';
+    const u = new URL(o.url, base);
+    if (u.protocol === 'ws:') u.protocol = 'http:';
+    if (u.protocol === 'wss:') u.protocol = 'https:';
+    if (u.pathname === '/ws' || u.pathname === '/') u.pathname = '/sse';
+    u.searchParams.set('token', o.token);
+    if (o.uid) u.searchParams.set('uid', o.uid);
+    for (const r of o.rooms || []) u.searchParams.append('room', r);
+    for (const t of o.tasks || []) u.searchParams.append('task', String(t));
+    if (this.lastSeq !== null) u.searchParams.set('since', String(this.lastSeq));
+    return u.toString();
+  }
+
+  /** Open the stream (no-op while one is open). */
+  connect() {
+    if (this._es) return;
+    const es = new this._ES(this.url(), { withCredentials: !!this.options.withCredentials });
+    this._es = es;
+    this._setState('connecting');
+    es.onopen = () => { if (this._es === es) this._setState('open'); };
+    es.onerror = () => {
+      if (this._es !== es) return;
+      if (es.readyState === 2) { // CLOSED: EventSource gave up (a refusal)
+        this._es = null;
+        this._setState('closed');
+        this._emit('error', new Error('BasestationEvents: the stream was refused or failed'));
+      } else {
+        this._setState('connecting'); // reconnecting by itself, with Last-Event-ID
+      }
+    };
+    es.addEventListener('message', (e) => this._onMessage(JSON.parse(e.data)));
+    es.addEventListener('task', (e) => this._onTask(JSON.parse(e.data)));
+  }
+
+  /** Close the stream. */
+  close() {
+    if (this._es) this._es.close();
+    this._es = null;
+    this._setState('closed');
+  }
+
+  _setState(s) {
+    if (s === this.state) return;
+    const prev = this.state;
+    this.state = s;
+    this._emit('state', s, prev);
+  }
+
+  _onMessage(m) {
+    if (this.lastSeq !== null && m.seq <= this.lastSeq) { this.duplicates++; return; }
+    this.lastSeq = m.seq;
+    this._emit('message', m);
+  }
+
+  _onTask(t) {
+    const known = this.tasks.get(t.id);
+    if (known && known.version >= t.version) return;
+    this.tasks.set(t.id, t);
+    this._emit('task', t);
+  }
+}
+// The same listener methods as the WebSocket client.
+for (const k of ['on', 'off', 'once', '_emit']) {
+  Object.defineProperty(BasestationEvents.prototype, k, {
+    value: BasestationClient.prototype[k], writable: true, configurable: true,
+  });
 }
 
 export default BasestationClient;

@@ -50,6 +50,8 @@ size_t broker_nrooms(void);
 const char *broker_uid(const struct session *s);
 int broker_session_nrooms(const struct session *s);
 const char *broker_session_room(const struct session *s, int i);
+/* 1 when uid is a member of room (stored membership), else 0. */
+int broker_is_member(const char *uid, const char *room);
 
 /*
  * Relay data (len bytes of JSON text, stored and sent as written) from

@@ -2,9 +2,10 @@
  * A session: the broker's half of a client connection. Who it is (user,
  * role, token), what it was sent (the highest seq), what waits (a replay
  * and the live messages held meanwhile), what it watches (task
- * subscriptions). The transport that owns it (src/conn/ now; an SSE
- * stream later) embeds it, drives its life with the calls below, and is
- * reached through one narrow sink: the broker never sees a socket.
+ * subscriptions). The transport that owns it (src/conn/: a WebSocket,
+ * send.c, or an SSE stream, sse.c) embeds it, drives its life with the calls
+ * below, and is reached through one narrow sink: the broker never sees a
+ * socket.
  */
 #ifndef BASESTATION_SESSION_H
 #define BASESTATION_SESSION_H

@@ -8,6 +8,7 @@
 #ifndef BASESTATION_TASKS_H
 #define BASESTATION_TASKS_H
 
+#include "basestation/auth.h"
 #include "basestation/result.h"
 
 #include <jansson.h>
@@ -35,6 +36,9 @@ void tasks_subscribe(struct session *s, const char *id, int seed,
 /* Every subscription of s to id, of either kind: BK_OK, name = id. */
 void tasks_unsubscribe(struct session *s, const char *id,
 		       const struct bk_done *done);
+
+/* Whether uid (role) may watch task id: 1 yes, 0 no, -1 no such task. */
+int tasks_may_watch(const char *id, const char *uid, enum auth_role role);
 
 size_t tasks_count(void);
 int tasks_exists(const char *id);

@@ -211,6 +211,7 @@ struct ws_request {
 	 * WS_HS_MAX_EXTENSIONS the rest are ignored. */
 	struct ws_str extensions[WS_HS_MAX_EXTENSIONS];
 	int n_extensions;
+	struct ws_str last_event_id; /* Last-Event-ID (an SSE reconnect) */
 	int header_count;
 	unsigned seen;	   /* WS_HDR_* bits: headers given at least once */
 	unsigned repeated; /* WS_HDR_* bits: given more than once */
@@ -243,6 +244,10 @@ int ws_request_parse(const char *buf, size_t len, struct ws_request *req);
 
 /* ws_request_check_path for the contract's path, "/ws". */
 int ws_request_check(const struct ws_request *req);
+
+/* The HTTP part of the checks below, for a plain GET of path (an SSE
+ * stream): 0, 400 (not GET, not HTTP/1.1, no Host or two) or 404. */
+int ws_request_check_http(const struct ws_request *req, const char *path);
 
 /*
  * Check a parsed request against RFC 6455 §4.2.1 and the contract. Returns

@@ -147,3 +147,11 @@ const char *broker_session_room(const struct session *s, int i)
 {
 	return s->user->rooms[i]->name;
 }
+
+int broker_is_member(const char *uid, const char *room)
+{
+	struct user *u = registry_user(uid, 0);
+	struct room *r = registry_room(room, 0);
+
+	return u && r && registry_is_member(u, r);
+}

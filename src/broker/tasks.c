@@ -504,6 +504,18 @@ void tasks_free(void)
 
 /* ---- who may see a task ---- */
 
+static int may_watch(const struct task *t, const char *uid,
+		     enum auth_role role);
+
+int tasks_may_watch(const char *id, const char *uid, enum auth_role role)
+{
+	struct task *t = task_find(id);
+
+	if (t == NULL || t->committed == 0)
+		return -1;
+	return may_watch(t, uid, role);
+}
+
 static int may_watch(const struct task *t, const char *uid, enum auth_role role)
 {
 	size_t i;

@@ -48,6 +48,7 @@ static void conn_destroy(struct conn *c)
 	if (c->ip)
 		net_ip_put(c->ip, IP_WS);
 	session_finish(&c->s);
+	sse_free(c);
 	ws_parser_finish(&c->parser);
 	if (c->out)
 		evbuffer_free(c->out);
@@ -170,6 +171,8 @@ static void handle_event(struct conn *c, const struct ws_event *ev)
  * parser last left the state of holding nothing unfinished. */
 static void read_frames(struct conn *c, const uint8_t *p, size_t n)
 {
+	if (c->sse)
+		return; /* an SSE client has nothing to say: dropped */
 	uint32_t frames = c->parser.frames_read;
 	int64_t now = mono_ms();
 	int finished = 0;
@@ -436,7 +439,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 				metrics.idle_close++;
 				conn_close(c, WS_CLOSE_POLICY,
 					   "message not completed in time");
-			} else if (cfg->idle_timeout > 0 &&
+			} else if (cfg->idle_timeout > 0 && c->sse == NULL &&
 				   now - c->last_rx >=
 					   (int64_t)cfg->idle_timeout * 1000) {
 				metrics.idle_close++;
@@ -446,7 +449,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 				   now - c->last_ping >=
 					   (int64_t)cfg->heartbeat * 1000) {
 				c->last_ping = now;
-				conn_send_ping_pong(c, WS_OP_PING, NULL, 0);
+				/* An SSE client never speaks (no idle
+				 * timeout): a comment keeps proxies open. */
+				if (c->sse)
+					sse_heartbeat(c);
+				else
+					conn_send_ping_pong(c, WS_OP_PING, NULL,
+							    0);
 			}
 			break;
 		case CONN_DEAD:

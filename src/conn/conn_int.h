@@ -7,6 +7,7 @@
  *   conn.c     accept, reads, frames in, timers, reaping -> upgrade, send
  *   upgrade.c  the handshake and its policy              -> send
  *   send.c     frames out, back-pressure, the sink, close
+ *   sse.c      an SSE stream: the same socket and output, events out
  *   state.c    the state below
  */
 #ifndef BASESTATION_CONN_INT_H
@@ -73,6 +74,7 @@ struct conn {
 	struct ws_parser parser;
 	struct ws_pmd pmd;	/* permessage-deflate as negotiated (2 bytes) */
 	struct conn_hook *hook; /* a --auth-url check of the handshake */
+	struct sse *sse;	/* an SSE stream (sse.c), not a WebSocket */
 };
 
 struct conns {
@@ -126,6 +128,11 @@ void conn_kill(struct conn *c);
 void conn_hook_free(struct conn *c);
 /* Free the buffer outgoing messages are compressed in (at exit). */
 void conn_deflate_finish(void);
+/* 1 when c has more buffered than --max-outbuf allows with adding bytes
+ * more: then it was cut as a slow consumer. */
+int conn_check_slow(struct conn *c, size_t adding);
+/* Count n bytes of one message out in /metrics. */
+void conn_count_out(size_t n);
 /* The sink the broker delivers through. */
 extern const struct session_sink conn_sink;
 
@@ -139,5 +146,22 @@ extern const struct session_sink conn_sink;
 int upgrade_handshake(struct conn *c, size_t *head_len);
 /* An HTTP refusal, then close. */
 void upgrade_refuse(struct conn *c, int status, const char *why);
+/* The authenticated client enters the open state (either kind). */
+void upgrade_open(struct conn *c, const struct auth_identity *id);
+
+/* ---- sse.c ---- */
+/* The path of an SSE stream on the WebSocket port (contract §9). */
+#define SSE_PATH "/sse"
+/* Judge the stream's rooms and tasks for id: 0, or 403 / 400 with *why.
+ * Keeps what it parsed in c->sse. */
+int sse_check(struct conn *c, const struct ws_request *req,
+	      const struct auth_identity *id, const char **why);
+/* Accepted: the response head, the session opened on the SSE sink, its
+ * replay (Last-Event-ID, since= or the inbox) and task snapshots. */
+void sse_start(struct conn *c, const struct ws_request *req,
+	       const struct auth_identity *id, int origin_ok);
+/* A comment line, every --heartbeat. */
+void sse_heartbeat(struct conn *c);
+void sse_free(struct conn *c);
 
 #endif

@@ -162,7 +162,7 @@ void conn_flush_all(void)
 	}
 }
 
-static void count_out(size_t n)
+void conn_count_out(size_t n)
 {
 	metrics.msgs_out++;
 	metrics.bytes_out += n;
@@ -181,7 +181,7 @@ static void cut_slow(struct conn *c, uint64_t buffered)
 }
 
 /* 1 when c has more buffered than allowed: then it is cut. */
-static int check_slow(struct conn *c, size_t adding)
+int conn_check_slow(struct conn *c, size_t adding)
 {
 	/* One frame larger than the limit still goes to a client that has
 	 * nothing pending; otherwise it could never get past it. */
@@ -213,7 +213,7 @@ static void send_control(struct conn *c, enum ws_opcode op, const void *p,
 	evbuffer_add(out, hdr, hl);
 	if (n)
 		evbuffer_add(out, p, n);
-	count_out(hl + n);
+	conn_count_out(hl + n);
 }
 
 /* Pings and pongs count against --max-outbuf like any other output: a
@@ -222,7 +222,7 @@ static void send_control(struct conn *c, enum ws_opcode op, const void *p,
 void conn_send_ping_pong(struct conn *c, enum ws_opcode op, const void *p,
 			 size_t n)
 {
-	if (c->state != CONN_OPEN || check_slow(c, n + 2))
+	if (c->state != CONN_OPEN || conn_check_slow(c, n + 2))
 		return;
 	send_control(c, op, p, n);
 }
@@ -243,7 +243,9 @@ void conn_close(struct conn *c, uint16_t code, const char *reason)
 	/* Out of routing first: where the user's next inbox starts is read
 	 * from what is buffered before the close frame joins it. */
 	conn_left(c);
-	send_control(c, WS_OP_CLOSE, body, 2 + rl);
+	/* An SSE stream has no close frame: it ends with the socket. */
+	if (c->sse == NULL)
+		send_control(c, WS_OP_CLOSE, body, 2 + rl);
 	c->state = CONN_CLOSING;
 	c->deadline = mono_ms() + (c->slow ? SLOW_CLOSE_MS : CLOSE_LINGER_MS);
 	log_info("conn.close", "conn=%llu code=%u reason=%s",
@@ -336,18 +338,18 @@ static int sink_deliver(struct session *s, struct msgbuf *m)
 	p = frame_for(c, m, &n, &own);
 	if (own) {
 		/* not the msgbuf's bytes: queued as a copy */
-		int slow = check_slow(c, n);
+		int slow = conn_check_slow(c, n);
 		if (!slow) {
 			evbuffer_add(conn_out(c), p, n);
-			count_out(n);
+			conn_count_out(n);
 		}
 		free(own);
 		return slow ? -1 : 0;
 	}
-	if (check_slow(c, n))
+	if (conn_check_slow(c, n))
 		return -1;
 	msgbuf_add(conn_out(c), m, p, n);
-	count_out(n);
+	conn_count_out(n);
 	return 0;
 }
 

@@ -235,7 +235,6 @@ static void apply_forwarded(struct conn *c, const struct ws_request *req)
 		addr_format(&a, c->remote, sizeof(c->remote));
 }
 
-static void conn_open(struct conn *c, const struct auth_identity *id);
 static void negotiate_deflate(struct conn *c, const struct ws_request *req,
 			      struct evbuffer *out);
 
@@ -266,7 +265,10 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		upgrade_refuse(c, 400, "malformed request head");
 		return 1;
 	}
-	status = ws_request_check_path(&req, WS_PATH);
+	int sse = req.path.n == strlen(SSE_PATH) &&
+		  memcmp(req.path.p, SSE_PATH, req.path.n) == 0;
+	status = sse ? ws_request_check_http(&req, SSE_PATH)
+		     : ws_request_check_path(&req, WS_PATH);
 	if (status) {
 		upgrade_refuse(c, status,
 			       status == 404 ? "no such path; use /ws"
@@ -316,7 +318,7 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		if (rc != 0)
 			goto refused;
 	}
-	if (req.protocol.p) {
+	if (req.protocol.p && !sse) {
 		const char *p = req.protocol.p, *end = p + req.protocol.n;
 		while (p < end) {
 			const char *comma = memchr(p, ',', (size_t)(end - p));
@@ -372,6 +374,17 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 		upgrade_refuse(c, 403, "origin not allowed");
 		return 1;
 	}
+	if (sse) {
+		const char *why = NULL;
+		status = sse_check(c, &req, &id, &why);
+		if (status) {
+			upgrade_refuse(c, status, why);
+			return 1;
+		}
+		*head_len = (size_t)head;
+		sse_start(c, &req, &id, req.origin.p != NULL);
+		return 1;
+	}
 	/* Resume parameters, judged before the upgrade: a since that is
 	 * not a seq is a malformed request (contract §2), not "no since". */
 	int64_t since = -1;
@@ -415,7 +428,7 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 	evbuffer_add(out, "\r\n", 2);
 
 	*head_len = (size_t)head;
-	conn_open(c, &id);
+	upgrade_open(c, &id);
 	if (c->state != CONN_OPEN)
 		return 1;
 	if (since >= 0)
@@ -456,7 +469,7 @@ static void negotiate_deflate(struct conn *c, const struct ws_request *req,
 		}
 }
 
-static void conn_open(struct conn *c, const struct auth_identity *id)
+void upgrade_open(struct conn *c, const struct auth_identity *id)
 {
 	c->since_ms = now_ms();
 	c->last_rx = c->last_ping = mono_ms();
@@ -477,5 +490,6 @@ static void conn_open(struct conn *c, const struct auth_identity *id)
 		 (unsigned long long)c->s.id, log_val(id->uid),
 		 auth_role_name(id->role), c->remote,
 		 id->prefix[0] ? id->prefix : "jwt");
-	proto_hello(&c->s, id->uid);
+	if (c->sse == NULL)
+		proto_hello(&c->s, id->uid);
 }

@@ -191,6 +191,8 @@ static int parse_header(const char *s, size_t n, struct ws_request *req)
 	} else if (name_is(s, i, "Sec-WebSocket-Extensions")) {
 		if (req->n_extensions < WS_HS_MAX_EXTENSIONS)
 			req->extensions[req->n_extensions++] = v;
+	} else if (name_is(s, i, "Last-Event-ID")) {
+		req->last_event_id = v;
 	}
 	return 0;
 }
@@ -251,7 +253,7 @@ int ws_request_check(const struct ws_request *req)
 	return ws_request_check_path(req, "/ws");
 }
 
-int ws_request_check_path(const struct ws_request *req, const char *path)
+int ws_request_check_http(const struct ws_request *req, const char *path)
 {
 	size_t pl = strlen(path);
 
@@ -265,6 +267,15 @@ int ws_request_check_path(const struct ws_request *req, const char *path)
 		return 400;
 	if (req->path.n != pl || memcmp(req->path.p, path, pl) != 0)
 		return 404;
+	return 0;
+}
+
+int ws_request_check_path(const struct ws_request *req, const char *path)
+{
+	int st = ws_request_check_http(req, path);
+
+	if (st)
+		return st;
 	/* RFC 6455 §11.3.1, §11.3.5: Sec-WebSocket-Key and -Version only
 	 * once; and one Upgrade, one Origin: which of two would the server
 	 * have answered, or judged? */

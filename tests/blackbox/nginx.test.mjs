@@ -51,7 +51,7 @@ function nginxConfig(dir, { port, wsPort, httpPort, tls }) {
   let block = shipped;
   block = sub(block, /^(\s*)listen 80;$/m, `$1listen 127.0.0.1:${port};`, 1);
   block = sub(block, /^\s*listen \[::\]:80;\n/m, '', 1);
-  block = sub(block, /^(\s*proxy_read_timeout )\d+s;$/m, `$1${READ_TIMEOUT_S}s;`, 1);
+  block = sub(block, /^(\s*proxy_read_timeout )\d+s;$/m, `$1${READ_TIMEOUT_S}s;`, 2);
   block = block.replaceAll('127.0.0.1:8080;', `127.0.0.1:${wsPort};`);
   block = block.replaceAll('127.0.0.1:8081;', `127.0.0.1:${httpPort};`);
   if (tls) {
@@ -220,6 +220,38 @@ test('shipped conf: upgrade headers, HTTP/1.1, no buffering, read timeout well a
     const i = active.indexOf(loc);
     assert.ok(i >= 0, `missing ${loc}`);
     assert.match(active.slice(i, active.indexOf('}', i)), /proxy_pass http:\/\/127\.0\.0\.1:8081;/, loc);
+  }
+});
+
+test('SSE through nginx: events arrive unbuffered, heartbeat comments keep the stream past proxy_read_timeout', { skip }, async () => {
+  const sse = /location = \/sse \{([^}]*)\}/.exec(active);
+  assert.ok(sse, 'a location = /sse block');
+  assert.match(sse[1], /proxy_buffering off;/);
+  const t = token(hb.db, 'sse-ng');
+  const sender = await open(`ws://127.0.0.1:${hb.wsPort}/ws?token=${token(hb.db, 'sse-sender')}`);
+  let text = '';
+  let res;
+  const req = http.request({ host: '127.0.0.1', port: hbNg.port, path: `/sse?token=${t}`, headers: { Accept: 'text/event-stream' } }, (r) => {
+    res = r;
+    r.setEncoding('utf8');
+    r.on('data', (d) => { text += d; });
+  });
+  req.on('error', () => {});
+  req.end();
+  try {
+    for (let i = 0; i < 100 && !res; i++) await sleep(50);
+    assert.equal(res?.statusCode, 200);
+    assert.match(res.headers['content-type'], /^text\/event-stream/);
+    sender.send({ type: 'send', to: 'sse-ng', data: 'through nginx' });
+    const ack = await sender.next('ack');
+    for (let i = 0; i < 100 && !text.includes(`id: ${ack.seq}\n`); i++) await sleep(50);
+    assert.match(text, new RegExp(`event: message\nid: ${ack.seq}\ndata: .*"through nginx"`));
+    await sleep((READ_TIMEOUT_S + 2) * 1000); // past nginx's read timeout
+    assert.ok(!res.complete && !res.destroyed, 'stream closed while idle:\n' + hbNg.logs);
+    assert.ok((text.match(/^: /gm) || []).length >= READ_TIMEOUT_S, 'heartbeat comments: ' + JSON.stringify(text));
+  } finally {
+    req.destroy();
+    await sender.close();
   }
 });
 

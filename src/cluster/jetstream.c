@@ -22,7 +22,7 @@
  * last of the loop, a queued item, or libnats's on-complete callback frees
  * them.
  */
-#include "cluster/jetstream.h"
+#include "basestation/jetstream.h"
 
 #include <nats/nats.h>
 /* The adapter defines its functions in the header: include it once. */

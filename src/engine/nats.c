@@ -54,6 +54,8 @@ struct op {
 	uint64_t seq;	    /* from the PubAck */
 	unsigned acked : 1; /* PubAck OK: waits for the replica */
 	unsigned resolved : 1;
+	unsigned inflight : 1; /* on_ack has yet to run */
+	unsigned orphan : 1; /* completed before it (stopping): on_ack frees */
 	enum bk_status status;
 	const char *why;
 };
@@ -111,7 +113,10 @@ static void drain(struct nats *n)
 		if (n->head == NULL)
 			n->tail = &n->head;
 		bk_complete(&op->done, &r);
-		free(op);
+		if (op->inflight)
+			op->orphan = 1;
+		else
+			free(op);
 	}
 }
 
@@ -143,6 +148,11 @@ static void on_ack(void *arg, const struct bsjs_ack *ack)
 	struct op *op = arg;
 	struct nats *n = op->n;
 
+	op->inflight = 0;
+	if (op->orphan) {
+		free(op);
+		return;
+	}
 	if (ack->status == BSJS_OK) {
 		n->last_ok_ms = now_ms();
 		op->seq = ack->seq;
@@ -415,6 +425,34 @@ static void on_batch(void *arg, const struct bsjs_msg *msgs, size_t cnt)
 
 /* ---- the link ---- */
 
+/* The replica belongs to one stream: the first 15 hex digits of its epoch
+ * are kept as the counter "cluster_epoch" (set with the first look). A
+ * replica of another stream (deleted and made again, or another --stream)
+ * would skip the new stream's first seqs: refused. 0 ok, -1 refused. */
+static int replica_of_stream(struct nats *n)
+{
+	char head[16];
+	int64_t want, have = store_counter_get(n->store, "cluster_epoch");
+
+	memcpy(head, n->epoch, 15);
+	head[15] = '\0';
+	want = strtoll(head, NULL, 16);
+	if (have == want)
+		return 0;
+	if (have != 0 || n->applied != 0) {
+		log_error("cluster.replica", "msg=%s db=%s epoch=%s",
+			  "the replica (--db) is of another stream: delete it "
+			  "and the node rebuilds it from the stream",
+			  log_val(n->cfg->db), n->epoch);
+		return -1;
+	}
+	if (store_begin(n->store) < 0 ||
+	    store_counter_set(n->store, "cluster_epoch", want) < 0 ||
+	    store_commit(n->store) < 0)
+		fatal("cluster: cannot write to the replica");
+	return 0;
+}
+
 static void on_link(void *arg, const struct bsjs_event *ev)
 {
 	struct nats *n = arg;
@@ -426,6 +464,10 @@ static void on_link(void *arg, const struct bsjs_event *ev)
 		break;
 	case BSJS_EV_READY:
 		snprintf(n->epoch, sizeof(n->epoch), "%s", ev->stream->epoch);
+		if (replica_of_stream(n) < 0) {
+			n->fatal = 1;
+			return;
+		}
 		n->stream_last = ev->stream->last_seq;
 		n->last_ok_ms = now_ms();
 		n->ready = 1;
@@ -529,7 +571,9 @@ static int nats_submit(struct engine *eng, const struct engine_event *ev,
 			     ev->idem) < sizeof(msgid))
 		p.msg_id = msgid;
 	op = op_new(n, done);
+	op->inflight = 1;
 	if (bsjs_publish(n->link, &p, on_ack, op) < 0) {
+		op->inflight = 0;
 		op->resolved = 1;
 		op->status = BK_UNAVAILABLE;
 		op->why = "cluster unavailable";

@@ -110,6 +110,33 @@ test('messages cross nodes; one epoch; resume elsewhere; admin SQL sees it all; 
   assert.match(t.text, /not cluster-wide/);
 
   for (const c of [alice, bob, bob2, r]) await c.close();
+
+  // A stopped; B goes on; A restarted on its replica catches up, applies
+  // nothing twice, and its clients see what came meanwhile
+  assert.equal((await A.stop()).code, 0);
+  const b2 = await join(B, 'bob');
+  const alice2 = await join(B, 'alice');
+  alice2.send({ type: 'send', to: 'carol', data: 'while A was down', ref: 'w1' });
+  const ws = (await alice2.next('ack')).seq;
+  const A2 = await startServer({ db: A.db, args: ['--cluster', cluster.urls.join(','), '--node', 'a', '--stream', 'one', '--jwt-secret', SECRET] });
+  nodes.push(A2);
+  const carol = await join(A2, 'carol', { query: { since: '0' } });
+  const cm = await carol.next('message');
+  assert.equal(cm.seq, ws);
+  const q2 = await api(A2, 'POST', '/admin/sql',
+    { sql: 'SELECT count(*) AS n, count(DISTINCT seq) AS d FROM messages' }, ADMIN_KEY);
+  const q3 = await api(B, 'POST', '/admin/sql',
+    { sql: 'SELECT count(*) AS n, count(DISTINCT seq) AS d FROM messages' }, ADMIN_KEY);
+  assert.deepEqual(q2.json.rows, q3.json.rows);
+  assert.equal(q2.json.rows[0][0], q2.json.rows[0][1]);
+  for (const c of [b2, alice2, carol]) await c.close();
+  await A2.cleanup();
+
+  // a replica of this stream is refused on another stream
+  const other = await startServer({ db: A.db, args: ['--cluster', cluster.urls.join(','), '--stream', 'another', '--jwt-secret', SECRET] })
+    .then((s) => { nodes.push(s); return s; }, (e) => e);
+  assert.ok(other instanceof Error, 'a replica of another stream refused');
+  assert.match(other.message, /event=cluster\.replica .*another stream/);
   await A.cleanup(); await B.cleanup();
 });
 
@@ -157,7 +184,11 @@ test('JetStream frozen: /healthz 503 and unavailable within 5 s, the WebSocket s
 
 test('kill -9 of a node mid-burst: resend on the other node, every acked message once, in order', { skip }, async () => {
   const A = await node('a3', 'three');
-  const B = await node('b3', 'three');
+  // B from the environment (protocol §7's table)
+  const B = await startServer({ args: ['--jwt-secret', SECRET, '--rate', '0'],
+    env: { BASESTATION_CLUSTER: cluster.urls.join(','), BASESTATION_STREAM: 'three', BASESTATION_NODE: 'b3' } });
+  nodes.push(B);
+  assert.match(B.logs, /event=cluster\.start node=b3 stream=three replicas=3/);
   const bob = await join(B, 'bob');
   let alice = await join(A, 'alice');
   const N = 300;

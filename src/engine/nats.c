@@ -30,6 +30,7 @@
 #include "basestation/engine_nats.h"
 #include "basestation/jetstream.h"
 #include "basestation/log.h"
+#include "basestation/metrics.h"
 #include "basestation/store.h"
 #include "basestation/xalloc.h"
 
@@ -502,6 +503,23 @@ static void on_info(void *arg, int status, const struct bsjs_stream_info *si)
 	n->stream_last = si->last_seq;
 }
 
+static void figures(struct nats *n)
+{
+	struct bsjs_stats st;
+	struct metrics_cluster *c = &metrics.cluster;
+
+	bsjs_get_stats(n->link, &st);
+	c->on = 1;
+	c->applied_seq = n->applied;
+	c->replica_lag =
+		n->stream_last > n->applied ? n->stream_last - n->applied : 0;
+	c->published = st.published;
+	c->acked = st.acked;
+	c->failed = st.failed;
+	c->ack_us_sum = st.ack_latency_us_sum;
+	c->ack_us_max = st.ack_latency_us_max;
+}
+
 static void health_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct nats *n = arg;
@@ -510,6 +528,7 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (n->ready)
 		bsjs_stream_info(n->link, on_info, n);
+	figures(n);
 }
 
 /* ---- the interface ---- */
@@ -797,6 +816,7 @@ struct engine *engine_nats_create(struct event_base *base,
 		n->e.ops->destroy(&n->e);
 		return NULL;
 	}
+	figures(n);
 	log_info("cluster.start",
 		 "node=%s stream=%s replicas=%d applied=%llu "
 		 "not_cluster_wide=%s",

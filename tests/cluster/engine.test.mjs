@@ -109,6 +109,30 @@ test('messages cross nodes; one epoch; resume elsewhere; admin SQL sees it all; 
   assert.notEqual(t.status, 201);
   assert.match(t.text, /not cluster-wide/);
 
+  // one ref, two nodes: acked once, at one seq; delivered once
+  alice.send({ type: 'send', to: 'dan', data: 'once', ref: 'x1' });
+  const x1 = (await alice.next('ack')).seq;
+  const aliceB = await join(B, 'alice');
+  aliceB.send({ type: 'send', to: 'dan', data: 'once', ref: 'x1' });
+  assert.equal((await aliceB.next('ack')).seq, x1);
+  const dan = await join(B, 'dan', { query: { since: '0' } });
+  assert.equal((await dan.next('message')).seq, x1);
+  assert.ok(await dan.none('message', 500));
+  await aliceB.close(); await dan.close();
+
+  // /metrics: the replica's applied seq reaches the last ack, lag named
+  let applied = 0, lagSeen = false;
+  for (let i = 0; i < 40 && applied < x1; i++) {
+    const text = await (await fetch(B.http + '/metrics')).text();
+    applied = Number((/^basestation_replica_applied_seq (\d+)$/m.exec(text) || [])[1] || 0);
+    lagSeen = /^basestation_replica_lag \d+$/m.test(text);
+    if (applied < x1) await sleep(100);
+  }
+  assert.ok(applied >= x1, `applied ${applied} < ${x1}`);
+  assert.ok(lagSeen);
+  const am2 = await (await fetch(A.http + '/metrics')).text();
+  assert.ok(Number(/^basestation_cluster_publish_ack_seconds_count (\d+)$/m.exec(am2)[1]) > 0);
+
   for (const c of [alice, bob, bob2, r]) await c.close();
 
   // A stopped; B goes on; A restarted on its replica catches up, applies

@@ -8,7 +8,9 @@
  * BK_UNAVAILABLE when JetStream did not store it within 4 s) and the
  * node's replica having applied that seq. So an ack means "stored by a
  * quorum" AND "readable here" (a resume on this node right after the ack
- * sees it). Operations complete strictly in submission order, which is
+ * sees it: `resumed.last` covers every ack). No deadline on the second
+ * wait: a stalled consumer is replaced by the link within 3-6 s, and an
+ * ack before the replica has the message would break that promise. Operations complete strictly in submission order, which is
  * what sync needs.
  *
  * The ordered consumer brings every stream message back, from this node

@@ -18,7 +18,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startCluster, natsServerMissing } from './nats.mjs';
-import { startServer, connect, jwt, api, sleep, ADMIN_KEY } from '../blackbox/lib.mjs';
+import { spawnSync } from 'node:child_process';
+import { BIN, startServer, connect, jwt, api, sleep, ADMIN_KEY } from '../blackbox/lib.mjs';
 
 const SECRET = 'cluster-test-secret';
 const skip = natsServerMissing(); // throws under CI=true
@@ -155,6 +156,14 @@ test('messages cross nodes; one epoch; resume elsewhere; admin SQL sees it all; 
   assert.equal(q2.json.rows[0][0], q2.json.rows[0][1]);
   for (const c of [b2, alice2, carol]) await c.close();
   await A2.cleanup();
+
+  // the token CLI refuses a replica (a token there would reach one node)
+  const cli = spawnSync(BIN, ['token', 'issue', '--uid', 'zed', '--db', A.db], { encoding: 'utf8' });
+  assert.equal(cli.status, 1);
+  assert.match(cli.stderr, /cluster node's replica/);
+  const rev = spawnSync(BIN, ['token', 'revoke', 'bst_x', '--db', A.db], { encoding: 'utf8' });
+  assert.equal(rev.status, 1);
+  assert.match(rev.stderr, /cluster node's replica/);
 
   // a replica of this stream is refused on another stream
   const other = await startServer({ db: A.db, args: ['--cluster', cluster.urls.join(','), '--stream', 'another', '--jwt-secret', SECRET] })

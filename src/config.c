@@ -4,11 +4,13 @@
 #include "basestation/auth_hook.h"
 #include "basestation/log.h"
 #include "basestation/xalloc.h"
+#include "bs_config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum opt_kind {
 	OPT_STR,
@@ -145,6 +147,16 @@ static const struct opt opts[] = {
 	 "full: also power loss)"},
 	{"log-level", "BASESTATION_LOG_LEVEL", OPT_LEVEL, O(log_level), "LEVEL",
 	 "debug, info, warn or error (default info)"},
+	{"cluster", "BASESTATION_CLUSTER", OPT_STR, O(cluster), "URLS",
+	 "run as one node of a cluster on these NATS JetStream servers "
+	 "(nats://H:P,...); tasks are refused there (not cluster-wide yet)"},
+	{"node", "BASESTATION_NODE", OPT_STR, O(node), "NAME",
+	 "this node's name in the cluster (default <hostname>-<ws port>)"},
+	{"stream", "BASESTATION_STREAM", OPT_STR, O(stream), "NAME",
+	 "JetStream stream of the cluster (default basestation)"},
+	{"replicas", "BASESTATION_REPLICAS", OPT_INT, O(replicas), "N",
+	 "replicas of the stream when it is created (default 3, or the "
+	 "number of --cluster URLs if fewer)"},
 	{"demo", "BASESTATION_DEMO", OPT_BOOL, O(demo), NULL,
 	 "create demo users, print their links, run a demo producer"},
 };
@@ -156,6 +168,7 @@ void config_defaults(struct config *c)
 	c->listen = xstrdup("0.0.0.0:8080");
 	c->http = xstrdup("127.0.0.1:8081");
 	c->db = xstrdup("./basestation.db");
+	c->stream = xstrdup("basestation");
 	c->heartbeat = 25;
 	c->idle_timeout = 60;
 	c->handshake_timeout = 10;
@@ -211,6 +224,45 @@ static int parse_num(const char *v, double lo, double hi, double *out)
 	if (errno || end == v || *end != '\0' || d < lo || d > hi)
 		return -1;
 	*out = d;
+	return 0;
+}
+
+/* --cluster and its companions; the node's default name. */
+static int cluster_check(struct config *c, FILE *err)
+{
+	char host[256];
+	const char *port;
+
+	if (c->cluster && c->cluster[0] == '\0') {
+		free(c->cluster); /* BASESTATION_CLUSTER= : one node */
+		c->cluster = NULL;
+	}
+	if (c->cluster == NULL)
+		return 0;
+	if (!BS_HAVE_NATS) {
+		fprintf(err, "basestation: --cluster: this build has no "
+			     "libnats (install libnats-dev and rebuild)\n");
+		return -1;
+	}
+	if (c->replicas < 0 || c->replicas > 5) {
+		fprintf(err, "basestation: --replicas must be 1..5\n");
+		return -1;
+	}
+	if (c->stream == NULL || c->stream[0] == '\0' ||
+	    strpbrk(c->stream, ". *>\t") != NULL) {
+		fprintf(err, "basestation: --stream: a name without '.', "
+			     "'*', '>' or spaces\n");
+		return -1;
+	}
+	if (c->node == NULL || c->node[0] == '\0') {
+		port = strrchr(c->listen, ':');
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "node");
+		host[sizeof(host) - 1] = '\0';
+		free(c->node);
+		c->node = xmalloc(strlen(host) + 16);
+		sprintf(c->node, "%s-%s", host, port ? port + 1 : "8080");
+	}
 	return 0;
 }
 
@@ -426,6 +478,8 @@ int config_from_args(struct config *c, int argc, char **argv, FILE *err)
 			return -1;
 		}
 	}
+	if (cluster_check(c, err) < 0)
+		return -1;
 	return 0;
 }
 
@@ -453,6 +507,9 @@ void config_free(struct config *c)
 	free(c->listen);
 	free(c->http);
 	free(c->db);
+	free(c->cluster);
+	free(c->node);
+	free(c->stream);
 	free(c->api_key);
 	free(c->admin_key);
 	free(c->jwt_secret);

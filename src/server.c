@@ -10,6 +10,7 @@
 #include "basestation/demo.h"
 #include "basestation/engine.h"
 #include "basestation/engine_local.h"
+#include "basestation/engine_nats.h"
 #include "basestation/http.h"
 #include "basestation/log.h"
 #include "basestation/net.h"
@@ -249,13 +250,24 @@ int server_run(struct config *cfg)
 	 * trim_cb trims what is really unused, once a minute. */
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
+#if BS_HAVE_NATS
+	if (cfg->cluster && engine_nats_init() < 0)
+		fatal("cannot set up libnats and libevent's pthread locking");
+#endif
 	proc.base = event_base_new();
 	if (proc.base == NULL)
 		fatal("event_base_new failed");
-	proc.engine = engine_local_create(proc.base, cfg, err, sizeof(err));
+#if BS_HAVE_NATS
+	if (cfg->cluster)
+		proc.engine =
+			engine_nats_create(proc.base, cfg, err, sizeof(err));
+	else
+#endif
+		proc.engine =
+			engine_local_create(proc.base, cfg, err, sizeof(err));
 	if (proc.engine == NULL) {
-		log_error("store.open", "db=%s msg=%s", log_val(cfg->db),
-			  log_val(err));
+		log_error(cfg->cluster ? "cluster.open" : "store.open",
+			  "db=%s msg=%s", log_val(cfg->db), log_val(err));
 		event_base_free(proc.base);
 		return 1;
 	}

@@ -33,7 +33,7 @@ const HEADERS = {
   'ws.h': 'codec', 'deflate.h': 'codec',
   'addr.h': 'transport', 'net.h': 'transport', 'transport.h': 'transport', 'tls.h': 'transport',
   'auth.h': 'store', 'auth_hook.h': 'store', 'inspect.h': 'store', 'records.h': 'store', 'store.h': 'store',
-  'engine.h': 'engine', 'engine_local.h': 'engine', 'jetstream.h': 'engine',
+  'engine.h': 'engine', 'engine_local.h': 'engine', 'engine_nats.h': 'engine', 'jetstream.h': 'engine',
   'broker.h': 'broker', 'session.h': 'broker', 'tasks.h': 'broker',
   'commands.h': 'proto', 'proto.h': 'proto',
   'conn.h': 'session',

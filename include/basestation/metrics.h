@@ -66,6 +66,15 @@ struct metrics {
 	uint64_t commit_bucket[METRICS_COMMIT_BUCKETS]; /* cumulative later */
 	double commit_sum;				/* seconds */
 	struct metrics_wal wal;
+	/* cluster mode (engine/nats.c sets them; rendered when on) */
+	struct metrics_cluster {
+		int on;
+		uint64_t applied_seq; /* the replica's last applied seq */
+		uint64_t replica_lag; /* stream's last seq - applied_seq */
+		uint64_t published, acked, failed;
+		uint64_t ack_us_sum; /* publish to PubAck, over acked */
+		uint64_t ack_us_max;
+	} cluster;
 };
 
 extern struct metrics metrics;

@@ -58,6 +58,12 @@ struct config {
 	int64_t task_idle_retention; /* s an unfinished task nobody updates */
 	int max_tasks;		     /* tasks held at once */
 	int max_steps;		     /* steps of one task */
+
+	/* cluster mode (protocol §7); cluster NULL: one node */
+	char *cluster; /* comma list of nats:// URLs */
+	char *node;    /* this node's name; NULL: <hostname>-<ws port> */
+	char *stream;  /* JetStream stream */
+	int replicas;  /* 0: 3, or fewer when fewer URLs */
 };
 
 #endif

@@ -845,7 +845,8 @@ static void pending_done(const struct bk_done *d, const struct bk_result *r)
 /* Hand t's new version to the engine with its record and snapshot: the
  * push and done come after the commit. 0 ok; -1 the engine refused it
  * (done not run). */
-static int task_submit(struct task *t, int created, const struct bk_done *done)
+static int task_submit(struct task *t, int created, const struct bk_done *done,
+		       const char **why)
 {
 	struct engine_event ev = {.kind = ENGINE_TASK};
 	struct pending *p;
@@ -872,7 +873,8 @@ static int task_submit(struct task *t, int created, const struct bk_done *done)
 	p->snap_len = snap.n;
 	memcpy(p->snap, snap.p, snap.n + 1);
 	d = (struct bk_done){.fn = pending_done, .ptr = p};
-	rc = engine_submit(bk.engine, &ev, &d, NULL);
+	*why = "store unavailable";
+	rc = engine_submit(bk.engine, &ev, &d, why);
 	if (rc < 0) {
 		t->refs--;
 		free(p);
@@ -1029,6 +1031,7 @@ static void complete_snapshot(const struct task *t, const struct bk_done *done)
 void tasks_create(const json_t *body, const char *default_owner,
 		  const struct bk_done *done)
 {
+	const char *why;
 	char err[160];
 	enum task_err e;
 	struct task *t =
@@ -1038,10 +1041,11 @@ void tasks_create(const json_t *body, const char *default_owner,
 		bk_refuse(done, status_of(e), err);
 		return;
 	}
-	if (task_submit(t, 1, done) < 0) {
-		/* A create that could not be stored. */
+	if (task_submit(t, 1, done, &why) < 0) {
+		/* A create that could not be stored (or an engine that
+		 * refuses tasks: the cluster's, for now). */
 		task_unlink(t);
-		bk_refuse(done, BK_UNAVAILABLE, "store unavailable");
+		bk_refuse(done, BK_UNAVAILABLE, why);
 	}
 }
 
@@ -1066,8 +1070,8 @@ void tasks_update(const char *id, const json_t *body,
 	}
 	if (!changed)
 		complete_snapshot(t, done);
-	else if (task_submit(t, 0, done) < 0)
-		bk_refuse(done, BK_UNAVAILABLE, "store unavailable");
+	else if (task_submit(t, 0, done, &err) < 0)
+		bk_refuse(done, BK_UNAVAILABLE, err);
 }
 
 void tasks_get(const char *id, const struct bk_done *done)

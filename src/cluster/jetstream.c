@@ -22,7 +22,7 @@
  * last of the loop, a queued item, or libnats's on-complete callback frees
  * them.
  */
-#include "cluster/jetstream.h"
+#include "basestation/jetstream.h"
 
 #include <nats/nats.h>
 /* The adapter defines its functions in the header: include it once. */
@@ -1870,12 +1870,14 @@ fail:
  * to a subscription handle and the natsSubscription it had. */
 static void sub_forget(struct bsjs_sub *s)
 {
+	struct bridge *b = s->b; /* s may be freed by the unref */
+
 	if (s->nsub)
 		natsSubscription_Destroy(s->nsub);
 	s->nsub = NULL;
-	pthread_mutex_lock(&s->b->mu);
+	pthread_mutex_lock(&b->mu);
 	sub_unref_locked(s);
-	pthread_mutex_unlock(&s->b->mu);
+	pthread_mutex_unlock(&b->mu);
 }
 
 /* Same for the consumer, after the admin thread ended. */

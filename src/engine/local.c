@@ -646,10 +646,26 @@ struct engine *engine_local_create(struct event_base *base,
 
 /* ---- the CLI, beside a running broker ---- */
 
+/* The CLI's store; NULL (err filled) also for a cluster node's replica
+ * (engine/nats.c marks it with the counter cluster_epoch): a token
+ * written there would reach that one node only. */
 static struct store *open_quiet(const char *path, char *err, size_t errsz)
 {
+	struct store *s;
+
 	log_min_level = LOG_WARN;
-	return store_open_cli(path, err, errsz);
+	s = store_open_cli(path, err, errsz);
+	if (s && store_counter_get(s, "cluster_epoch") != 0) {
+		snprintf(err, errsz,
+			 "%s is a cluster node's replica: a token written "
+			 "here would reach that node only (issue tokens "
+			 "through POST /api/tokens on any node; revocation is "
+			 "not cluster-wide yet)",
+			 path);
+		store_close(s);
+		return NULL;
+	}
+	return s;
 }
 
 int engine_local_token_issue(const char *path, const char *uid,

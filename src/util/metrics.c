@@ -37,6 +37,30 @@ static void gauge(struct evbuffer *o, const char *name, const char *help,
 			    name, help, name, name, v);
 }
 
+static void render_cluster(struct evbuffer *o, const struct metrics_cluster *c)
+{
+	gauge(o, "basestation_replica_applied_seq",
+	      "The replica's last applied stream seq.", c->applied_seq);
+	gauge(o, "basestation_replica_lag",
+	      "Stream messages not yet applied to this node's replica.",
+	      c->replica_lag);
+	counter(o, "basestation_cluster_publishes_total",
+		"Events published to the stream.", c->published);
+	counter(o, "basestation_cluster_publish_failures_total",
+		"Publishes not acked by JetStream in time.", c->failed);
+	evbuffer_add_printf(o,
+			    "# HELP basestation_cluster_publish_ack_seconds "
+			    "Publish to PubAck.\n"
+			    "# TYPE basestation_cluster_publish_ack_seconds "
+			    "summary\n"
+			    "basestation_cluster_publish_ack_seconds_sum %.6f\n"
+			    "basestation_cluster_publish_ack_seconds_count "
+			    "%" PRIu64 "\n",
+			    (double)c->ack_us_sum / 1e6, c->acked);
+	gauge(o, "basestation_cluster_publish_ack_max_microseconds",
+	      "Longest publish to PubAck since the start.", c->ack_us_max);
+}
+
 static void render_wal(struct evbuffer *o, const struct metrics_wal *w)
 {
 	static const char *modes[CKPT_MODES] = {"passive", "restart",
@@ -182,4 +206,6 @@ void metrics_render(struct evbuffer *o, uint64_t connections,
 			    "basestation_db_commit_seconds_count %" PRIu64 "\n",
 			    m->commits, m->commit_sum, m->commits);
 	render_wal(o, &m->wal);
+	if (m->cluster.on)
+		render_cluster(o, &m->cluster);
 }

@@ -12,8 +12,8 @@
 //   - the unit's instance and the nats-server drop-in pass
 //     `systemd-analyze verify` without a word; the unit starts the node
 //     with the flags the README names.
-// The cluster flags themselves do not exist yet (the README says so): the
-// nodes here are today's single-node binary.
+// The nginx check runs two single-node brokers behind nginx (the engine
+// itself is tests/cluster/engine.test.mjs).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';

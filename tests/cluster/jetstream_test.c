@@ -11,7 +11,7 @@
  * One line per check ("ok - ..." / "not ok - ..."); exit 0 when all hold.
  * Every callback checks that it runs on the loop's thread.
  */
-#include "cluster/jetstream.h"
+#include "basestation/jetstream.h"
 
 #include <event2/event.h>
 #include <nats/nats.h>

@@ -479,7 +479,7 @@ static void test_text_limits(void)
 			       "SELECT x+1 FROM c) SELECT x FROM c",
 			       NULL, &l, &len, &status, err, sizeof(err));
 	CHECK(t == NULL && status == 413);
-	CHECK(ms_since(&t0) < 1000);
+	CHECK(ms_since(&t0) < 1000 || getenv("BASESTATION_UNDER_VALGRIND"));
 	/* the parsed form reports the same */
 	CHECK(inspect_query(db_path, "SELECT zeroblob(5000)", NULL, &l, err,
 			    sizeof(err)) == NULL);
@@ -502,7 +502,9 @@ static void test_text_limits(void)
 	ms = ms_since(&t0);
 	CHECK(t == NULL && status == 400);
 	CHECK(strcmp(err, "interrupted: time limit 1000 ms") == 0);
-	CHECK(ms >= 990 && ms < 1500);
+	/* Under valgrind one row of work is ~30x slower, so only the lower
+	 * bound (the limit is not cut short) says anything there. */
+	CHECK(ms >= 990 && (ms < 1500 || getenv("BASESTATION_UNDER_VALGRIND")));
 	if (ms >= 1500)
 		fprintf(stderr, "time limit 1000 ms took %ld ms\n", ms);
 	free(t);

@@ -1,25 +1,16 @@
 // (a) Two users chat through the broker: two pages, alice and bob; who is
 // online in a room, live from presence events.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { skipReason, launch, newPage, demoUrl, waitState, startServer, token } from './lib.mjs';
+import { skipReason, withBroker, newPage, demoUrl, waitState, token } from './lib.mjs';
 
-let srv, browser;
-before(async () => {
-  if (skipReason) return;
-  srv = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  if (browser) await browser.close();
-  if (srv) await srv.cleanup();
-});
+const fx = withBroker();
 
 test('a direct message and a room message show up on the other page', { skip: skipReason, timeout: 60000 }, async () => {
-  const alice = await newPage(browser.ctx);
-  const bob = await newPage(browser.ctx);
-  await alice.goto(demoUrl(srv, 'alice', token(srv.db, 'alice')));
-  await bob.goto(demoUrl(srv, 'bob', token(srv.db, 'bob')));
+  const alice = await newPage(fx.browser.ctx);
+  const bob = await newPage(fx.browser.ctx);
+  await alice.goto(demoUrl(fx.srv, 'alice', token(fx.srv.db, 'alice')));
+  await bob.goto(demoUrl(fx.srv, 'bob', token(fx.srv.db, 'bob')));
   await waitState(alice, 'open');
   await waitState(bob, 'open');
   assert.equal(await alice.locator('#who-uid').textContent(), 'alice');
@@ -60,13 +51,13 @@ test('a direct message and a room message show up on the other page', { skip: sk
 });
 
 test('the sign-in form; a wrong token says so', { skip: skipReason, timeout: 60000 }, async () => {
-  const page = await newPage(browser.ctx);
-  await page.goto(`${srv.http}/`);
+  const page = await newPage(fx.browser.ctx);
+  await page.goto(`${fx.srv.http}/`);
   await page.locator('#signin').waitFor();
   assert.equal(await page.locator('#state').getAttribute('data-state'), 'closed');
   await page.fill('#signin-uid', 'carol');
   await page.fill('#signin-token', 'bs_wrong');
-  await page.fill('#signin-ws', String(srv.wsPort));
+  await page.fill('#signin-ws', String(fx.srv.wsPort));
   await page.click('#signin-form button[type=submit]');
   await page.locator('#error:not([hidden])', { hasText: 'cannot connect' }).waitFor({ timeout: 15000 });
   assert.notEqual(await page.locator('#state').getAttribute('data-state'), 'open');
@@ -74,8 +65,8 @@ test('the sign-in form; a wrong token says so', { skip: skipReason, timeout: 600
   await page.click('#signout');
   await page.locator('#signin').waitFor();
   await page.fill('#signin-uid', 'carol');
-  await page.fill('#signin-token', token(srv.db, 'carol'));
-  await page.fill('#signin-ws', String(srv.wsPort));
+  await page.fill('#signin-token', token(fx.srv.db, 'carol'));
+  await page.fill('#signin-ws', String(fx.srv.wsPort));
   await page.click('#signin-form button[type=submit]');
   await waitState(page, 'open');
   assert.equal(await page.locator('#who-uid').textContent(), 'carol');
@@ -83,8 +74,8 @@ test('the sign-in form; a wrong token says so', { skip: skipReason, timeout: 600
 });
 
 test('who is online in a room: a second user appears, and goes when its page closes', { skip: skipReason, timeout: 60000 }, async () => {
-  const alice = await newPage(browser.ctx);
-  await alice.goto(demoUrl(srv, 'p-alice', token(srv.db, 'p-alice')));
+  const alice = await newPage(fx.browser.ctx);
+  await alice.goto(demoUrl(fx.srv, 'p-alice', token(fx.srv.db, 'p-alice')));
   await waitState(alice, 'open');
   await alice.fill('#room-name', 'presence-room');
   await alice.click('#room-join');
@@ -92,8 +83,8 @@ test('who is online in a room: a second user appears, and goes when its page clo
   await room.locator('.uid[data-uid="p-alice"]').waitFor({ timeout: 5000 });
   assert.equal(await room.locator('.uid').count(), 1);
 
-  const bob = await newPage(browser.ctx);
-  await bob.goto(demoUrl(srv, 'p-bob', token(srv.db, 'p-bob')));
+  const bob = await newPage(fx.browser.ctx);
+  await bob.goto(demoUrl(fx.srv, 'p-bob', token(fx.srv.db, 'p-bob')));
   await waitState(bob, 'open');
   await bob.fill('#room-name', 'presence-room');
   await bob.click('#room-join');

@@ -2,28 +2,19 @@
 // page's sockets negotiate it (ws.extensions) and exchange long room
 // messages that the broker inflated and compressed (its counters move),
 // with the data intact.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { skipReason, launch, newPage, demoUrl, waitState, startServer, token, metricValue } from './lib.mjs';
+import { skipReason, withBroker, newPage, demoUrl, waitState, token, metricValue } from './lib.mjs';
 
-let srv, browser;
-before(async () => {
-  if (skipReason) return;
-  srv = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  if (browser) await browser.close();
-  if (srv) await srv.cleanup();
-});
+const fx = withBroker();
 
 test('a page exchanges compressed messages', { skip: skipReason, timeout: 60000 }, async () => {
-  const page = await newPage(browser.ctx);
-  await page.goto(demoUrl(srv, 'zpage', token(srv.db, 'zpage')));
+  const page = await newPage(fx.browser.ctx);
+  await page.goto(demoUrl(fx.srv, 'zpage', token(fx.srv.db, 'zpage')));
   await waitState(page, 'open');
-  const inflated0 = await metricValue(srv, 'basestation_inflate_messages_total');
-  const deflated0 = await metricValue(srv, 'basestation_deflate_messages_total');
-  const url = (uid) => `ws://127.0.0.1:${srv.wsPort}/ws?token=${token(srv.db, uid)}`;
+  const inflated0 = await metricValue(fx.srv, 'basestation_inflate_messages_total');
+  const deflated0 = await metricValue(fx.srv, 'basestation_deflate_messages_total');
+  const url = (uid) => `ws://127.0.0.1:${fx.srv.wsPort}/ws?token=${token(fx.srv.db, uid)}`;
   const r = await page.evaluate(async ({ a, b }) => {
     const open = (u) => new Promise((resolve, reject) => {
       const ws = new WebSocket(u);
@@ -48,7 +39,7 @@ test('a page exchanges compressed messages', { skip: skipReason, timeout: 60000 
   for (const e of r.ext) assert.match(e, /^permessage-deflate/, 'negotiated: ' + e);
   for (const e of r.ext) assert.match(e, /server_no_context_takeover/);
   assert.ok(r.same, 'the room message arrived intact');
-  assert.ok(await metricValue(srv, 'basestation_inflate_messages_total') > inflated0, 'Chromium sent compressed messages');
-  assert.ok(await metricValue(srv, 'basestation_deflate_messages_total') > deflated0, 'the broker compressed the long message');
+  assert.ok(await metricValue(fx.srv, 'basestation_inflate_messages_total') > inflated0, 'Chromium sent compressed messages');
+  assert.ok(await metricValue(fx.srv, 'basestation_deflate_messages_total') > deflated0, 'the broker compressed the long message');
   assert.deepEqual(page.problems, []);
 });

@@ -3,9 +3,11 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
-import { needTool } from '../blackbox/lib.mjs';
+import { needTool, tempDb } from '../blackbox/lib.mjs';
+import { startBroker, stopBroker } from '../client/lib.mjs';
 
 export * from '../blackbox/lib.mjs';
 
@@ -73,4 +75,37 @@ export async function timeline(page) {
     li.querySelector('.step-label').textContent,
     li.querySelector('.step-duration').textContent,
   ]));
+}
+
+// A broker and a browser for one test file: started before its tests,
+// stopped after them (also when one fails), the broker's exit status
+// checked. fx.stop() and fx.start() restart the broker on the same ports
+// and database, for tests of what survives a restart.
+export function withBroker({ args = [], browserArgs = [] } = {}) {
+  const fx = { srv: null, browser: null };
+  let dir = null;
+  let db = null;
+  let ports = { wsPort: 0, httpPort: 0 };
+  fx.start = async () => {
+    fx.srv = await startBroker(db, { ...ports, args });
+    ports = { wsPort: fx.srv.wsPort, httpPort: fx.srv.httpPort };
+    return fx.srv;
+  };
+  fx.stop = async () => {
+    const s = fx.srv;
+    fx.srv = null;
+    if (s) await stopBroker(s);
+  };
+  before(async () => {
+    if (skipReason) return;
+    ({ dir, db } = tempDb());
+    await fx.start();
+    fx.browser = await launch(browserArgs);
+  });
+  after(async () => {
+    if (fx.browser) await fx.browser.close();
+    await fx.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return fx;
 }

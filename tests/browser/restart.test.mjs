@@ -1,40 +1,26 @@
 // (d) The broker restarts while the pages are open: the indicator shows the
 // reconnect and goes back to open, a message sent while the broker was down
 // is delivered once it is back, and the pages keep working.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { skipReason, launch, newPage, demoUrl, waitState, token, tempDb, api } from './lib.mjs';
-import { startBroker, stopBroker } from '../client/lib.mjs';
+import { skipReason, withBroker, newPage, demoUrl, waitState, token, api } from './lib.mjs';
 
-let srv, browser, dir;
-before(async () => {
-  if (skipReason) return;
-  const t = tempDb();
-  dir = t.dir;
-  srv = await startBroker(t.db);
-  browser = await launch();
-});
-after(async () => {
-  if (browser) await browser.close();
-  if (srv) await stopBroker(srv);
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+const fx = withBroker();
 
 test('the pages reconnect after a restart and deliver what was sent while it was down', { skip: skipReason, timeout: 90000 }, async () => {
-  const alice = await newPage(browser.ctx);
-  const bob = await newPage(browser.ctx);
-  await alice.goto(demoUrl(srv, 'alice', token(srv.db, 'alice')));
-  await bob.goto(demoUrl(srv, 'bob', token(srv.db, 'bob')));
+  const alice = await newPage(fx.browser.ctx);
+  const bob = await newPage(fx.browser.ctx);
+  await alice.goto(demoUrl(fx.srv, 'alice', token(fx.srv.db, 'alice')));
+  await bob.goto(demoUrl(fx.srv, 'bob', token(fx.srv.db, 'bob')));
   await waitState(alice, 'open');
   await waitState(bob, 'open');
-  const r = await api(srv, 'POST', '/api/tasks', { id: 'job-r', title: 'Restart job', steps: ['one', 'two'], owner: 'bob' });
+  const r = await api(fx.srv, 'POST', '/api/tasks', { id: 'job-r', title: 'Restart job', steps: ['one', 'two'], owner: 'bob' });
   assert.equal(r.status, 201, r.text);
   await bob.fill('#task-id', 'job-r');
   await bob.click('#task-watch');
   await bob.locator('#timeline[data-task="job-r"] .step').first().waitFor();
 
-  await stopBroker(srv);
+  await fx.stop();
   await alice.locator('#state[data-state="reconnecting"]').waitFor({ timeout: 5000 });
   await bob.locator('#state[data-state="reconnecting"]').waitFor({ timeout: 5000 });
 
@@ -46,7 +32,7 @@ test('the pages reconnect after a restart and deliver what was sent while it was
   await mine.locator('.msg-meta', { hasText: 'queued' }).waitFor();
   assert.match(await alice.locator('#state-text').textContent(), /1 queued/);
 
-  srv = await startBroker(srv.db, { wsPort: srv.wsPort, httpPort: srv.httpPort });
+  await fx.start();
   // The client's backoff (0.5 s doubling, jitter) brings both back well within this.
   await waitState(alice, 'open', 20000);
   await waitState(bob, 'open', 20000);
@@ -56,14 +42,14 @@ test('the pages reconnect after a restart and deliver what was sent while it was
   assert.equal(await alice.locator('#state-text').textContent(), 'online');
 
   // Keeps working: the task subscription was renewed, chat goes both ways.
-  await api(srv, 'POST', '/api/tasks/job-r/progress', { step: 0, status: 'running' });
+  await api(fx.srv, 'POST', '/api/tasks/job-r/progress', { step: 0, status: 'running' });
   await bob.locator('#timeline .step[data-index="0"][data-status="running"]').waitFor({ timeout: 5000 });
   await bob.fill('#dm-to', 'alice');
   await bob.fill('#dm-text', 'got it');
   await bob.click('#dm-send');
   await alice.locator('#messages .msg.in', { hasText: 'got it' }).waitFor({ timeout: 5000 });
   assert.equal(await bob.locator('#messages .msg.in').count(), 1, 'delivered exactly once');
-  const stored = await api(srv, 'POST', '/admin/sql', { sql: "SELECT count(*) FROM messages WHERE data LIKE '%broker was down%'" }, 'test-admin-key');
+  const stored = await api(fx.srv, 'POST', '/admin/sql', { sql: "SELECT count(*) FROM messages WHERE data LIKE '%broker was down%'" }, 'test-admin-key');
   assert.equal(stored.json.rows[0][0], 1);
   // The browser logs failed WebSocket attempts while the broker is down; nothing else.
   const problems = [...alice.problems, ...bob.problems].filter((p) => !/WebSocket connection to .* failed/.test(p));

@@ -4,35 +4,21 @@
 // browser reconnects by itself with Last-Event-ID and the stream resumes
 // there (no gap; no duplicate, although the URL still says since=0, which
 // would replay everything if the header did not win).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { skipReason, launch, newPage, token, tempDb, api, sleep } from './lib.mjs';
-import { startBroker, stopBroker } from '../client/lib.mjs';
+import { skipReason, withBroker, newPage, token, api, sleep } from './lib.mjs';
 
-let srv, browser, dir;
-before(async () => {
-  if (skipReason) return;
-  const t = tempDb();
-  dir = t.dir;
-  srv = await startBroker(t.db);
-  browser = await launch();
-});
-after(async () => {
-  if (browser) await browser.close();
-  if (srv) await stopBroker(srv);
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+const fx = withBroker();
 
 async function until(page, fn, arg, timeout = 15000) {
   await page.waitForFunction(fn, arg, { timeout });
 }
 
 test('EventSource: task progress and direct messages across a broker restart', { skip: skipReason, timeout: 90000 }, async () => {
-  let r = await api(srv, 'POST', '/api/tasks', { id: 'job-e', title: 'Stream job', steps: ['one', 'two'], owner: 'bob' });
+  let r = await api(fx.srv, 'POST', '/api/tasks', { id: 'job-e', title: 'Stream job', steps: ['one', 'two'], owner: 'bob' });
   assert.equal(r.status, 201, r.text);
-  const page = await newPage(browser.ctx);
-  await page.goto(`${srv.http}/healthz`);
+  const page = await newPage(fx.browser.ctx);
+  await page.goto(`${fx.srv.http}/healthz`);
   await page.evaluate(async ({ port, tok }) => {
     const { BasestationEvents } = await import('/client/basestation.js');
     const got = { msgs: [], tasks: [], states: [] };
@@ -41,25 +27,25 @@ test('EventSource: task progress and direct messages across a broker restart', {
     window.ev.on('message', (m) => got.msgs.push(m.seq));
     window.ev.on('task', (t) => got.tasks.push([t.version, t.steps[0].status]));
     window.ev.on('state', (s) => got.states.push(s));
-  }, { port: srv.wsPort, tok: token(srv.db, 'bob') });
+  }, { port: fx.srv.wsPort, tok: token(fx.srv.db, 'bob') });
   await until(page, () => window.got.tasks.length >= 1);
   const seqs = [];
   const publish = async (n) => {
     for (let i = 0; i < n; i++) {
-      const a = await api(srv, 'POST', '/api/publish', { to: 'bob', data: { n: seqs.length } });
+      const a = await api(fx.srv, 'POST', '/api/publish', { to: 'bob', data: { n: seqs.length } });
       assert.equal(a.status, 200, a.text);
       seqs.push(a.json.seq);
     }
   };
   await publish(5);
-  await api(srv, 'POST', '/api/tasks/job-e/progress', { step: 0, status: 'running' });
+  await api(fx.srv, 'POST', '/api/tasks/job-e/progress', { step: 0, status: 'running' });
   await until(page, (n) => window.got.msgs.length >= n && window.got.tasks.some((t) => t[1] === 'running'), seqs.length);
 
-  await stopBroker(srv);
+  await fx.stop();
   await until(page, () => window.ev.state === 'connecting', null, 5000);
-  srv = await startBroker(srv.db, { wsPort: srv.wsPort, httpPort: srv.httpPort });
+  await fx.start();
   await publish(5);
-  await api(srv, 'POST', '/api/tasks/job-e/progress', { step: 0, status: 'finish' });
+  await api(fx.srv, 'POST', '/api/tasks/job-e/progress', { step: 0, status: 'finish' });
   await until(page, (n) => window.got.msgs.length >= n && window.got.tasks.some((t) => t[1] === 'finish'), seqs.length, 20000);
   await sleep(300);
   const got = await page.evaluate(() => ({ ...window.got, duplicates: window.ev.duplicates, state: window.ev.state }));

@@ -10,8 +10,8 @@
  * quorum" AND "readable here" (a resume on this node right after the ack
  * sees it: `resumed.last` covers every ack). No deadline on the second
  * wait: a stalled consumer is replaced by the link within 3-6 s, and an
- * ack before the replica has the message would break that promise. Operations complete strictly in submission order, which is
- * what sync needs.
+ * ack before the replica has the message would break that promise. Operations
+ * complete strictly in submission order, which is what sync needs.
  *
  * The ordered consumer brings every stream message back, from this node
  * and from the others, in stream order; each batch is applied to the
@@ -158,14 +158,13 @@ static void on_ack(void *arg, const struct bsjs_ack *ack)
 	}
 	if (ack->status == BSJS_OK) {
 		n->last_ok_ms = now_ms();
+		/* A duplicate (a resend) names the original's seq. Either way
+		 * the ack waits for the replica to have applied that seq: the
+		 * original may have been stored after this node had answered
+		 * it `unavailable` (a publish JetStream took late), and a
+		 * resume here right after the ack must find it. */
 		op->seq = ack->seq;
-		if (ack->duplicate) {
-			/* stored before (a resend): its seq, no event */
-			op->resolved = 1;
-			op->status = BK_OK;
-		} else {
-			op->acked = 1;
-		}
+		op->acked = 1;
 		resolve_applied(n);
 		return;
 	}

@@ -106,7 +106,15 @@ test('a result past --admin-sql-max-bytes is 413 and is never built; pings stay 
     console.log(`# peak RSS ${peak.toFixed(0)} MB`);
     assert.ok(peak < 400, `peak RSS ${peak} MB`);
     // just under the default limit is answered whole
-    const r = await sqlRaw(srv, "SELECT hex(zeroblob(8000000)) AS v");
+    // (What is checked is the size, not the 2 s time limit: on a machine
+    // loaded far past its cores, 16 MB of text can take longer, so a time
+    // limit answer is tried again, a few times at most.)
+    let r;
+    for (let i = 0; i < 3; i++) {
+      r = await sqlRaw(srv, "SELECT hex(zeroblob(8000000)) AS v");
+      if (!(r.status === 400 && /time limit/.test(r.head))) break;
+      console.log('# 16 MB answer hit the time limit; again');
+    }
     assert.equal(r.status, 200, r.head.slice(0, 200));
     assert.ok(r.len > 16000000 && r.len <= 16 * 1024 * 1024, String(r.len));
   } finally {

@@ -102,24 +102,30 @@ test('a database that cannot be opened is a runtime error (exit 1)', async () =>
 // the broker (or a backup) holds, where the broker's own connection waits
 // 100 ms. Here another process holds the lock for 1.5 s.
 test('token issue and revoke wait for a write lock held by another process', async () => {
-  // sqlite3 holds the write lock for 1.5 s, then exits (0 once committed).
-  const hold = (sql) => {
-    const p = spawn('sqlite3', [srv.db], { stdio: ['pipe', 'ignore', 'inherit'] });
+  // sqlite3 takes the write lock (waiting for the broker's own writes if
+  // need be), says so, holds it for 1.5 s, then exits (0 once committed).
+  // Resolves once it holds the lock.
+  const hold = async (sql) => {
+    const p = spawn('sqlite3', ['-bail', srv.db], { stdio: ['pipe', 'pipe', 'inherit'] });
     p.done = new Promise((resolve) => p.on('exit', resolve));
-    p.stdin.end(`BEGIN IMMEDIATE;\n${sql}\n.shell sleep 1.5\nCOMMIT;\n`);
-    return p;
+    let out = '';
+    const locked = new Promise((resolve, reject) => {
+      p.stdout.on('data', (d) => { out += d; if (out.includes('locked')) resolve(); });
+      p.on('exit', (code) => reject(new Error(`sqlite3 exited ${code} before it held the lock`)));
+    });
+    p.stdin.end(`.timeout 5000\nBEGIN IMMEDIATE;\n.print locked\n${sql}\n.shell sleep 1.5\nCOMMIT;\n`);
+    holders.push(p);
+    await locked;
   };
   const holders = [];
   try {
-    holders.push(hold("INSERT INTO meta VALUES ('cli-lock', '1');"));
-    await sleep(300);
+    await hold("INSERT INTO meta VALUES ('cli-lock', '1');");
     const t0 = Date.now();
     let r = await run(['token', 'issue', '--uid', 'cli-waiter', '--db', srv.db]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(Date.now() - t0 >= 800, 'it waited for the lock');
     assert.equal(await holders[0].done, 0);
-    holders.push(hold("DELETE FROM meta WHERE key = 'cli-lock';"));
-    await sleep(300);
+    await hold("DELETE FROM meta WHERE key = 'cli-lock';");
     r = await run(['token', 'revoke', r.stdout.trim(), '--db', srv.db]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await holders[1].done, 0);

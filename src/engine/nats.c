@@ -10,8 +10,8 @@
  * quorum" AND "readable here" (a resume on this node right after the ack
  * sees it: `resumed.last` covers every ack). No deadline on the second
  * wait: a stalled consumer is replaced by the link within 3-6 s, and an
- * ack before the replica has the message would break that promise. Operations complete strictly in submission order, which is
- * what sync needs.
+ * ack before the replica has the message would break that promise. Operations
+ * complete strictly in submission order, which is what sync needs.
  *
  * The ordered consumer brings every stream message back, from this node
  * and from the others, in stream order; each batch is applied to the
@@ -38,6 +38,8 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/sha.h>
+#include <uthash.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,8 @@
 #define START_WAIT_MS	   30000
 #define ENCODING_VERSION   1
 
+struct tsubj;
+
 /* One submitted operation, completed in submission order. */
 struct op {
 	struct op *next;
@@ -59,8 +63,72 @@ struct op {
 	unsigned resolved : 1;
 	unsigned inflight : 1; /* on_ack has yet to run */
 	unsigned orphan : 1; /* completed before it (stopping): on_ack frees */
+	unsigned stale : 1;  /* lost to another change of the task: BK_STALE
+				once the replica has applied wait_seq */
 	enum bk_status status;
 	const char *why;
+	/* A task change: its task's chain, the next one waiting in it, and
+	 * the encoded event until it is published. */
+	struct tsubj *ts;
+	struct op *tnext;
+	char *text;
+	uint64_t wait_seq;
+	uint64_t oid; /* in its event ("o"): found again when it is applied */
+};
+
+/*
+ * The changes of one task, on its own subject "<stream>.task.<key>".
+ *
+ * Every task event names its base ("b"): the seq of the task's event it
+ * was made on top of. Every replica applies it only when that is the
+ * task's last applied event (the counter "task_base:<id>"), and skips it
+ * otherwise; all replicas apply the same stream in the same order, so all
+ * keep the same events and the versions stay linear. The origin's change
+ * of a skipped event completes BK_STALE: the broker validates it again on
+ * the new state.
+ *
+ * Most conflicts are refused before they are stored: a change is
+ * published with Nats-Expected-Last-Subject-Sequence = the seq of the
+ * subject's last message (the counter "task_seq:<id>", skipped ones
+ * included). That alone is not enough: nats-server 2.9, clustered, checks
+ * it against what its store holds, so two changes proposed at once can
+ * both pass (seen in tests/cluster/tasks.test.mjs); the base check above
+ * decides. A change JetStream refused (err 10071) completes BK_STALE once
+ * the replica has applied the subject's last seq that JetStream named.
+ *
+ * At most one change per task is published and not yet acked (busy); the
+ * next ones wait for its PubAck and take its seq as base and expectation.
+ * Once one is stale, every change of the task made before the broker
+ * learns it (it completes) was made from its state: stale too. Held while
+ * an operation refers to it or an acked seq is not applied yet.
+ */
+struct tsubj {
+	UT_hash_handle hh; /* n->tsubjs, by id */
+	char *id, *subject;
+	uint64_t acked;	  /* our newest acked seq on the subject */
+	int nops;	  /* operations not completed that refer to it */
+	struct op *busy;  /* published, PubAck not here yet */
+	struct op *whead; /* waiting for busy, in order */
+	struct op **wtail;
+	/* The subject's last seq as JetStream said when it refused an
+	 * expectation (its messages may be gone by max_age/max_msgs, which
+	 * the counter does not see): used while the counter still says
+	 * hint_counter. */
+	uint64_t hint, hint_counter;
+	unsigned has_hint : 1;
+	struct op *poison; /* stale and not completed: later ones are too */
+};
+
+/* An engine_settle waiting for the replica. */
+struct settle {
+	struct settle *next;
+	struct nats *n;
+	struct bk_done done;
+	struct event *timer;
+	uint64_t upto;
+	unsigned known : 1;	/* upto is the stream's last seq */
+	unsigned completed : 1; /* done ran */
+	unsigned asking : 1;	/* the stream-info request is out */
 };
 
 struct nats {
@@ -72,13 +140,16 @@ struct nats {
 	struct event *health_ev, *drain_ev;
 	char instance[17]; /* this process, in every message it publishes */
 	char epoch[33];
-	char subject[160];
+	char subject[320];
 	size_t subject_base; /* strlen("<stream>.") */
 	int ready, fatal;
 	uint64_t applied; /* the replica's last applied seq */
 	uint64_t stream_last;
 	int64_t last_ok_ms; /* JetStream last answered */
 	struct op *head, **tail;
+	struct tsubj *tsubjs;
+	struct settle *settles;
+	uint64_t next_oid;
 };
 
 static struct nats *nats_of(struct engine *e)
@@ -103,6 +174,17 @@ static int kind_of(const char *s)
 
 /* ---- completions ---- */
 
+/* ts once nothing needs it. */
+static void tsubj_gc(struct nats *n, struct tsubj *ts)
+{
+	if (ts->nops > 0 || ts->busy || ts->whead || ts->acked > n->applied)
+		return;
+	HASH_DEL(n->tsubjs, ts);
+	free(ts->id);
+	free(ts->subject);
+	free(ts);
+}
+
 /* Complete the operations at the head that are resolved. */
 static void drain(struct nats *n)
 {
@@ -115,7 +197,20 @@ static void drain(struct nats *n)
 		n->head = op->next;
 		if (n->head == NULL)
 			n->tail = &n->head;
+		/* the broker may try it again in bk_complete: on the new state
+		 */
+		if (op->ts && op->ts->poison == op)
+			op->ts->poison = NULL;
 		bk_complete(&op->done, &r);
+		if (op->ts) {
+			op->ts->nops--;
+			if (!op->inflight) {
+				tsubj_gc(n, op->ts);
+				op->ts = NULL;
+			}
+		}
+		free(op->text);
+		op->text = NULL;
 		if (op->inflight)
 			op->orphan = 1;
 		else
@@ -123,14 +218,21 @@ static void drain(struct nats *n)
 	}
 }
 
-/* Acked operations whose seq the replica has applied are done. */
+/* Acked operations whose seq the replica has applied are done, and so are
+ * stale ones once it has applied what beat them. */
 static void resolve_applied(struct nats *n)
 {
-	for (struct op *op = n->head; op; op = op->next)
+	for (struct op *op = n->head; op; op = op->next) {
 		if (op->acked && !op->resolved && op->seq <= n->applied) {
 			op->resolved = 1;
 			op->status = BK_OK;
+		} else if (op->stale && !op->resolved && !op->inflight &&
+			   op->wait_seq <= n->applied) {
+			op->resolved = 1;
+			op->status = BK_STALE;
+			op->why = "changed concurrently";
 		}
+	}
 	drain(n);
 }
 
@@ -146,16 +248,101 @@ static struct op *op_new(struct nats *n, const struct bk_done *done)
 	return op;
 }
 
-static void on_ack(void *arg, const struct bsjs_ack *ack)
+/* An operation completed while its publish was out (stopping). */
+static void op_orphan_free(struct op *op)
+{
+	if (op->ts) {
+		if (op->ts->busy == op)
+			op->ts->busy = NULL;
+		tsubj_gc(op->n, op->ts);
+	}
+	free(op);
+}
+
+static void task_publish(struct nats *n, struct op *op);
+static void settle_check(struct nats *n);
+
+/* ts's busy change came back: the next one goes (ok), or every waiting
+ * one was made from a state that is not stored: BK_STALE. */
+static void task_next(struct nats *n, struct tsubj *ts, int ok)
+{
+	struct op *op = ts->whead;
+
+	if (op == NULL)
+		return;
+	if (ok) {
+		ts->whead = op->tnext;
+		if (ts->whead == NULL)
+			ts->wtail = &ts->whead;
+		op->tnext = NULL;
+		task_publish(n, op);
+		return;
+	}
+	for (; op; op = op->tnext)
+		op->stale = 1; /* wait_seq 0: in turn */
+	ts->whead = NULL;
+	ts->wtail = &ts->whead;
+}
+
+static void on_stale_info(void *arg, int status,
+			  const struct bsjs_stream_info *si)
 {
 	struct op *op = arg;
 	struct nats *n = op->n;
 
 	op->inflight = 0;
 	if (op->orphan) {
-		free(op);
+		op_orphan_free(op);
 		return;
 	}
+	op->wait_seq = status == BSJS_OK ? si->last_seq : n->stream_last;
+	resolve_applied(n);
+}
+
+/* A task change whose expectation did not hold: it completes BK_STALE once
+ * the replica has applied the subject's last seq (JetStream names it:
+ * "wrong last sequence: N"; else the stream's last). */
+static void task_wrong_seq(struct nats *n, struct op *op,
+			   const struct bsjs_ack *ack)
+{
+	struct tsubj *ts = op->ts;
+	const char *at = strstr(ack->text, "sequence: ");
+	char *end;
+	unsigned long long last = 0;
+
+	op->stale = 1;
+	if (ts->poison == NULL)
+		ts->poison = op;
+	if (at)
+		last = strtoull(at + 10, &end, 10);
+	if (at && end != at + 10) {
+		op->wait_seq = last;
+		ts->hint = last;
+		ts->has_hint = 1;
+	} else {
+		op->inflight = 1;
+		if (bsjs_stream_info(n->link, on_stale_info, op) < 0) {
+			op->inflight = 0;
+			op->wait_seq = n->stream_last;
+		}
+	}
+	task_next(n, ts, 0);
+	resolve_applied(n);
+}
+
+static void on_ack(void *arg, const struct bsjs_ack *ack)
+{
+	struct op *op = arg;
+	struct nats *n = op->n;
+	struct tsubj *ts = op->ts;
+
+	op->inflight = 0;
+	if (op->orphan) {
+		op_orphan_free(op);
+		return;
+	}
+	if (ts)
+		ts->busy = NULL;
 	if (ack->status == BSJS_OK) {
 		n->last_ok_ms = now_ms();
 		op->seq = ack->seq;
@@ -163,10 +350,20 @@ static void on_ack(void *arg, const struct bsjs_ack *ack)
 			/* stored before (a resend): its seq, no event */
 			op->resolved = 1;
 			op->status = BK_OK;
-		} else {
+		} else if (!op->stale) { /* skipped by the replica already */
 			op->acked = 1;
 		}
+		if (ts) {
+			if (ack->seq > ts->acked)
+				ts->acked = ack->seq;
+			task_next(n, ts, 1);
+		}
 		resolve_applied(n);
+		return;
+	}
+	if (ts && ack->status == BSJS_EWRONGSEQ) {
+		n->last_ok_ms = now_ms();
+		task_wrong_seq(n, op, ack);
 		return;
 	}
 	log_warn("cluster.publish", "status=%s msg=%s attempts=%d",
@@ -175,6 +372,8 @@ static void on_ack(void *arg, const struct bsjs_ack *ack)
 	op->resolved = 1;
 	op->status = BK_UNAVAILABLE;
 	op->why = "cluster unavailable";
+	if (ts)
+		task_next(n, ts, 0);
 	drain(n);
 }
 
@@ -244,6 +443,32 @@ static json_t *encode(struct nats *n, const struct engine_event *ev)
 		json_object_set_new(o, "cursor",
 				    json_integer(ev->cursor.cursor));
 		break;
+	case ENGINE_TASK:
+		set_str(o, "id", ev->task.rec.id);
+		set_str(o, "title", ev->task.rec.title);
+		set_str(o, "owner", ev->task.rec.owner);
+		set_str(o, "watchers", ev->task.rec.watchers);
+		set_str(o, "status", ev->task.rec.status);
+		set_str(o, "steps", ev->task.rec.steps);
+		set_str(o, "note", ev->task.rec.note);
+		json_object_set_new(o, "done", json_integer(ev->task.rec.done));
+		json_object_set_new(o, "total",
+				    json_integer(ev->task.rec.total));
+		json_object_set_new(o, "version",
+				    json_integer(ev->task.rec.version));
+		json_object_set_new(o, "created",
+				    json_integer(ev->task.rec.created_at));
+		json_object_set_new(o, "updated",
+				    json_integer(ev->task.rec.updated_at));
+		json_object_set_new(o, "finished",
+				    json_integer(ev->task.rec.finished_at));
+		json_object_set_new(
+			o, "snap",
+			json_stringn(ev->task.snap, ev->task.snap_len));
+		break;
+	case ENGINE_TASK_DELETE:
+		set_str(o, "id", ev->task_id);
+		break;
 	case ENGINE_TOKEN_ISSUE:
 		hex(h, ev->token.hash, 32);
 		json_object_set_new(o, "hash", json_string(h));
@@ -264,6 +489,11 @@ static json_t *encode(struct nats *n, const struct engine_event *ev)
 static const char *get_str(json_t *o, const char *k)
 {
 	return json_string_value(json_object_get(o, k));
+}
+
+static int64_t get_int(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
 }
 
 /* Fill ev from o (strings point into o). 0 ok, -1 not ours or bad. */
@@ -311,6 +541,32 @@ static int decode(struct nats *n, json_t *o, const struct bsjs_msg *m,
 		ev->cursor.cursor =
 			json_integer_value(json_object_get(o, "cursor"));
 		return ev->cursor.uid ? 0 : -1;
+	case ENGINE_TASK: {
+		struct task_record *r = &ev->task.rec;
+		r->id = get_str(o, "id");
+		r->title = get_str(o, "title");
+		r->owner = get_str(o, "owner");
+		r->watchers = get_str(o, "watchers");
+		r->status = get_str(o, "status");
+		r->steps = get_str(o, "steps");
+		r->note = get_str(o, "note");
+		r->done = get_int(o, "done");
+		r->total = get_int(o, "total");
+		r->version = get_int(o, "version");
+		r->created_at = get_int(o, "created");
+		r->updated_at = get_int(o, "updated");
+		r->finished_at = get_int(o, "finished");
+		d = json_object_get(o, "snap");
+		ev->task.snap = json_string_value(d);
+		ev->task.snap_len = json_string_length(d);
+		return r->id && r->title && r->owner && r->status &&
+				       ev->task.snap && r->version > 0
+			       ? 0
+			       : -1;
+	}
+	case ENGINE_TASK_DELETE:
+		ev->task_id = get_str(o, "id");
+		return ev->task_id ? 0 : -1;
 	case ENGINE_TOKEN_ISSUE:
 		h = get_str(o, "hash");
 		if (!h || strlen(h) != 64 || unhex(ev->token.hash, h, 32) < 0)
@@ -330,6 +586,72 @@ static int decode(struct nats *n, json_t *o, const struct bsjs_msg *m,
 }
 
 /* ---- the replica ---- */
+
+/* A task's counters in the replica (struct tsubj): "task_seq:<id>" the
+ * seq of the last message on its subject, "task_base:<id>" of its last
+ * event applied. Kept after a deletion too: a task made again with the
+ * same id follows the deletion. */
+static uint64_t task_counter(struct nats *n, const char *kind, const char *id)
+{
+	char name[200];
+
+	snprintf(name, sizeof(name), "%s:%s", kind, id);
+	return (uint64_t)store_counter_get(n->store, name);
+}
+
+static int task_counter_set(struct nats *n, const char *kind, const char *id,
+			    int64_t seq)
+{
+	char name[200];
+
+	snprintf(name, sizeof(name), "%s:%s", kind, id);
+	return store_counter_set(n->store, name, seq);
+}
+
+/* Our change with id oid was skipped by the replica (seq): BK_STALE, and
+ * so is every change of the task made before the broker learns it. */
+static void task_skipped(struct nats *n, uint64_t oid, uint64_t seq)
+{
+	for (struct op *op = n->head; op; op = op->next)
+		if (op->ts && op->oid == oid && !op->resolved) {
+			op->acked = 0;
+			op->stale = 1;
+			op->wait_seq = seq;
+			if (op->ts->poison == NULL)
+				op->ts->poison = op;
+			task_next(n, op->ts, 0);
+			return;
+		}
+}
+
+/* A task event (inside the batch's transaction): applied when its base is
+ * the task's last applied event. 1 applied, 0 skipped, -1 error. */
+static int apply_task(struct nats *n, const struct engine_event *ev, json_t *o)
+{
+	const char *id =
+		ev->kind == ENGINE_TASK ? ev->task.rec.id : ev->task_id;
+	uint64_t base = (uint64_t)json_integer_value(json_object_get(o, "b"));
+
+	if (task_counter_set(n, "task_seq", id, ev->seq) < 0)
+		return -1;
+	if (base != task_counter(n, "task_base", id)) {
+		log_info("cluster.task_skip", "task=%s seq=%lld base=%llu",
+			 log_val(id), (long long)ev->seq,
+			 (unsigned long long)base);
+		if (ev->local)
+			task_skipped(n,
+				     (uint64_t)json_integer_value(
+					     json_object_get(o, "o")),
+				     (uint64_t)ev->seq);
+		return 0;
+	}
+	if ((ev->kind == ENGINE_TASK
+		     ? store_task_put(n->store, &ev->task.rec)
+		     : store_task_del(n->store, ev->task_id)) < 0 ||
+	    task_counter_set(n, "task_base", id, ev->seq) < 0)
+		return -1;
+	return 1;
+}
 
 /* Apply ev to the replica (inside the batch's transaction). 1 applied,
  * 0 skipped (a message whose ref the replica already has: a resend past
@@ -402,7 +724,9 @@ static void on_batch(void *arg, const struct bsjs_msg *msgs, size_t cnt)
 				 log_val(m->subject));
 			continue;
 		}
-		rc = apply(n, &ev);
+		rc = ev.kind == ENGINE_TASK || ev.kind == ENGINE_TASK_DELETE
+			     ? apply_task(n, &ev, docs[i])
+			     : apply(n, &ev);
 		if (rc < 0)
 			fatal("cluster: cannot apply seq %llu to the replica",
 			      (unsigned long long)m->seq);
@@ -424,6 +748,14 @@ static void on_batch(void *arg, const struct bsjs_msg *msgs, size_t cnt)
 	free(docs);
 	free(use);
 	resolve_applied(n);
+	settle_check(n);
+	{
+		struct tsubj *ts, *tmp;
+		HASH_ITER(hh, n->tsubjs, ts, tmp)
+		{
+			tsubj_gc(n, ts);
+		}
+	}
 }
 
 /* ---- the link ---- */
@@ -533,6 +865,210 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
 	figures(n);
 }
 
+/* ---- task changes ---- */
+
+/* "<stream>.task.<key>": the id itself when it is a safe subject token,
+ * else "~" and 32 hex digits of its SHA-256. */
+static char *task_subject(struct nats *n, const char *id)
+{
+	size_t len = strlen(id), k = strspn(id, "abcdefghijklmnopqrstuvwxyz"
+						"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						"0123456789_-");
+	char key[140], *out;
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	if (len > 0 && k == len && len < sizeof(key)) {
+		memcpy(key, id, len + 1);
+	} else {
+		SHA256((const unsigned char *)id, len, md);
+		key[0] = '~';
+		hex(key + 1, md, 16);
+	}
+	out = xmalloc(n->subject_base + 6 + strlen(key) + 1);
+	memcpy(out, n->subject, n->subject_base);
+	sprintf(out + n->subject_base, "task.%s", key);
+	return out;
+}
+
+static void task_publish(struct nats *n, struct op *op)
+{
+	struct tsubj *ts = op->ts;
+	uint64_t c = task_counter(n, "task_seq", ts->id), expect, base;
+	struct bsjs_pub p = {.subject = ts->subject};
+	char *text;
+	size_t len = strlen(op->text);
+
+	if (ts->poison) {
+		op->stale = 1;
+		task_next(n, ts, 0);
+		event_active(n->drain_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	if (ts->acked > n->applied) {
+		/* made on top of our change not applied yet */
+		expect = base = ts->acked;
+	} else {
+		base = task_counter(n, "task_base", ts->id);
+		expect = ts->has_hint && c == ts->hint_counter ? ts->hint : c;
+	}
+	ts->has_hint = 0;
+	ts->hint_counter = c;
+	/* the encoded object, its base and id added */
+	text = xmalloc(len + 64);
+	memcpy(text, op->text, len - 1);
+	len = len - 1 +
+	      (size_t)sprintf(text + len - 1, ",\"b\":%llu,\"o\":%llu}",
+			      (unsigned long long)base,
+			      (unsigned long long)op->oid);
+	free(op->text);
+	op->text = text;
+	p.data = text;
+	p.len = len;
+	p.expect_last_subject_seq = (int64_t)expect;
+	ts->busy = op;
+	op->inflight = 1;
+	if (bsjs_publish(n->link, &p, on_ack, op) < 0) {
+		op->inflight = 0;
+		ts->busy = NULL;
+		op->resolved = 1;
+		op->status = BK_UNAVAILABLE;
+		op->why = "cluster unavailable";
+		task_next(n, ts, 0);
+		event_active(n->drain_ev, EV_TIMEOUT, 0);
+	}
+	free(op->text);
+	op->text = NULL;
+}
+
+/* A task change or deletion, on its task's chain (struct tsubj). */
+static int submit_task(struct nats *n, const struct engine_event *ev,
+		       const struct bk_done *done, const char **why)
+{
+	const char *id =
+		ev->kind == ENGINE_TASK ? ev->task.rec.id : ev->task_id;
+	struct tsubj *ts;
+	struct op *op;
+	json_t *o = encode(n, ev);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (text == NULL || id == NULL) {
+		free(text);
+		*why = "cannot encode the event";
+		return -1;
+	}
+	HASH_FIND_STR(n->tsubjs, id, ts);
+	if (ts == NULL) {
+		ts = xcalloc(1, sizeof(*ts));
+		ts->id = xstrdup(id);
+		ts->subject = task_subject(n, id);
+		ts->wtail = &ts->whead;
+		HASH_ADD_KEYPTR(hh, n->tsubjs, ts->id, strlen(ts->id), ts);
+	}
+	op = op_new(n, done);
+	op->ts = ts;
+	op->text = text;
+	op->oid = ++n->next_oid;
+	ts->nops++;
+	if (ts->busy) {
+		*ts->wtail = op;
+		ts->wtail = &op->tnext;
+	} else {
+		task_publish(n, op);
+	}
+	return 0;
+}
+
+/* ---- settle: the replica up to what the stream has now ---- */
+
+static void settle_free(struct settle *w)
+{
+	event_free(w->timer);
+	free(w);
+}
+
+static void settle_complete(struct settle *w)
+{
+	struct nats *n = w->n;
+	struct bk_result r = {.status = BK_OK};
+
+	for (struct settle **pp = &n->settles; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	w->completed = 1;
+	evtimer_del(w->timer);
+	bk_complete(&w->done, &r);
+	if (!w->asking)
+		settle_free(w);
+}
+
+static void settle_check(struct nats *n)
+{
+	struct settle *w = n->settles, *next;
+
+	for (; w; w = next) {
+		next = w->next;
+		if (w->known && w->upto <= n->applied)
+			settle_complete(w);
+	}
+}
+
+static void settle_info(void *arg, int status,
+			const struct bsjs_stream_info *si)
+{
+	struct settle *w = arg;
+
+	w->asking = 0;
+	if (w->completed) {
+		settle_free(w);
+		return;
+	}
+	if (status != BSJS_OK) {
+		settle_complete(w); /* nothing to wait for */
+		return;
+	}
+	w->upto = si->last_seq;
+	w->known = 1;
+	settle_check(w->n);
+}
+
+static void settle_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	settle_complete(arg);
+}
+
+static void nats_settle(struct engine *eng, int wait_ms,
+			const struct bk_done *done)
+{
+	struct nats *n = nats_of(eng);
+	struct settle *w = xcalloc(1, sizeof(*w));
+	struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+
+	w->n = n;
+	w->done = *done;
+	w->timer = evtimer_new(n->base, settle_timer, w);
+	if (w->timer == NULL)
+		fatal("event_new failed");
+	w->next = n->settles;
+	n->settles = w;
+	evtimer_add(w->timer, &tv);
+	w->asking = 1;
+	if (bsjs_stream_info(n->link, settle_info, w) < 0) {
+		w->asking = 0;
+		settle_complete(w);
+	}
+}
+
+static int nats_task(struct engine *eng, const char *id, engine_task_fn fn,
+		     void *arg)
+{
+	return store_task_get(nats_of(eng)->store, id, fn, arg);
+}
+
 /* ---- the interface ---- */
 
 static int nats_submit(struct engine *eng, const struct engine_event *ev,
@@ -549,10 +1085,8 @@ static int nats_submit(struct engine *eng, const struct engine_event *ev,
 
 	if (why == NULL)
 		why = &dummy;
-	if (ev->kind == ENGINE_TASK || ev->kind == ENGINE_TASK_DELETE) {
-		*why = "tasks are not cluster-wide yet";
-		return -1;
-	}
+	if (ev->kind == ENGINE_TASK || ev->kind == ENGINE_TASK_DELETE)
+		return submit_task(n, ev, done, why);
 	if (ev->kind == ENGINE_TOKEN_CHANGE) {
 		*why = "not an operation";
 		return -1;
@@ -631,7 +1165,14 @@ static void nats_sync(struct engine *eng, const struct bk_done *done)
 static void nats_flush(struct engine *eng)
 {
 	struct nats *n = nats_of(eng);
+	struct tsubj *ts, *tmp;
 
+	/* the waiting changes complete below, unlinked from their chains */
+	HASH_ITER(hh, n->tsubjs, ts, tmp)
+	{
+		ts->whead = NULL;
+		ts->wtail = &ts->whead;
+	}
 	for (struct op *op = n->head; op; op = op->next)
 		if (!op->resolved) {
 			op->resolved = 1;
@@ -702,9 +1243,21 @@ static void nats_destroy(struct engine *eng)
 
 	nats_flush(eng);
 	bsjs_consume_stop(n->link);
+	while (n->settles)
+		settle_complete(n->settles);
 	bsjs_destroy(n->link);
 	/* completions of bsjs_destroy resolved nothing new: drained above */
 	drain(n);
+	{
+		struct tsubj *ts, *tmp;
+		HASH_ITER(hh, n->tsubjs, ts, tmp)
+		{
+			HASH_DEL(n->tsubjs, ts);
+			free(ts->id);
+			free(ts->subject);
+			free(ts);
+		}
+	}
 	event_free(n->health_ev);
 	event_free(n->drain_ev);
 	store_close(n->store);
@@ -723,6 +1276,8 @@ static const struct engine_ops nats_ops = {
 	.cursor = nats_cursor,
 	.replay = nats_replay,
 	.token = nats_token,
+	.task = nats_task,
+	.settle = nats_settle,
 	.healthy = nats_healthy,
 	.destroy = nats_destroy,
 };
@@ -770,6 +1325,7 @@ struct engine *engine_nats_create(struct event_base *base,
 	}
 	n = xcalloc(1, sizeof(*n));
 	n->e.ops = &nats_ops;
+	n->e.linear_tasks = 1;
 	n->base = base;
 	n->cfg = cfg;
 	n->store = s;
@@ -824,6 +1380,6 @@ struct engine *engine_nats_create(struct event_base *base,
 		 "not_cluster_wide=%s",
 		 log_val(cfg->node), log_val(cfg->stream), jc.replicas,
 		 (unsigned long long)n->applied,
-		 "tasks(refused),token-revoke-cli,replica-retention");
+		 "token-revoke-cli,replica-retention");
 	return &n->e;
 }

@@ -1,0 +1,144 @@
+// Tasks across cluster nodes (protocol §7, src/engine/nats.c): two
+// basestation nodes (the real binary, --cluster) on one real three-server
+// JetStream cluster on loopback (tests/cluster/nats.mjs).
+//   - a task created through node A is read and subscribed on node B;
+//   - two producers on two nodes (HTTP on A, WebSocket on B) update one
+//     task at once: every update gets its own version, subscribers on both
+//     nodes see the same linear history, every version once and in order;
+//   - every process restarted (the JetStream servers too): both nodes still
+//     have the task at its last version, and the next update follows it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startCluster, natsServerMissing } from './nats.mjs';
+import { startServer, connect, jwt, api } from '../blackbox/lib.mjs';
+
+const SECRET = 'cluster-tasks-secret';
+const skip = natsServerMissing(); // throws under CI=true
+const K = 25; // updates per producer
+
+let dir, cluster;
+const nodes = [];
+before(async () => {
+  if (skip) return;
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bs-ctasks-'));
+  cluster = await startCluster({ n: 3, dir });
+});
+after(async () => {
+  for (const n of nodes) await n.stop().catch(() => {});
+  if (cluster) await cluster.stop();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function node(name) {
+  const srv = await startServer({
+    db: path.join(dir, name + '.db'),
+    args: ['--cluster', cluster.urls.join(','), '--node', name, '--stream', 'tasks',
+      '--jwt-secret', SECRET, '--rate', '0'],
+  });
+  nodes.push(srv);
+  return srv;
+}
+const join = (srv, uid, role = 'user') =>
+  connect(srv, uid, { token: jwt(SECRET, { sub: uid, role }) });
+
+// Pushes of task id on c until version `last`: [{version, note}].
+async function history(c, id, last) {
+  const got = [];
+  for (;;) {
+    const m = await c.next((x) => x.type === 'task' && x.task.id === id, 20000);
+    got.push({ version: m.task.version, note: m.task.note });
+    if (m.task.version >= last) return got;
+  }
+}
+
+test('tasks: created on A, seen on B; two producers on two nodes make one linear history; restart keeps it', { skip, timeout: 240000 }, async () => {
+  let A = await node('a');
+  let B = await node('b');
+  assert.match(A.logs, /event=cluster\.start /);
+  assert.doesNotMatch(A.logs, /not_cluster_wide=[^ ]*tasks/);
+
+  // created through A's HTTP API; B answers it at once (waiting for its
+  // replica if need be), over HTTP and WebSocket
+  const c = await api(A, 'POST', '/api/tasks', { id: 'race', title: 'Race', owner: 'wanda' });
+  assert.equal(c.status, 201, c.text);
+  assert.equal(JSON.parse(c.text).version, 1);
+  const g = await api(B, 'GET', '/api/tasks/race');
+  assert.equal(g.status, 200, g.text);
+  assert.equal(JSON.parse(g.text).title, 'Race');
+
+  const subs = [await join(A, 'wanda'), await join(B, 'wanda')];
+  for (const s of subs) {
+    s.send({ type: 'subscribe', task: 'race' });
+    const first = await s.next((m) => m.type === 'task');
+    assert.equal(first.task.version, 1);
+  }
+
+  // two producers at once: HTTP on A, WebSocket on B; each update changes
+  // the note, so each must be one new version
+  const prodB = await join(B, 'pb', 'producer');
+  const acked = [];
+  const viaHttp = (async () => {
+    for (let i = 0; i < K; i++) {
+      const r = await api(A, 'POST', '/api/tasks/race/progress', { note: `h${i}` });
+      assert.equal(r.status, 200, r.text);
+      acked.push({ version: JSON.parse(r.text).version, note: `h${i}` });
+    }
+  })();
+  const viaWs = (async () => {
+    for (let i = 0; i < K; i++) {
+      prodB.send({ type: 'task.update', task: 'race', note: `w${i}` });
+      const m = await prodB.next((x) => x.type === 'ack' || x.type === 'error', 20000);
+      assert.equal(m.type, 'ack', JSON.stringify(m));
+      acked.push({ version: m.version, note: `w${i}` });
+    }
+  })();
+  await Promise.all([viaHttp, viaWs]);
+
+  const last = 1 + 2 * K;
+  const want = [...Array(2 * K).keys()].map((i) => i + 2);
+  // every acked version is distinct, and they are exactly 2..last
+  assert.deepEqual(acked.map((a) => a.version).sort((x, y) => x - y), want);
+  const [ha, hb] = [await history(subs[0], 'race', last), await history(subs[1], 'race', last)];
+  assert.deepEqual(ha.map((h) => h.version), want, 'node A: every version once, in order');
+  assert.deepEqual(hb, ha, 'both nodes saw the same history');
+  // each pushed version carries the note of the update acked with it
+  const byVersion = new Map(acked.map((a) => [a.version, a.note]));
+  for (const h of ha) assert.equal(h.note, byVersion.get(h.version), `version ${h.version}`);
+  // each producer's own updates went in its order
+  for (const p of ['h', 'w']) {
+    const mine = ha.filter((h) => h.note.startsWith(p)).map((h) => Number(h.note.slice(1)));
+    assert.deepEqual(mine, [...Array(K).keys()]);
+  }
+  const retries = (A.logs + B.logs).match(/event=task\.retry/g)?.length || 0;
+  console.log(`# concurrent updates validated again after losing to the other node: ${retries}`);
+
+  for (const s of [...subs, prodB]) s.close();
+  // every process stops; the JetStream servers too
+  await A.stop(); await B.stop();
+  nodes.length = 0;
+  await cluster.stop();
+  await Promise.all([0, 1, 2].map((i) => cluster.restart(i)));
+  A = await node('a');
+  B = await node('b');
+  for (const n of [A, B]) {
+    const r = await api(n, 'GET', '/api/tasks/race');
+    assert.equal(r.status, 200, r.text);
+    assert.equal(JSON.parse(r.text).version, last);
+  }
+  const w = await join(A, 'wanda');
+  w.send({ type: 'subscribe', task: 'race' });
+  assert.equal((await w.next('task')).task.version, last);
+  const u = await api(B, 'POST', '/api/tasks/race/progress', { note: 'after' });
+  assert.equal(u.status, 200, u.text);
+  assert.equal(JSON.parse(u.text).version, last + 1);
+  const pushed = await w.next('task', 10000);
+  assert.equal(pushed.task.version, last + 1);
+  assert.equal(pushed.task.note, 'after');
+  // a second create of the same id on the other node is refused
+  const dup = await api(B, 'POST', '/api/tasks', { id: 'race', title: 'Again', owner: 'x' });
+  assert.equal(dup.status, 409, dup.text);
+  w.close();
+});

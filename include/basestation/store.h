@@ -142,6 +142,9 @@ int store_token_state(struct store *s, const unsigned char hash[32],
 int store_token_verify(struct store *s, const char *token, size_t len,
 		       int64_t now_ms, struct auth_identity *id);
 int store_token_revoke(struct store *s, const char *token, int64_t now_ms);
+/* The same by the token's hash (a revocation from the cluster's stream). */
+int store_token_revoke_hash(struct store *s, const unsigned char hash[32],
+			    int64_t now_ms);
 int64_t store_token_changes_head(struct store *s);
 int store_token_changes(struct store *s, int64_t *after,
 			unsigned char (*hash)[32], int max);

@@ -676,9 +676,9 @@ static struct store *open_quiet(const char *path, char *err, size_t errsz)
 	if (s && store_counter_get(s, "cluster_epoch") != 0) {
 		snprintf(err, errsz,
 			 "%s is a cluster node's replica: a token written "
-			 "here would reach that node only (issue tokens "
-			 "through POST /api/tokens on any node; revocation is "
-			 "not cluster-wide yet)",
+			 "here would reach that node only (use "
+			 "basestation token --cluster URLS, or POST "
+			 "/api/tokens on any node)",
 			 path);
 		store_close(s);
 		return NULL;

@@ -469,6 +469,13 @@ static json_t *encode(struct nats *n, const struct engine_event *ev)
 	case ENGINE_TASK_DELETE:
 		set_str(o, "id", ev->task_id);
 		break;
+	case ENGINE_TOKEN_CHANGE:
+		/* a revocation (the CLI's): the hash and when, in token */
+		hex(h, ev->token.hash, 32);
+		json_object_set_new(o, "hash", json_string(h));
+		json_object_set_new(o, "revoked",
+				    json_integer(ev->token.revoked_at));
+		break;
 	case ENGINE_TOKEN_ISSUE:
 		hex(h, ev->token.hash, 32);
 		json_object_set_new(o, "hash", json_string(h));
@@ -567,6 +574,13 @@ static int decode(struct nats *n, json_t *o, const struct bsjs_msg *m,
 	case ENGINE_TASK_DELETE:
 		ev->task_id = get_str(o, "id");
 		return ev->task_id ? 0 : -1;
+	case ENGINE_TOKEN_CHANGE:
+		/* a revocation; handed on as the token's state (on_batch) */
+		h = get_str(o, "hash");
+		if (!h || strlen(h) != 64 || unhex(ev->token.hash, h, 32) < 0)
+			return -1;
+		ev->token.revoked_at = get_int(o, "revoked");
+		return ev->token.revoked_at > 0 ? 0 : -1;
 	case ENGINE_TOKEN_ISSUE:
 		h = get_str(o, "hash");
 		if (!h || strlen(h) != 64 || unhex(ev->token.hash, h, 32) < 0)
@@ -695,6 +709,11 @@ static int apply(struct nats *n, const struct engine_event *ev)
 			       : 1;
 	case ENGINE_TOKEN_ISSUE:
 		return store_token_put(n->store, &ev->token) < 0 ? -1 : 1;
+	case ENGINE_TOKEN_CHANGE:
+		return store_token_revoke_hash(n->store, ev->token.hash,
+					       ev->token.revoked_at) < 0
+			       ? -1
+			       : 1;
 	default:
 		return 0;
 	}
@@ -740,8 +759,23 @@ static void on_batch(void *arg, const struct bsjs_msg *msgs, size_t cnt)
 	if (last > n->stream_last)
 		n->stream_last = last;
 	for (size_t i = 0; i < cnt; i++) {
-		if (use[i] && decode(n, docs[i], &msgs[i], &ev) == 0 &&
-		    n->e.on_event)
+		struct engine_token_state st;
+
+		if (!use[i] || decode(n, docs[i], &msgs[i], &ev) < 0) {
+			json_decref(docs[i]);
+			continue;
+		}
+		if (ev.kind == ENGINE_TOKEN_CHANGE) {
+			/* what the token is now: its sessions here close */
+			struct auth_identity id;
+			memcpy(st.hash, ev.token.hash, 32);
+			st.state = store_token_state(n->store, st.hash,
+						     now_ms(), &id);
+			st.expires_at = st.state == 0 ? id.expires_at : 0;
+			ev.tokens.v = &st;
+			ev.tokens.n = st.state == -2 ? 0 : 1;
+		}
+		if (n->e.on_event)
 			n->e.on_event(n->e.on_event_arg, &ev);
 		json_decref(docs[i]);
 	}
@@ -1379,7 +1413,154 @@ struct engine *engine_nats_create(struct event_base *base,
 		 "node=%s stream=%s replicas=%d applied=%llu "
 		 "not_cluster_wide=%s",
 		 log_val(cfg->node), log_val(cfg->stream), jc.replicas,
-		 (unsigned long long)n->applied,
-		 "token-revoke-cli,replica-retention");
+		 (unsigned long long)n->applied, "replica-retention");
 	return &n->e;
+}
+
+/* ---- the token commands of the CLI ---- */
+
+#define CLI_WAIT_MS 5000
+
+struct cli {
+	int ready, fatal, done, status;
+	char text[200];
+};
+
+static void cli_link(void *arg, const struct bsjs_event *ev)
+{
+	struct cli *c = arg;
+
+	if (ev->type == BSJS_EV_READY)
+		c->ready = 1;
+	if (ev->type == BSJS_EV_FATAL) {
+		c->fatal = 1;
+		snprintf(c->text, sizeof(c->text), "%s", ev->text);
+	}
+}
+
+static void cli_ack(void *arg, const struct bsjs_ack *ack)
+{
+	struct cli *c = arg;
+
+	c->done = 1;
+	c->status = ack->status;
+	snprintf(c->text, sizeof(c->text), "%s", ack->text);
+}
+
+static void cli_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* Publish ev (a token's row or revocation) on <stream>.<kind> with msg_id,
+ * waiting at most CLI_WAIT_MS for the PubAck. 0, or -2 with err. On a
+ * failure the link is left to the process's exit (its first connection
+ * attempt may still block). */
+static int cli_publish(const char *servers, const char *stream,
+		       const struct engine_event *ev, const char *msg_id,
+		       char *err, size_t errsz)
+{
+	struct nats tmp = {0};
+	struct cli c = {0};
+	struct bsjs_config jc = {0};
+	struct bsjs_pub p = {.expect_last_subject_seq = -1, .msg_id = msg_id};
+	const char *list[32];
+	char *copy = xstrdup(servers), subject[200], *text;
+	struct event_base *base;
+	struct event *tick;
+	struct timeval tv = {0, 100000};
+	struct bsjs *link;
+	json_t *o;
+	int64_t deadline;
+
+	jc.nservers = split(copy, list, 32);
+	if (jc.nservers == 0) {
+		snprintf(err, errsz, "--cluster names no server");
+		free(copy);
+		return -2;
+	}
+	if (bsjs_global_init() < 0 || (base = event_base_new()) == NULL) {
+		snprintf(err, errsz, "cannot set up libnats");
+		free(copy);
+		return -2;
+	}
+	snprintf(tmp.instance, sizeof(tmp.instance), "cli");
+	o = encode(&tmp, ev);
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	snprintf(subject, sizeof(subject), "%s.%s", stream,
+		 kind_name[ev->kind]);
+	jc.servers = list;
+	jc.name = "basestation-cli";
+	jc.stream = stream;
+	jc.no_create = true;
+	jc.replicas = jc.nservers < 3 ? jc.nservers : 3;
+	jc.publish_timeout_ms = CLI_WAIT_MS;
+	jc.on_event = cli_link;
+	jc.arg = &c;
+	link = bsjs_create(base, &jc, err, errsz);
+	free(copy);
+	if (link == NULL) {
+		free(text);
+		return -2;
+	}
+	p.subject = subject;
+	p.data = text;
+	p.len = strlen(text);
+	if (bsjs_publish(link, &p, cli_ack, &c) < 0)
+		fatal("cannot publish");
+	free(text);
+	tick = event_new(base, -1, EV_PERSIST, cli_tick, NULL);
+	event_add(tick, &tv);
+	deadline = now_ms() + CLI_WAIT_MS + 500;
+	while (!c.done && !c.fatal && now_ms() < deadline)
+		event_base_loop(base, EVLOOP_ONCE);
+	if (!c.done || c.status != BSJS_OK) {
+		snprintf(err, errsz, "%s",
+			 c.fatal   ? c.text
+			 : c.ready ? "JetStream did not store it within 5 s"
+				   : "JetStream not reached within 5 s");
+		return -2;
+	}
+	event_free(tick);
+	bsjs_destroy(link);
+	event_base_free(base);
+	bsjs_global_finish();
+	return 0;
+}
+
+int engine_nats_token_issue(const char *servers, const char *stream,
+			    const char *uid, enum auth_role role, int64_t ttl_s,
+			    char *out, size_t outsz, int64_t *expires_at,
+			    char *err, size_t errsz)
+{
+	struct engine_event ev = {.kind = ENGINE_TOKEN_ISSUE};
+	char id[80];
+
+	if (auth_token_new(uid, role, ttl_s, now_ms(), out, outsz, &ev.token) <
+	    0) {
+		snprintf(err, errsz, "cannot make a token");
+		return -2;
+	}
+	*expires_at = ev.token.expires_at;
+	snprintf(id, sizeof(id), "t:");
+	hex(id + 2, ev.token.hash, 32);
+	return cli_publish(servers, stream, &ev, id, err, errsz);
+}
+
+int engine_nats_token_revoke(const char *servers, const char *stream,
+			     const char *token, char *err, size_t errsz)
+{
+	struct engine_event ev = {.kind = ENGINE_TOKEN_CHANGE};
+	char id[80];
+
+	if (auth_token_hash(token, strnlen(token, AUTH_TOKEN_MAX + 1),
+			    ev.token.hash) < 0)
+		return -1;
+	ev.token.revoked_at = now_ms();
+	snprintf(id, sizeof(id), "r:");
+	hex(id + 2, ev.token.hash, 32);
+	return cli_publish(servers, stream, &ev, id, err, errsz);
 }

@@ -894,6 +894,12 @@ int store_token_revoke(struct store *s, const char *token, int64_t now_ms)
 	return tokens_revoke(&s->tokens, token, now_ms);
 }
 
+int store_token_revoke_hash(struct store *s, const unsigned char hash[32],
+			    int64_t now_ms)
+{
+	return tokens_revoke_hash(&s->tokens, hash, now_ms);
+}
+
 int64_t store_token_changes_head(struct store *s)
 {
 	return tokens_changes_head(&s->tokens);

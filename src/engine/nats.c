@@ -21,12 +21,12 @@
  * the broker: local=1 for those this process published (the broker
  * applied them when it submitted), local=0 for the others.
  *
- * Not cluster-wide yet, refused or said: tasks (submit refuses them: their
- * versions would not be linear across nodes), token revocation from the
- * CLI (it writes one node's replica only), retention of the replica (the
- * stream's max_age/max_msgs bound the stream; the replica keeps what it
- * applied). The start waits (at most 30 s) until the stream is there and
- * the replica has caught up with it: then load() sees the whole cluster.
+ * Task changes are linear across nodes (struct tsubj below). The CLI's
+ * token commands publish to the stream too (engine_nats_token_*). The
+ * replica drops the messages the stream no longer keeps (prune_step), and
+ * pruned() says where the stream begins. The start waits (at most 30 s)
+ * until the stream is there and the replica has caught up with it: then
+ * load() sees the whole cluster.
  */
 #include "basestation/engine.h"
 #include "basestation/engine_nats.h"
@@ -50,6 +50,8 @@
 #define HEALTH_STALE_MS	   4000
 #define START_WAIT_MS	   30000
 #define ENCODING_VERSION   1
+#define PRUNE_BATCH	   1000 /* replica rows deleted per loop turn */
+#define IDEM_KEEP_MS	   (86400 * 1000LL)
 
 struct tsubj;
 
@@ -145,6 +147,11 @@ struct nats {
 	int ready, fatal;
 	uint64_t applied; /* the replica's last applied seq */
 	uint64_t stream_last;
+	/* The stream's first kept seq (0: not known yet): the replica's
+	 * messages below it are pruned, a paced step per loop turn. */
+	uint64_t stream_first;
+	int64_t pruned_max; /* the newest seq the replica pruned */
+	struct event *prune_ev;
 	int64_t last_ok_ms; /* JetStream last answered */
 	struct op *head, **tail;
 	struct tsubj *tsubjs;
@@ -838,6 +845,7 @@ static void on_link(void *arg, const struct bsjs_event *ev)
 			return;
 		}
 		n->stream_last = ev->stream->last_seq;
+		n->stream_first = ev->stream->first_seq;
 		n->last_ok_ms = now_ms();
 		n->ready = 1;
 		log_info("cluster.ready",
@@ -861,6 +869,62 @@ static void on_link(void *arg, const struct bsjs_event *ev)
 	}
 }
 
+/* ---- retention of the replica ---- */
+
+/* One step: the replica's messages the stream no longer keeps (below its
+ * first seq: max_age, max_msgs), and idempotency keys older than 24 h, at
+ * most PRUNE_BATCH rows each, in one transaction. 1 when it deleted
+ * something: the next step runs on the next loop turn. */
+static int prune_step(struct nats *n)
+{
+	int64_t below = n->stream_first > 1 ? (int64_t)n->stream_first - 1 : 0;
+	int64_t idem_before = now_ms() - IDEM_KEEP_MS, max_deleted = 0;
+	int k, idem = 0;
+
+	if (below > (int64_t)n->applied)
+		below = (int64_t)n->applied;
+	if (!store_prune_needed(n->store, 0, below, idem_before))
+		return 0;
+	if (store_begin(n->store) < 0)
+		return 0;
+	k = store_prune(n->store, 0, below, idem_before, PRUNE_BATCH,
+			&max_deleted, &idem);
+	if (k > 0) {
+		metrics.retention += (uint64_t)k;
+		if (max_deleted > n->pruned_max) {
+			n->pruned_max = max_deleted;
+			store_counter_set(n->store, "pruned_max_seq",
+					  max_deleted);
+		}
+		store_counter_set(n->store, "pruned_total",
+				  (int64_t)metrics.retention);
+	}
+	if (k < 0 || store_commit(n->store) < 0) {
+		store_rollback(n->store);
+		return 0;
+	}
+	if (k > 0 || idem > 0)
+		log_info("cluster.prune", "deleted=%d idem=%d upto=%lld", k,
+			 idem, (long long)n->pruned_max);
+	return k > 0 || idem > 0;
+}
+
+static void prune_soon(struct nats *n)
+{
+	static const struct timeval next_turn = {0, 0};
+
+	if (!evtimer_pending(n->prune_ev, NULL))
+		evtimer_add(n->prune_ev, &next_turn);
+}
+
+static void prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	if (prune_step(arg))
+		prune_soon(arg);
+}
+
 static void on_info(void *arg, int status, const struct bsjs_stream_info *si)
 {
 	struct nats *n = arg;
@@ -869,6 +933,8 @@ static void on_info(void *arg, int status, const struct bsjs_stream_info *si)
 		return;
 	n->last_ok_ms = now_ms();
 	n->stream_last = si->last_seq;
+	n->stream_first = si->first_seq;
+	prune_soon(n);
 }
 
 static void figures(struct nats *n)
@@ -1226,10 +1292,14 @@ static int64_t nats_committed(struct engine *eng)
 	return (int64_t)nats_of(eng)->applied;
 }
 
+/* What the replica pruned, or what the stream no longer keeps (a replica
+ * rebuilt from it never had those): a resume from below is not whole. */
 static int64_t nats_pruned(struct engine *eng)
 {
-	(void)eng;
-	return 0;
+	struct nats *n = nats_of(eng);
+	int64_t gone = n->stream_first > 1 ? (int64_t)n->stream_first - 1 : 0;
+
+	return gone > n->pruned_max ? gone : n->pruned_max;
 }
 
 static int nats_load(struct engine *eng, const struct engine_loader *ld,
@@ -1294,6 +1364,7 @@ static void nats_destroy(struct engine *eng)
 	}
 	event_free(n->health_ev);
 	event_free(n->drain_ev);
+	event_free(n->prune_ev);
 	store_close(n->store);
 	free(n);
 	bsjs_global_finish();
@@ -1365,6 +1436,7 @@ struct engine *engine_nats_create(struct event_base *base,
 	n->store = s;
 	n->tail = &n->head;
 	n->applied = (uint64_t)store_counter_get(s, "cluster_applied_seq");
+	n->pruned_max = store_counter_get(s, "pruned_max_seq");
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		fatal("getrandom failed");
 	hex(n->instance, rnd, sizeof(rnd));
@@ -1390,7 +1462,8 @@ struct engine *engine_nats_create(struct event_base *base,
 	}
 	n->health_ev = event_new(base, -1, EV_PERSIST, health_cb, n);
 	n->drain_ev = event_new(base, -1, 0, drain_cb, n);
-	if (n->health_ev == NULL || n->drain_ev == NULL)
+	n->prune_ev = evtimer_new(base, prune_cb, n);
+	if (n->health_ev == NULL || n->drain_ev == NULL || n->prune_ev == NULL)
 		fatal("event_new failed");
 	event_add(n->health_ev, &health);
 	/* Before anything listens: wait for the stream and for the replica
@@ -1413,7 +1486,8 @@ struct engine *engine_nats_create(struct event_base *base,
 		 "node=%s stream=%s replicas=%d applied=%llu "
 		 "not_cluster_wide=%s",
 		 log_val(cfg->node), log_val(cfg->stream), jc.replicas,
-		 (unsigned long long)n->applied, "replica-retention");
+		 (unsigned long long)n->applied,
+		 "presence,offline-inbox,admin-nodes");
 	return &n->e;
 }
 

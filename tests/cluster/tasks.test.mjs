@@ -7,40 +7,16 @@
 //     nodes see the same linear history, every version once and in order;
 //   - every process restarted (the JetStream servers too): both nodes still
 //     have the task at its last version, and the next update follows it.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { startCluster, natsServerMissing } from './nats.mjs';
-import { startServer, connect, jwt, api } from '../blackbox/lib.mjs';
+import { useCluster } from './fixture.mjs';
+import { connect, jwt, api } from '../blackbox/lib.mjs';
 
 const SECRET = 'cluster-tasks-secret';
-const skip = natsServerMissing(); // throws under CI=true
 const K = 25; // updates per producer
-
-let dir, cluster;
-const nodes = [];
-before(async () => {
-  if (skip) return;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bs-ctasks-'));
-  cluster = await startCluster({ n: 3, dir });
-});
-after(async () => {
-  for (const n of nodes) await n.stop().catch(() => {});
-  if (cluster) await cluster.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-async function node(name) {
-  const srv = await startServer({
-    db: path.join(dir, name + '.db'),
-    args: ['--cluster', cluster.urls.join(','), '--node', name, '--stream', 'tasks',
-      '--jwt-secret', SECRET, '--rate', '0'],
-  });
-  nodes.push(srv);
-  return srv;
-}
+const env = useCluster('bs-ctasks-');
+const node = (name) => env.node(name, 'tasks', ['--jwt-secret', SECRET], { db: path.join(env.dir, name + '.db') });
 const join = (srv, uid, role = 'user') =>
   connect(srv, uid, { token: jwt(SECRET, { sub: uid, role }) });
 
@@ -54,7 +30,7 @@ async function history(c, id, last) {
   }
 }
 
-test('tasks: created on A, seen on B; two producers on two nodes make one linear history; restart keeps it', { skip, timeout: 240000 }, async () => {
+test('tasks: created on A, seen on B; two producers on two nodes make one linear history; restart keeps it', { skip: env.skip, timeout: 240000 }, async () => {
   let A = await node('a');
   let B = await node('b');
   assert.match(A.logs, /event=cluster\.start /);
@@ -118,9 +94,9 @@ test('tasks: created on A, seen on B; two producers on two nodes make one linear
   for (const s of [...subs, prodB]) s.close();
   // every process stops; the JetStream servers too
   await A.stop(); await B.stop();
-  nodes.length = 0;
-  await cluster.stop();
-  await Promise.all([0, 1, 2].map((i) => cluster.restart(i)));
+  env.nodes.length = 0;
+  await env.cluster.stop();
+  await Promise.all([0, 1, 2].map((i) => env.cluster.restart(i)));
   A = await node('a');
   B = await node('b');
   for (const n of [A, B]) {

@@ -7,37 +7,15 @@
 //     4001 "token revoked", and a new connection is refused on both;
 //   - JetStream unreachable: the CLI exits 1 with a clear message within
 //     about 5 s; a stream that does not exist is not made by the CLI.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { startCluster, natsServerMissing, freePorts } from './nats.mjs';
-import { BIN, startServer, connect, sleep } from '../blackbox/lib.mjs';
+import { freePorts } from './nats.mjs';
+import { useCluster } from './fixture.mjs';
+import { BIN, connect, sleep } from '../blackbox/lib.mjs';
 
-const skip = natsServerMissing(); // throws under CI=true
-
-let dir, cluster;
-const nodes = [];
-before(async () => {
-  if (skip) return;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bs-ctokens-'));
-  cluster = await startCluster({ n: 3, dir });
-});
-after(async () => {
-  for (const n of nodes) await n.stop().catch(() => {});
-  if (cluster) await cluster.stop();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-async function node(name) {
-  const srv = await startServer({
-    args: ['--cluster', cluster.urls.join(','), '--node', name, '--stream', 'toks', '--rate', '0'],
-  });
-  nodes.push(srv);
-  return srv;
-}
+const env = useCluster('bs-ctokens-');
+const node = (name) => env.node(name, 'toks');
 
 // Runs the CLI: {code, stdout, stderr, ms}; killed after 20 s.
 function cli(args) {
@@ -66,10 +44,10 @@ async function connectSoon(srv, uid, tok) {
   }
 }
 
-test('token issue/revoke --cluster: honoured on every node; revocation closes open sessions', { skip, timeout: 120000 }, async () => {
+test('token issue/revoke --cluster: honoured on every node; revocation closes open sessions', { skip: env.skip, timeout: 120000 }, async () => {
   const A = await node('a');
   const B = await node('b');
-  const urls = cluster.urls.join(',');
+  const urls = env.cluster.urls.join(',');
 
   const issued = await cli(['token', 'issue', '--uid', 'tina', '--cluster', urls, '--stream', 'toks']);
   assert.equal(issued.code, 0, issued.stderr);
@@ -96,14 +74,14 @@ test('token issue/revoke --cluster: honoured on every node; revocation closes op
   assert.doesNotMatch(A.logs, /not_cluster_wide=[^ ]*token/);
 });
 
-test('token --cluster: JetStream unreachable or no such stream: exit 1 with a reason', { skip, timeout: 60000 }, async () => {
+test('token --cluster: JetStream unreachable or no such stream: exit 1 with a reason', { skip: env.skip, timeout: 60000 }, async () => {
   const [dead] = await freePorts(1);
   const r = await cli(['token', 'issue', '--uid', 'u', '--cluster', `nats://127.0.0.1:${dead}`, '--stream', 'toks']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /JetStream not reached within 5 s/);
   assert.ok(r.ms < 9000, `took ${r.ms} ms`);
 
-  const urls = cluster.urls.join(',');
+  const urls = env.cluster.urls.join(',');
   const s = await cli(['token', 'revoke', 'bs_whatever', '--cluster', urls, '--stream', 'nosuch']);
   assert.equal(s.code, 1);
   assert.match(s.stderr, /stream nosuch does not exist/);

@@ -29,6 +29,8 @@ static void usage(FILE *f)
 	      "  token issue --uid U [--role R] [--ttl SECONDS] [--db PATH]\n"
 	      "                                      print a new token\n"
 	      "  token revoke TOKEN [--db PATH]      revoke a token\n"
+	      "  token ... --cluster URLS [--stream NAME]\n"
+	      "                                      the same on a cluster\n"
 	      "  sql [--json] \"SELECT ...\" [--db PATH]\n"
 	      "                                      read-only query\n"
 	      "  version                             print the version\n\n"

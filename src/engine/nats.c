@@ -381,7 +381,7 @@ static void on_ack(void *arg, const struct bsjs_ack *ack)
 	op->why = "cluster unavailable";
 	if (ts)
 		task_next(n, ts, 0);
-	drain(n);
+	resolve_applied(n); /* and the stale ones behind it */
 }
 
 /* ---- encoding (version 1: one JSON object per event) ---- */
@@ -1242,7 +1242,7 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	drain(arg);
+	resolve_applied(arg); /* stale task changes too; then drain */
 }
 
 static void nats_sync(struct engine *eng, const struct bk_done *done)

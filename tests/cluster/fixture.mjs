@@ -25,7 +25,10 @@ export function useCluster(prefix) {
   });
   after(async () => {
     for (const n of env.nodes) await n.stop().catch(() => {});
-    if (env.cluster) await env.cluster.stop();
+    if (env.cluster) {
+      for (const s of env.cluster.servers) if (s.proc && !s.exited) s.proc.kill('SIGCONT'); // a frozen one
+      await env.cluster.stop();
+    }
     if (env.dir) fs.rmSync(env.dir, { recursive: true, force: true });
   });
   env.node = async (name, stream, args = [], { db } = {}) => {

@@ -94,6 +94,23 @@ test('tasks: created on A, seen on B; two producers on two nodes make one linear
   console.log(`# ${2 * K} updates of one task from two nodes in ${ms} ms; ` +
     `validated again after losing to the other node: ${retries}`);
 
+  // the same id created on both nodes at once: one 201, one 409, and both
+  // nodes hold the winner
+  for (let i = 0; i < 5; i++) {
+    const id = `dup${i}`;
+    const [ra, rb] = await Promise.all([
+      api(A, 'POST', '/api/tasks', { id, title: 'from A', owner: 'wanda' }),
+      api(B, 'POST', '/api/tasks', { id, title: 'from B', owner: 'wanda' })]);
+    assert.deepEqual([ra.status, rb.status].sort(), [201, 409], ra.text + rb.text);
+    const winner = ra.status === 201 ? 'from A' : 'from B';
+    for (const n of [A, B]) {
+      const g2 = await api(n, 'GET', `/api/tasks/${id}`);
+      assert.equal(g2.status, 200, g2.text);
+      assert.equal(JSON.parse(g2.text).title, winner);
+      assert.equal(JSON.parse(g2.text).version, 1);
+    }
+  }
+
   for (const s of [...subs, prodB]) s.close();
   // every process stops; the JetStream servers too
   await A.stop(); await B.stop();
@@ -102,6 +119,16 @@ test('tasks: created on A, seen on B; two producers on two nodes make one linear
   await Promise.all([0, 1, 2].map((i) => env.cluster.restart(i)));
   A = await node('a');
   B = await node('b');
+  // a restarted JetStream cluster may take a few seconds to elect the
+  // stream's leader: until /healthz says so, an update could answer 503
+  for (const n of [A, B]) {
+    let st = 0;
+    for (let i = 0; i < 60 && st !== 200; i++) {
+      st = (await fetch(n.http + '/healthz')).status;
+      if (st !== 200) await sleep(250);
+    }
+    assert.equal(st, 200, 'healthy after the restart');
+  }
   for (const n of [A, B]) {
     const r = await api(n, 'GET', '/api/tasks/race');
     assert.equal(r.status, 200, r.text);

@@ -8,7 +8,7 @@
 //   env.cluster, env.dir, env.nodes      (set once before() ran)
 //
 // after() stops every node and server and removes the temp dir, also when
-// an assertion failed.
+// an assertion failed, and fails when a node did not exit 0.
 import { before, after } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,12 +24,18 @@ export function useCluster(prefix) {
     env.cluster = await startCluster({ n: 3, dir: env.dir });
   });
   after(async () => {
-    for (const n of env.nodes) await n.stop().catch(() => {});
+    // every node exits 0 (under ASan a leak or an error report does not)
+    const bad = [];
+    for (const n of env.nodes) {
+      const r = await n.stop().catch((e) => ({ code: String(e) }));
+      if (r.code !== 0 && !n.killed) bad.push(`exit ${JSON.stringify(r)}\n${n.logs.slice(-3000)}`);
+    }
     if (env.cluster) {
       for (const s of env.cluster.servers) if (s.proc && !s.exited) s.proc.kill('SIGCONT'); // a frozen one
       await env.cluster.stop();
     }
     if (env.dir) fs.rmSync(env.dir, { recursive: true, force: true });
+    if (bad.length) throw new Error(bad.join('\n'));
   });
   env.node = async (name, stream, args = [], { db } = {}) => {
     const srv = await startServer({

@@ -113,7 +113,8 @@ test('tasks: created on A, seen on B; two producers on two nodes make one linear
 
   for (const s of [...subs, prodB]) s.close();
   // every process stops; the JetStream servers too
-  await A.stop(); await B.stop();
+  assert.equal((await A.stop()).code, 0, A.logs.slice(-3000));
+  assert.equal((await B.stop()).code, 0, B.logs.slice(-3000));
   env.nodes.length = 0;
   await env.cluster.stop();
   await Promise.all([0, 1, 2].map((i) => env.cluster.restart(i)));

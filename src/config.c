@@ -149,7 +149,7 @@ static const struct opt opts[] = {
 	 "debug, info, warn or error (default info)"},
 	{"cluster", "BASESTATION_CLUSTER", OPT_STR, O(cluster), "URLS",
 	 "run as one node of a cluster on these NATS JetStream servers "
-	 "(nats://H:P,...); tasks are refused there (not cluster-wide yet)"},
+	 "(nats://H:P,...)"},
 	{"node", "BASESTATION_NODE", OPT_STR, O(node), "NAME",
 	 "this node's name in the cluster (default <hostname>-<ws port>)"},
 	{"stream", "BASESTATION_STREAM", OPT_STR, O(stream), "NAME",

@@ -9,6 +9,9 @@
 #include "basestation/log.h"
 #include "basestation/server.h"
 #include "bs_config.h"
+#if BS_HAVE_NATS
+#include "basestation/engine_nats.h"
+#endif
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +29,8 @@ static void usage(FILE *f)
 	      "  token issue --uid U [--role R] [--ttl SECONDS] [--db PATH]\n"
 	      "                                      print a new token\n"
 	      "  token revoke TOKEN [--db PATH]      revoke a token\n"
+	      "  token ... --cluster URLS [--stream NAME]\n"
+	      "                                      the same on a cluster\n"
 	      "  sql [--json] \"SELECT ...\" [--db PATH]\n"
 	      "                                      read-only query\n"
 	      "  version                             print the version\n\n"
@@ -63,19 +68,62 @@ static int cmd_serve(int argc, char **argv)
 static void token_usage(FILE *f)
 {
 	fputs("usage: basestation token issue --uid UID [--role user|producer|"
-	      "admin] [--ttl SECONDS] [--db PATH]\n"
-	      "       basestation token revoke TOKEN [--db PATH]\n\n"
+	      "admin] [--ttl SECONDS]\n"
+	      "                         [--db PATH | --cluster URLS [--stream "
+	      "NAME]]\n"
+	      "       basestation token revoke TOKEN [--db PATH | --cluster "
+	      "URLS [--stream NAME]]\n\n"
 	      "issue prints the new token alone on stdout; only its SHA-256 is "
 	      "stored.\n--ttl 0 (the default) never expires. --db defaults to "
 	      "$BASESTATION_DB or ./basestation.db.\nBoth work while the "
 	      "broker runs: they wait up to 5 s for the database's write "
-	      "lock.\n",
+	      "lock.\nWith --cluster (nats://H:P[,...]) the token or its "
+	      "revocation goes to the cluster's\nJetStream stream (--stream, "
+	      "default $BASESTATION_STREAM or basestation), for every\nnode; "
+	      "exit 1 when JetStream has not stored it within 5 s.\n",
 	      f);
+}
+
+/* The token commands, on the database or the cluster's stream. */
+static int token_issue(const char *cluster, const char *stream, const char *db,
+		       const char *uid, enum auth_role role, int64_t ttl,
+		       char *out, size_t outsz, int64_t *exp, char *err,
+		       size_t errsz)
+{
+#if BS_HAVE_NATS
+	if (cluster)
+		return engine_nats_token_issue(cluster, stream, uid, role, ttl,
+					       out, outsz, exp, err, errsz);
+#else
+	(void)cluster;
+	(void)stream;
+#endif
+	return engine_local_token_issue(db_path(db), uid, role, ttl, out, outsz,
+					exp, err, errsz);
+}
+
+/* 1 revoked (published, on a cluster), 0 no such valid token, -1, -2 as
+ * engine_local_token_revoke. */
+static int token_revoke(const char *cluster, const char *stream, const char *db,
+			const char *tok, char *err, size_t errsz)
+{
+#if BS_HAVE_NATS
+	if (cluster) {
+		int rc = engine_nats_token_revoke(cluster, stream, tok, err,
+						  errsz);
+		return rc == 0 ? 1 : rc == -1 ? 0 : rc;
+	}
+#else
+	(void)cluster;
+	(void)stream;
+#endif
+	return engine_local_token_revoke(db_path(db), tok, err, errsz);
 }
 
 static int cmd_token(int argc, char **argv)
 {
 	const char *uid = NULL, *role = "user", *db = NULL, *tok = NULL;
+	const char *cluster = NULL, *stream = getenv("BASESTATION_STREAM");
 	long long ttl = 0;
 	int issue;
 
@@ -120,6 +168,12 @@ static int cmd_token(int argc, char **argv)
 		} else if (strcmp(a, "--db") == 0 && v) {
 			db = v;
 			i++;
+		} else if (strcmp(a, "--cluster") == 0 && v) {
+			cluster = v;
+			i++;
+		} else if (strcmp(a, "--stream") == 0 && v) {
+			stream = v;
+			i++;
 		} else if (!issue && tok == NULL && a[0] != '-') {
 			tok = a;
 		} else {
@@ -129,6 +183,19 @@ static int cmd_token(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cluster && db) {
+		fprintf(stderr,
+			"basestation token: --db and --cluster exclude each "
+			"other\n");
+		return 2;
+	}
+	if (cluster && !BS_HAVE_NATS) {
+		fprintf(stderr, "basestation: --cluster: this build has no "
+				"libnats (install libnats-dev and rebuild)\n");
+		return 1;
+	}
+	if (stream == NULL || *stream == '\0')
+		stream = "basestation";
 	if (issue) {
 		char out[128];
 		int64_t exp;
@@ -145,9 +212,9 @@ static int cmd_token(int argc, char **argv)
 			return 2;
 		}
 		char err[512];
-		int rc = engine_local_token_issue(
-			db_path(db), uid, (enum auth_role)r, ttl, out,
-			sizeof(out), &exp, err, sizeof(err));
+		int rc = token_issue(cluster, stream, db, uid,
+				     (enum auth_role)r, ttl, out, sizeof(out),
+				     &exp, err, sizeof(err));
 		if (rc == -2) {
 			fprintf(stderr, "basestation: %s\n", err);
 			return 1;
@@ -166,7 +233,7 @@ static int cmd_token(int argc, char **argv)
 		return 2;
 	}
 	char err[512];
-	int rc = engine_local_token_revoke(db_path(db), tok, err, sizeof(err));
+	int rc = token_revoke(cluster, stream, db, tok, err, sizeof(err));
 	if (rc == -2) {
 		fprintf(stderr, "basestation: %s\n", err);
 		return 1;

@@ -95,6 +95,7 @@ struct engine_loader {
 };
 
 typedef void (*engine_event_fn)(void *arg, const struct engine_event *ev);
+typedef void (*engine_task_fn)(void *arg, const struct task_record *t);
 typedef void (*engine_msg_fn)(void *arg, const struct msg_record *m);
 
 struct engine;
@@ -130,6 +131,17 @@ struct engine_ops {
 	 * (*id filled), AUTH_TOKEN_UNKNOWN/_REVOKED/_EXPIRED, -2 error. */
 	int (*token)(struct engine *e, const unsigned char hash[32],
 		     int64_t now_ms, struct auth_identity *id);
+	/* The stored row of task id, one call of fn: 1 found, 0 none, -1
+	 * error. A cluster engine's is the replica's, so committed; the
+	 * local engine's sees the open turn's writes too. */
+	int (*task)(struct engine *e, const char *id, engine_task_fn fn,
+		    void *arg);
+	/* Complete done once the replica has applied what the cluster had
+	 * stored when this was called, or after at most wait_ms (BK_OK
+	 * either way): a node that does not know a task yet looks again
+	 * (protocol §7). The local engine completes at once. */
+	void (*settle)(struct engine *e, int wait_ms,
+		       const struct bk_done *done);
 	/* 1 when a write can be made durable now (/healthz). */
 	int (*healthy)(struct engine *e);
 	void (*destroy)(struct engine *e);
@@ -140,6 +152,13 @@ struct engine {
 	const struct engine_ops *ops;
 	engine_event_fn on_event; /* the broker's, set by engine_listen */
 	void *on_event_arg;
+	/* Task changes are checked against the stored history (a cluster:
+	 * other nodes change tasks too). A change made from a state that was
+	 * not the latest completes BK_STALE, after the change that came
+	 * first has been handed on; the broker validates it again. A task
+	 * change completes only after the previous change of the same task
+	 * was stored or refused. */
+	unsigned linear_tasks : 1;
 };
 
 /* The one callback for committed events. */
@@ -204,6 +223,18 @@ static inline int engine_token(struct engine *e, const unsigned char hash[32],
 			       int64_t now_ms, struct auth_identity *id)
 {
 	return e->ops->token(e, hash, now_ms, id);
+}
+
+static inline int engine_task(struct engine *e, const char *id,
+			      engine_task_fn fn, void *arg)
+{
+	return e->ops->task(e, id, fn, arg);
+}
+
+static inline void engine_settle(struct engine *e, int wait_ms,
+				 const struct bk_done *done)
+{
+	e->ops->settle(e, wait_ms, done);
 }
 
 static inline int engine_healthy(struct engine *e)

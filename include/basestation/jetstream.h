@@ -124,6 +124,9 @@ struct bsjs_config {
 	bool no_randomize;  /* try servers in the given order (tests) */
 	const char *name;   /* connection name shown by nats-server, or NULL */
 	const char *stream; /* stream name; its subjects are "<stream>.>" */
+	/* A stream that does not exist is BSJS_EV_FATAL instead of made (a
+	 * one-shot client must not make it with its own limits). */
+	bool no_create;
 	/* Used only when the link creates the stream: */
 	int replicas;		     /* 1..5 */
 	int64_t max_age_ms;	     /* 0: no limit */

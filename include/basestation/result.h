@@ -25,6 +25,10 @@ enum bk_status {
 	BK_CONFLICT,	/* e.g. a task id in use */
 	BK_TOO_LARGE,	/* a field past a limit */
 	BK_UNAVAILABLE, /* the store or the engine failed */
+	/* Between the engine and the broker only (never rendered as such):
+	 * a task change made from a state that was not the latest (another
+	 * node's change came first); the broker validates it again. */
+	BK_STALE,
 };
 
 struct bk_result {

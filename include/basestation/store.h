@@ -119,6 +119,9 @@ int store_task_put(struct store *s, const struct task_record *t);
 int store_task_del(struct store *s, const char *id);
 typedef void (*store_task_cb)(void *arg, const struct task_record *t);
 int store_load_tasks(struct store *s, store_task_cb cb, void *arg);
+/* The row of task id: 1 found (one call of cb), 0 none, -1 error. */
+int store_task_get(struct store *s, const char *id, store_task_cb cb,
+		   void *arg);
 
 /* Tokens (src/store/tokens.c), with the contracts of the auth module:
  * store_token_put inserts a row made by auth_token_new; store_token_issue
@@ -139,6 +142,9 @@ int store_token_state(struct store *s, const unsigned char hash[32],
 int store_token_verify(struct store *s, const char *token, size_t len,
 		       int64_t now_ms, struct auth_identity *id);
 int store_token_revoke(struct store *s, const char *token, int64_t now_ms);
+/* The same by the token's hash (a revocation from the cluster's stream). */
+int store_token_revoke_hash(struct store *s, const unsigned char hash[32],
+			    int64_t now_ms);
 int64_t store_token_changes_head(struct store *s);
 int store_token_changes(struct store *s, int64_t *after,
 			unsigned char (*hash)[32], int max);

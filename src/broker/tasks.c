@@ -31,6 +31,12 @@
 #define TASK_NOTE_MAX	  4096
 #define TASK_STEP_MAX	  256 /* bytes of a step name */
 #define TASK_PRUNE_BATCH  100
+/* A change that lost to another node's is validated again against the
+ * new state this many times before it answers unavailable. */
+#define TASK_STALE_TRIES 8
+/* How long a node that does not know a task waits for its replica
+ * (protocol §7). */
+#define TASK_SETTLE_MS 1000
 
 enum step_status { STEP_PENDING, STEP_RUNNING, STEP_FINISH, STEP_FAILED };
 static const char *step_names[] = {"pending", "running", "finish", "failed"};
@@ -71,7 +77,11 @@ struct task {
 	enum task_status status;
 	int explicit_status; /* status set by the producer, not derived */
 	int refs;	     /* bk.tasks, plus one per pending change */
-	unsigned gone : 1;   /* removed: only pending operations refer to it */
+	/* Linear engines: bumped whenever the memory is set back to the
+	 * stored state (a reload, another node's change), which drops every
+	 * change of it not stored yet. */
+	int gen;
+	unsigned gone : 1; /* removed: only pending operations refer to it */
 	unsigned on_done : 1;
 	int64_t done, total;	    /* -1: not used */
 	int64_t version, committed; /* committed: 0 until the create is */
@@ -812,9 +822,92 @@ struct pending {
 	struct task *t;
 	int64_t version;
 	int created;
+	/* Linear engines: the request, to validate it again when it comes
+	 * back BK_STALE (tries so far), and t->gen when it was made. */
+	json_t *body;
+	char *owner;
+	int tries, gen;
 	size_t snap_len;
 	char snap[];
 };
+
+/* A request, the same path from the start (the next try of a stale one). */
+static void create_try(const json_t *body, const char *default_owner,
+		       const struct bk_done *done, int tries);
+static void update_try(const char *id, const json_t *body,
+		       const struct bk_done *done, int tries);
+static void tasks_get_try(const char *id, const struct bk_done *done,
+			  int settled);
+static void subscribe_try(struct session *s, const char *id, int seed,
+			  const struct bk_done *done, int settled);
+
+/* Set t (id aside) from a row, keeping its subscriptions. */
+static void task_refill(struct task *t, const struct task_record *r)
+{
+	task_empty(t);
+	task_fill(t, r);
+	task_place(t);
+	t->gen++;
+}
+
+struct reload {
+	struct task *t;
+	int found;
+};
+
+static void reload_row(void *arg, const struct task_record *r)
+{
+	struct reload *rl = arg;
+
+	rl->found = 1;
+	task_refill(rl->t, r);
+}
+
+/* Linear engines: t back to its stored state (the replica's), dropping
+ * its changes not stored; a task with no row any more is removed. 0, or
+ * -1 when the store cannot say (t unchanged). */
+static int task_reload(struct task *t)
+{
+	struct reload rl = {.t = t};
+
+	if (engine_task(bk.engine, t->id, reload_row, &rl) < 0)
+		return -1;
+	if (!rl.found) {
+		t->gen++;
+		task_unlink(t);
+	}
+	return 0;
+}
+
+/* A linear engine's answer for a change that was not stored: the memory
+ * goes back to the stored state (once for all the changes made from the
+ * same state: the later ones were made from this one's), and a stale one
+ * is validated again. 1 when it was tried again (the caller is done
+ * with p), 0 otherwise. */
+static int pending_again(struct pending *p, const struct bk_result *r)
+{
+	struct task *t = p->t;
+
+	if (!t->gone && p->gen == t->gen && task_reload(t) < 0)
+		return 0;
+	if (r->status != BK_STALE || p->tries + 1 >= TASK_STALE_TRIES)
+		return 0;
+	log_info("task.retry", "task=%s version=%lld tries=%d", log_val(t->id),
+		 (long long)p->version, p->tries + 1);
+	if (p->created)
+		create_try(p->body, p->owner, &p->caller, p->tries + 1);
+	else
+		update_try(t->id, p->body, &p->caller, p->tries + 1);
+	return 1;
+}
+
+static void pending_free(struct pending *p)
+{
+	task_unref(p->t);
+	json_decref(p->body);
+	free(p->owner);
+	free(p);
+}
 
 static void pending_done(const struct bk_done *d, const struct bk_result *r)
 {
@@ -828,24 +921,32 @@ static void pending_done(const struct bk_done *d, const struct bk_result *r)
 		.body_len = p->snap_len,
 	};
 
+	if (r->status != BK_OK && bk.engine->linear_tasks &&
+	    pending_again(p, r)) {
+		pending_free(p);
+		return;
+	}
 	if (r->status != BK_OK) {
 		/* A create that never committed does not exist. */
 		if (p->created && !t->gone && t->committed == 0)
 			task_unlink(t);
 		res.status = BK_UNAVAILABLE;
-		res.msg = r->msg;
+		res.msg = r->status == BK_STALE
+				  ? "the task was changed concurrently too "
+				    "often: try again"
+				  : r->msg;
 		res.body = NULL;
 		res.body_len = 0;
 	}
 	bk_complete(&p->caller, &res);
-	task_unref(t);
-	free(p);
+	pending_free(p);
 }
 
 /* Hand t's new version to the engine with its record and snapshot: the
  * push and done come after the commit. 0 ok; -1 the engine refused it
  * (done not run). */
 static int task_submit(struct task *t, int created, const struct bk_done *done,
+		       const json_t *body, const char *owner, int tries,
 		       const char **why)
 {
 	struct engine_event ev = {.kind = ENGINE_TASK};
@@ -870,6 +971,14 @@ static int task_submit(struct task *t, int created, const struct bk_done *done,
 	t->refs++;
 	p->version = t->version;
 	p->created = created;
+	p->body = NULL;
+	p->owner = NULL;
+	if (bk.engine->linear_tasks) {
+		p->body = json_incref((json_t *)body);
+		p->owner = owner ? xstrdup(owner) : NULL;
+	}
+	p->tries = tries;
+	p->gen = t->gen;
 	p->snap_len = snap.n;
 	memcpy(p->snap, snap.p, snap.n + 1);
 	d = (struct bk_done){.fn = pending_done, .ptr = p};
@@ -877,6 +986,8 @@ static int task_submit(struct task *t, int created, const struct bk_done *done,
 	rc = engine_submit(bk.engine, &ev, &d, why);
 	if (rc < 0) {
 		t->refs--;
+		json_decref(p->body);
+		free(p->owner);
 		free(p);
 	} else {
 		metrics.task_updates++;
@@ -924,7 +1035,9 @@ static void push_one(void *elem, void *arg)
 }
 
 /* Another node's change: make or update t from its row when it is newer
- * than what is held. */
+ * than what is stored here. It replaces changes of t made here and not
+ * stored yet: those were made from an older state, and the engine answers
+ * them BK_STALE (linear_tasks). */
 static struct task *apply_remote(struct task *t, const struct task_record *r)
 {
 	if (t == NULL) {
@@ -932,10 +1045,8 @@ static struct task *apply_remote(struct task *t, const struct task_record *r)
 		t->id = xstrdup(r->id);
 		task_fill(t, r);
 		task_add(t);
-	} else if (r->version > t->version) {
-		task_empty(t);
-		task_fill(t, r);
-		task_place(t);
+	} else if (r->version > t->committed) {
+		task_refill(t, r);
 	}
 	return t;
 }
@@ -952,7 +1063,11 @@ void tasks_on_event(const struct engine_event *ev)
 		return;
 	}
 	t = task_find(r->id);
-	if (!ev->local)
+	/* A change of ours that the memory no longer holds (set back after
+	 * an answer "maybe stored" that was stored after all) counts as
+	 * another node's. */
+	if (!ev->local ||
+	    (bk.engine->linear_tasks && (t == NULL || r->version > t->version)))
 		t = apply_remote(t, r);
 	/* Gone since (pruned, evicted), or another task of the same id. */
 	if (t == NULL || t->created_at != r->created_at)
@@ -1013,6 +1128,36 @@ static struct task *create(json_t *b, const char *default_owner,
 	return t;
 }
 
+struct row_snap {
+	struct sb *b;
+	int64_t version;
+};
+
+static void row_snap(void *arg, const struct task_record *r)
+{
+	struct row_snap *rs = arg;
+	struct task tmp = {.id = (char *)r->id};
+
+	task_fill(&tmp, r);
+	snap_build(rs->b, &tmp, now_ms());
+	rs->version = tmp.version;
+	task_empty(&tmp);
+}
+
+/* t's snapshot into b, returning its version. With a linear engine and a
+ * change of t not stored yet, the stored one (the replica's): a change
+ * here may still lose to another node's. */
+static int64_t stored_snapshot(const struct task *t, struct sb *b)
+{
+	struct row_snap rs = {.b = b};
+
+	if (bk.engine->linear_tasks && t->committed < t->version &&
+	    engine_task(bk.engine, t->id, row_snap, &rs) == 1)
+		return rs.version;
+	snap_build(b, t, now_ms());
+	return t->version;
+}
+
 /* Complete done with t's snapshot now. */
 static void complete_snapshot(const struct task *t, const struct bk_done *done)
 {
@@ -1031,6 +1176,12 @@ static void complete_snapshot(const struct task *t, const struct bk_done *done)
 void tasks_create(const json_t *body, const char *default_owner,
 		  const struct bk_done *done)
 {
+	create_try(body, default_owner, done, 0);
+}
+
+static void create_try(const json_t *body, const char *default_owner,
+		       const struct bk_done *done, int tries)
+{
 	const char *why;
 	char err[160];
 	enum task_err e;
@@ -1041,16 +1192,79 @@ void tasks_create(const json_t *body, const char *default_owner,
 		bk_refuse(done, status_of(e), err);
 		return;
 	}
-	if (task_submit(t, 1, done, &why) < 0) {
-		/* A create that could not be stored (or an engine that
-		 * refuses tasks: the cluster's, for now). */
+	if (task_submit(t, 1, done, body, default_owner, tries, &why) < 0) {
+		/* A create that could not be stored. */
 		task_unlink(t);
 		bk_refuse(done, BK_UNAVAILABLE, why);
 	}
 }
 
-void tasks_update(const char *id, const json_t *body,
-		  const struct bk_done *done)
+/* ---- a task this node does not know (yet) ---- */
+
+enum { LATER_UPDATE, LATER_GET, LATER_SUBSCRIBE };
+
+/* An operation on a task not known here, asked again once the replica
+ * has what the cluster had stored when it came (at most TASK_SETTLE_MS):
+ * the task may have been created on another node a moment ago. */
+struct later {
+	struct bk_done caller;
+	int op, seed;
+	uint64_t session;
+	json_t *body;
+	char id[];
+};
+
+static void later_done(const struct bk_done *d, const struct bk_result *r)
+{
+	struct later *l = d->ptr;
+	struct session *s = NULL;
+	(void)r;
+
+	switch (l->op) {
+	case LATER_UPDATE:
+		update_try(l->id, l->body, &l->caller, -1);
+		break;
+	case LATER_GET:
+		tasks_get_try(l->id, &l->caller, 1);
+		break;
+	case LATER_SUBSCRIBE:
+		HASH_FIND(hh, bk.sessions, &l->session, sizeof(l->session), s);
+		if (s && s->open)
+			subscribe_try(s, l->id, l->seed, &l->caller, 1);
+		else
+			bk_refuse(&l->caller, BK_NOT_FOUND, "session gone");
+		break;
+	}
+	json_decref(l->body);
+	free(l);
+}
+
+/* 1 when the operation waits for the replica (a linear engine, first
+ * time), 0 when the caller answers not_found now. */
+static int later(int op, const char *id, const json_t *body, struct session *s,
+		 int seed, const struct bk_done *done)
+{
+	size_t n = strlen(id) + 1;
+	struct later *l;
+	struct bk_done d;
+
+	if (!bk.engine->linear_tasks)
+		return 0;
+	l = xmalloc(sizeof(*l) + n);
+	l->caller = *done;
+	l->op = op;
+	l->seed = seed;
+	l->session = s ? s->id : 0;
+	l->body = body ? json_incref((json_t *)body) : NULL;
+	memcpy(l->id, id, n);
+	d = (struct bk_done){.fn = later_done, .ptr = l};
+	engine_settle(bk.engine, TASK_SETTLE_MS, &d);
+	return 1;
+}
+
+/* tries -1: the first try, after the replica settled. */
+static void update_try(const char *id, const json_t *body,
+		       const struct bk_done *done, int tries)
 {
 	struct task *t = task_find(id);
 	const char *err;
@@ -1058,6 +1272,11 @@ void tasks_update(const char *id, const json_t *body,
 	enum task_err e;
 	int changed;
 
+	if ((t == NULL || t->committed == 0) && tries == 0 &&
+	    later(LATER_UPDATE, id, body, NULL, 0, done))
+		return;
+	if (tries < 0)
+		tries = 0;
 	if (t == NULL) {
 		snprintf(msg, sizeof(msg), "no task '%.128s'", id);
 		bk_refuse(done, BK_NOT_FOUND, msg);
@@ -1070,22 +1289,51 @@ void tasks_update(const char *id, const json_t *body,
 	}
 	if (!changed)
 		complete_snapshot(t, done);
-	else if (task_submit(t, 0, done, &err) < 0)
+	else if (task_submit(t, 0, done, body, NULL, tries, &err) < 0)
 		bk_refuse(done, BK_UNAVAILABLE, err);
+}
+
+void tasks_update(const char *id, const json_t *body,
+		  const struct bk_done *done)
+{
+	update_try(id, body, done, 0);
+}
+
+static void tasks_get_try(const char *id, const struct bk_done *done,
+			  int settled)
+{
+	struct task *t = task_find(id);
+	struct sb b;
+	struct bk_result r = {.status = BK_OK, .name = id};
+
+	if ((t == NULL || t->committed == 0) && !settled &&
+	    later(LATER_GET, id, NULL, NULL, 0, done))
+		return;
+	if (t == NULL || t->committed == 0) {
+		bk_refuse(done, BK_NOT_FOUND, "no such task");
+		return;
+	}
+	sb_init(&b, 256 + (size_t)t->nsteps * 96);
+	r.seq = stored_snapshot(t, &b);
+	r.body = b.p;
+	r.body_len = b.n;
+	bk_complete(done, &r);
+	sb_free(&b);
 }
 
 void tasks_get(const char *id, const struct bk_done *done)
 {
-	struct task *t = task_find(id);
-
-	if (t == NULL || t->committed == 0)
-		bk_refuse(done, BK_NOT_FOUND, "no such task");
-	else
-		complete_snapshot(t, done);
+	tasks_get_try(id, done, 0);
 }
 
 void tasks_subscribe(struct session *s, const char *id, int seed,
 		     const struct bk_done *done)
+{
+	subscribe_try(s, id, seed, done, 0);
+}
+
+static void subscribe_try(struct session *s, const char *id, int seed,
+			  const struct bk_done *done, int settled)
 {
 	struct task *t = task_find(id);
 	struct tsub *sub = NULL;
@@ -1093,6 +1341,9 @@ void tasks_subscribe(struct session *s, const char *id, int seed,
 	struct sb snap;
 	char msg[160], *text = NULL;
 
+	if ((t == NULL || t->committed == 0) && !settled &&
+	    later(LATER_SUBSCRIBE, id, NULL, s, seed, done))
+		return;
 	if (t == NULL || t->committed == 0) {
 		snprintf(msg, sizeof(msg), "no task '%.128s'", id);
 		bk_refuse(done, BK_NOT_FOUND, msg);
@@ -1126,11 +1377,10 @@ void tasks_subscribe(struct session *s, const char *id, int seed,
 		s->subs[s->nsubs++] = t;
 	}
 	/* The current snapshot first; later versions follow. */
-	if (sub)
-		sub->version = t->version;
-	r.seq = t->version;
 	sb_init(&snap, 256 + (size_t)t->nsteps * 96);
-	snap_build(&snap, t, now_ms());
+	r.seq = stored_snapshot(t, &snap);
+	if (sub)
+		sub->version = r.seq;
 	if (seed) {
 		text = seed_text(snap.p, snap.n, 0);
 		r.body = text;
@@ -1140,8 +1390,9 @@ void tasks_subscribe(struct session *s, const char *id, int seed,
 		r.body_len = snap.n;
 	}
 	/* Nobody sees a version a crash could undo: with a change of t still
-	 * pending, after its commit. */
-	if (t->committed >= t->version) {
+	 * pending, after its commit (a linear engine's snapshot is the
+	 * stored one already). */
+	if (t->committed >= t->version || bk.engine->linear_tasks) {
 		bk_complete(done, &r);
 	} else {
 		struct bk_done d = carry(done, &r);

@@ -338,6 +338,7 @@ struct bsjs {
 
 	char *stream, *subjects; /* "<stream>.>" */
 	int replicas;
+	bool no_create;
 	int64_t max_age_ms, max_msgs, dup_window_ms;
 	int publish_timeout_ms, attempt_timeout_ms, max_inflight;
 	void (*on_event)(void *arg, const struct bsjs_event *ev);
@@ -789,6 +790,11 @@ static int ensure_stream(struct bsjs *l, struct bsjs_stream_info *out,
 	jsErrCode jerr = 0;
 	bool created = false;
 	natsStatus s = js_GetStreamInfo(&si, l->js, l->stream, NULL, &jerr);
+	if ((s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) &&
+	    l->no_create) {
+		snprintf(why, whysz, "stream %s does not exist", l->stream);
+		return ADM_FATAL;
+	}
 	if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
 		unsigned char r[16];
 		char desc[sizeof(EPOCH_PREFIX) + 32];
@@ -1816,6 +1822,7 @@ struct bsjs *bsjs_create(struct event_base *base, const struct bsjs_config *cfg,
 	l->subjects = xcalloc1(sl);
 	snprintf(l->subjects, sl, "%s.>", cfg->stream);
 	l->replicas = cfg->replicas;
+	l->no_create = cfg->no_create;
 	l->max_age_ms = cfg->max_age_ms;
 	l->max_msgs = cfg->max_msgs;
 	l->dup_window_ms = cfg->duplicate_window_ms;

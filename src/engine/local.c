@@ -404,6 +404,22 @@ static int local_token(struct engine *eng, const unsigned char hash[32],
 	return store_token_state(local_of(eng)->store, hash, now, id);
 }
 
+static int local_task(struct engine *eng, const char *id, engine_task_fn fn,
+		      void *arg)
+{
+	return store_task_get(local_of(eng)->store, id, fn, arg);
+}
+
+/* One node: what is committed is everything there is. */
+static void local_settle(struct engine *eng, int wait_ms,
+			 const struct bk_done *done)
+{
+	struct bk_result r = {.status = BK_OK};
+	(void)eng;
+	(void)wait_ms;
+	bk_complete(done, &r);
+}
+
 static int local_healthy(struct engine *eng)
 {
 	return store_writable(local_of(eng)->store);
@@ -603,6 +619,8 @@ static const struct engine_ops local_ops = {
 	.cursor = local_cursor,
 	.replay = local_replay,
 	.token = local_token,
+	.task = local_task,
+	.settle = local_settle,
 	.healthy = local_healthy,
 	.destroy = local_destroy,
 };
@@ -658,9 +676,9 @@ static struct store *open_quiet(const char *path, char *err, size_t errsz)
 	if (s && store_counter_get(s, "cluster_epoch") != 0) {
 		snprintf(err, errsz,
 			 "%s is a cluster node's replica: a token written "
-			 "here would reach that node only (issue tokens "
-			 "through POST /api/tokens on any node; revocation is "
-			 "not cluster-wide yet)",
+			 "here would reach that node only (use "
+			 "basestation token --cluster URLS, or POST "
+			 "/api/tokens on any node)",
 			 path);
 		store_close(s);
 		return NULL;

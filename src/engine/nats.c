@@ -21,12 +21,12 @@
  * the broker: local=1 for those this process published (the broker
  * applied them when it submitted), local=0 for the others.
  *
- * Not cluster-wide yet, refused or said: tasks (submit refuses them: their
- * versions would not be linear across nodes), token revocation from the
- * CLI (it writes one node's replica only), retention of the replica (the
- * stream's max_age/max_msgs bound the stream; the replica keeps what it
- * applied). The start waits (at most 30 s) until the stream is there and
- * the replica has caught up with it: then load() sees the whole cluster.
+ * Task changes are linear across nodes (struct tsubj below). The CLI's
+ * token commands publish to the stream too (engine_nats_token_*). The
+ * replica drops the messages the stream no longer keeps (prune_step), and
+ * pruned() says where the stream begins. The start waits (at most 30 s)
+ * until the stream is there and the replica has caught up with it: then
+ * load() sees the whole cluster.
  */
 #include "basestation/engine.h"
 #include "basestation/engine_nats.h"
@@ -38,6 +38,8 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/sha.h>
+#include <uthash.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,10 @@
 #define HEALTH_STALE_MS	   4000
 #define START_WAIT_MS	   30000
 #define ENCODING_VERSION   1
+#define PRUNE_BATCH	   1000 /* replica rows deleted per loop turn */
+#define IDEM_KEEP_MS	   (86400 * 1000LL)
+
+struct tsubj;
 
 /* One submitted operation, completed in submission order. */
 struct op {
@@ -59,8 +65,72 @@ struct op {
 	unsigned resolved : 1;
 	unsigned inflight : 1; /* on_ack has yet to run */
 	unsigned orphan : 1; /* completed before it (stopping): on_ack frees */
+	unsigned stale : 1;  /* lost to another change of the task: BK_STALE
+				once the replica has applied wait_seq */
 	enum bk_status status;
 	const char *why;
+	/* A task change: its task's chain, the next one waiting in it, and
+	 * the encoded event until it is published. */
+	struct tsubj *ts;
+	struct op *tnext;
+	char *text;
+	uint64_t wait_seq;
+	uint64_t oid; /* in its event ("o"): found again when it is applied */
+};
+
+/*
+ * The changes of one task, on its own subject "<stream>.task.<key>".
+ *
+ * Every task event names its base ("b"): the seq of the task's event it
+ * was made on top of. Every replica applies it only when that is the
+ * task's last applied event (the counter "task_base:<id>"), and skips it
+ * otherwise; all replicas apply the same stream in the same order, so all
+ * keep the same events and the versions stay linear. The origin's change
+ * of a skipped event completes BK_STALE: the broker validates it again on
+ * the new state.
+ *
+ * Most conflicts are refused before they are stored: a change is
+ * published with Nats-Expected-Last-Subject-Sequence = the seq of the
+ * subject's last message (the counter "task_seq:<id>", skipped ones
+ * included). That alone is not enough: nats-server 2.9, clustered, checks
+ * it against what its store holds, so two changes proposed at once can
+ * both pass (seen in tests/cluster/tasks.test.mjs); the base check above
+ * decides. A change JetStream refused (err 10071) completes BK_STALE once
+ * the replica has applied the subject's last seq that JetStream named.
+ *
+ * At most one change per task is published and not yet acked (busy); the
+ * next ones wait for its PubAck and take its seq as base and expectation.
+ * Once one is stale, every change of the task made before the broker
+ * learns it (it completes) was made from its state: stale too. Held while
+ * an operation refers to it or an acked seq is not applied yet.
+ */
+struct tsubj {
+	UT_hash_handle hh; /* n->tsubjs, by id */
+	char *id, *subject;
+	uint64_t acked;	  /* our newest acked seq on the subject */
+	int nops;	  /* operations not completed that refer to it */
+	struct op *busy;  /* published, PubAck not here yet */
+	struct op *whead; /* waiting for busy, in order */
+	struct op **wtail;
+	/* The subject's last seq as JetStream said when it refused an
+	 * expectation (its messages may be gone by max_age/max_msgs, which
+	 * the counter does not see): used while the counter still says
+	 * hint_counter. */
+	uint64_t hint, hint_counter;
+	unsigned has_hint : 1;
+	struct op *poison; /* stale and not completed: later ones are too */
+};
+
+/* An engine_settle waiting for the replica. */
+struct settle {
+	struct settle *next;
+	struct nats *n;
+	struct bk_done done;
+	struct event *timer;
+	uint64_t upto;
+	unsigned known : 1;	/* upto is the stream's last seq */
+	unsigned completed : 1; /* done ran */
+	unsigned asking : 1;	/* the stream-info request is out */
 };
 
 struct nats {
@@ -72,13 +142,21 @@ struct nats {
 	struct event *health_ev, *drain_ev;
 	char instance[17]; /* this process, in every message it publishes */
 	char epoch[33];
-	char subject[160];
+	char subject[320];
 	size_t subject_base; /* strlen("<stream>.") */
 	int ready, fatal;
 	uint64_t applied; /* the replica's last applied seq */
 	uint64_t stream_last;
+	/* The stream's first kept seq (0: not known yet): the replica's
+	 * messages below it are pruned, a paced step per loop turn. */
+	uint64_t stream_first;
+	int64_t pruned_max; /* the newest seq the replica pruned */
+	struct event *prune_ev;
 	int64_t last_ok_ms; /* JetStream last answered */
 	struct op *head, **tail;
+	struct tsubj *tsubjs;
+	struct settle *settles;
+	uint64_t next_oid;
 };
 
 static struct nats *nats_of(struct engine *e)
@@ -103,6 +181,17 @@ static int kind_of(const char *s)
 
 /* ---- completions ---- */
 
+/* ts once nothing needs it. */
+static void tsubj_gc(struct nats *n, struct tsubj *ts)
+{
+	if (ts->nops > 0 || ts->busy || ts->whead || ts->acked > n->applied)
+		return;
+	HASH_DEL(n->tsubjs, ts);
+	free(ts->id);
+	free(ts->subject);
+	free(ts);
+}
+
 /* Complete the operations at the head that are resolved. */
 static void drain(struct nats *n)
 {
@@ -115,7 +204,20 @@ static void drain(struct nats *n)
 		n->head = op->next;
 		if (n->head == NULL)
 			n->tail = &n->head;
+		/* the broker may try it again in bk_complete: on the new state
+		 */
+		if (op->ts && op->ts->poison == op)
+			op->ts->poison = NULL;
 		bk_complete(&op->done, &r);
+		if (op->ts) {
+			op->ts->nops--;
+			if (!op->inflight) {
+				tsubj_gc(n, op->ts);
+				op->ts = NULL;
+			}
+		}
+		free(op->text);
+		op->text = NULL;
 		if (op->inflight)
 			op->orphan = 1;
 		else
@@ -123,14 +225,21 @@ static void drain(struct nats *n)
 	}
 }
 
-/* Acked operations whose seq the replica has applied are done. */
+/* Acked operations whose seq the replica has applied are done, and so are
+ * stale ones once it has applied what beat them. */
 static void resolve_applied(struct nats *n)
 {
-	for (struct op *op = n->head; op; op = op->next)
+	for (struct op *op = n->head; op; op = op->next) {
 		if (op->acked && !op->resolved && op->seq <= n->applied) {
 			op->resolved = 1;
 			op->status = BK_OK;
+		} else if (op->stale && !op->resolved && !op->inflight &&
+			   op->wait_seq <= n->applied) {
+			op->resolved = 1;
+			op->status = BK_STALE;
+			op->why = "changed concurrently";
 		}
+	}
 	drain(n);
 }
 
@@ -146,16 +255,101 @@ static struct op *op_new(struct nats *n, const struct bk_done *done)
 	return op;
 }
 
-static void on_ack(void *arg, const struct bsjs_ack *ack)
+/* An operation completed while its publish was out (stopping). */
+static void op_orphan_free(struct op *op)
+{
+	if (op->ts) {
+		if (op->ts->busy == op)
+			op->ts->busy = NULL;
+		tsubj_gc(op->n, op->ts);
+	}
+	free(op);
+}
+
+static void task_publish(struct nats *n, struct op *op);
+static void settle_check(struct nats *n);
+
+/* ts's busy change came back: the next one goes (ok), or every waiting
+ * one was made from a state that is not stored: BK_STALE. */
+static void task_next(struct nats *n, struct tsubj *ts, int ok)
+{
+	struct op *op = ts->whead;
+
+	if (op == NULL)
+		return;
+	if (ok) {
+		ts->whead = op->tnext;
+		if (ts->whead == NULL)
+			ts->wtail = &ts->whead;
+		op->tnext = NULL;
+		task_publish(n, op);
+		return;
+	}
+	for (; op; op = op->tnext)
+		op->stale = 1; /* wait_seq 0: in turn */
+	ts->whead = NULL;
+	ts->wtail = &ts->whead;
+}
+
+static void on_stale_info(void *arg, int status,
+			  const struct bsjs_stream_info *si)
 {
 	struct op *op = arg;
 	struct nats *n = op->n;
 
 	op->inflight = 0;
 	if (op->orphan) {
-		free(op);
+		op_orphan_free(op);
 		return;
 	}
+	op->wait_seq = status == BSJS_OK ? si->last_seq : n->stream_last;
+	resolve_applied(n);
+}
+
+/* A task change whose expectation did not hold: it completes BK_STALE once
+ * the replica has applied the subject's last seq (JetStream names it:
+ * "wrong last sequence: N"; else the stream's last). */
+static void task_wrong_seq(struct nats *n, struct op *op,
+			   const struct bsjs_ack *ack)
+{
+	struct tsubj *ts = op->ts;
+	const char *at = strstr(ack->text, "sequence: ");
+	char *end;
+	unsigned long long last = 0;
+
+	op->stale = 1;
+	if (ts->poison == NULL)
+		ts->poison = op;
+	if (at)
+		last = strtoull(at + 10, &end, 10);
+	if (at && end != at + 10) {
+		op->wait_seq = last;
+		ts->hint = last;
+		ts->has_hint = 1;
+	} else {
+		op->inflight = 1;
+		if (bsjs_stream_info(n->link, on_stale_info, op) < 0) {
+			op->inflight = 0;
+			op->wait_seq = n->stream_last;
+		}
+	}
+	task_next(n, ts, 0);
+	resolve_applied(n);
+}
+
+static void on_ack(void *arg, const struct bsjs_ack *ack)
+{
+	struct op *op = arg;
+	struct nats *n = op->n;
+	struct tsubj *ts = op->ts;
+
+	op->inflight = 0;
+	if (op->orphan) {
+		op_orphan_free(op);
+		return;
+	}
+	if (ts)
+		ts->busy = NULL;
 	if (ack->status == BSJS_OK) {
 		n->last_ok_ms = now_ms();
 		/* A duplicate (a resend) names the original's seq. Either way
@@ -164,8 +358,19 @@ static void on_ack(void *arg, const struct bsjs_ack *ack)
 		 * it `unavailable` (a publish JetStream took late), and a
 		 * resume here right after the ack must find it. */
 		op->seq = ack->seq;
-		op->acked = 1;
+		if (!op->stale) /* else skipped by the replica already */
+			op->acked = 1;
+		if (ts) {
+			if (ack->seq > ts->acked)
+				ts->acked = ack->seq;
+			task_next(n, ts, 1);
+		}
 		resolve_applied(n);
+		return;
+	}
+	if (ts && ack->status == BSJS_EWRONGSEQ) {
+		n->last_ok_ms = now_ms();
+		task_wrong_seq(n, op, ack);
 		return;
 	}
 	log_warn("cluster.publish", "status=%s msg=%s attempts=%d",
@@ -174,7 +379,9 @@ static void on_ack(void *arg, const struct bsjs_ack *ack)
 	op->resolved = 1;
 	op->status = BK_UNAVAILABLE;
 	op->why = "cluster unavailable";
-	drain(n);
+	if (ts)
+		task_next(n, ts, 0);
+	resolve_applied(n); /* and the stale ones behind it */
 }
 
 /* ---- encoding (version 1: one JSON object per event) ---- */
@@ -243,6 +450,39 @@ static json_t *encode(struct nats *n, const struct engine_event *ev)
 		json_object_set_new(o, "cursor",
 				    json_integer(ev->cursor.cursor));
 		break;
+	case ENGINE_TASK:
+		set_str(o, "id", ev->task.rec.id);
+		set_str(o, "title", ev->task.rec.title);
+		set_str(o, "owner", ev->task.rec.owner);
+		set_str(o, "watchers", ev->task.rec.watchers);
+		set_str(o, "status", ev->task.rec.status);
+		set_str(o, "steps", ev->task.rec.steps);
+		set_str(o, "note", ev->task.rec.note);
+		json_object_set_new(o, "done", json_integer(ev->task.rec.done));
+		json_object_set_new(o, "total",
+				    json_integer(ev->task.rec.total));
+		json_object_set_new(o, "version",
+				    json_integer(ev->task.rec.version));
+		json_object_set_new(o, "created",
+				    json_integer(ev->task.rec.created_at));
+		json_object_set_new(o, "updated",
+				    json_integer(ev->task.rec.updated_at));
+		json_object_set_new(o, "finished",
+				    json_integer(ev->task.rec.finished_at));
+		json_object_set_new(
+			o, "snap",
+			json_stringn(ev->task.snap, ev->task.snap_len));
+		break;
+	case ENGINE_TASK_DELETE:
+		set_str(o, "id", ev->task_id);
+		break;
+	case ENGINE_TOKEN_CHANGE:
+		/* a revocation (the CLI's): the hash and when, in token */
+		hex(h, ev->token.hash, 32);
+		json_object_set_new(o, "hash", json_string(h));
+		json_object_set_new(o, "revoked",
+				    json_integer(ev->token.revoked_at));
+		break;
 	case ENGINE_TOKEN_ISSUE:
 		hex(h, ev->token.hash, 32);
 		json_object_set_new(o, "hash", json_string(h));
@@ -263,6 +503,11 @@ static json_t *encode(struct nats *n, const struct engine_event *ev)
 static const char *get_str(json_t *o, const char *k)
 {
 	return json_string_value(json_object_get(o, k));
+}
+
+static int64_t get_int(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
 }
 
 /* Fill ev from o (strings point into o). 0 ok, -1 not ours or bad. */
@@ -310,6 +555,39 @@ static int decode(struct nats *n, json_t *o, const struct bsjs_msg *m,
 		ev->cursor.cursor =
 			json_integer_value(json_object_get(o, "cursor"));
 		return ev->cursor.uid ? 0 : -1;
+	case ENGINE_TASK: {
+		struct task_record *r = &ev->task.rec;
+		r->id = get_str(o, "id");
+		r->title = get_str(o, "title");
+		r->owner = get_str(o, "owner");
+		r->watchers = get_str(o, "watchers");
+		r->status = get_str(o, "status");
+		r->steps = get_str(o, "steps");
+		r->note = get_str(o, "note");
+		r->done = get_int(o, "done");
+		r->total = get_int(o, "total");
+		r->version = get_int(o, "version");
+		r->created_at = get_int(o, "created");
+		r->updated_at = get_int(o, "updated");
+		r->finished_at = get_int(o, "finished");
+		d = json_object_get(o, "snap");
+		ev->task.snap = json_string_value(d);
+		ev->task.snap_len = json_string_length(d);
+		return r->id && r->title && r->owner && r->status &&
+				       ev->task.snap && r->version > 0
+			       ? 0
+			       : -1;
+	}
+	case ENGINE_TASK_DELETE:
+		ev->task_id = get_str(o, "id");
+		return ev->task_id ? 0 : -1;
+	case ENGINE_TOKEN_CHANGE:
+		/* a revocation; handed on as the token's state (on_batch) */
+		h = get_str(o, "hash");
+		if (!h || strlen(h) != 64 || unhex(ev->token.hash, h, 32) < 0)
+			return -1;
+		ev->token.revoked_at = get_int(o, "revoked");
+		return ev->token.revoked_at > 0 ? 0 : -1;
 	case ENGINE_TOKEN_ISSUE:
 		h = get_str(o, "hash");
 		if (!h || strlen(h) != 64 || unhex(ev->token.hash, h, 32) < 0)
@@ -329,6 +607,72 @@ static int decode(struct nats *n, json_t *o, const struct bsjs_msg *m,
 }
 
 /* ---- the replica ---- */
+
+/* A task's counters in the replica (struct tsubj): "task_seq:<id>" the
+ * seq of the last message on its subject, "task_base:<id>" of its last
+ * event applied. Kept after a deletion too: a task made again with the
+ * same id follows the deletion. */
+static uint64_t task_counter(struct nats *n, const char *kind, const char *id)
+{
+	char name[200];
+
+	snprintf(name, sizeof(name), "%s:%s", kind, id);
+	return (uint64_t)store_counter_get(n->store, name);
+}
+
+static int task_counter_set(struct nats *n, const char *kind, const char *id,
+			    int64_t seq)
+{
+	char name[200];
+
+	snprintf(name, sizeof(name), "%s:%s", kind, id);
+	return store_counter_set(n->store, name, seq);
+}
+
+/* Our change with id oid was skipped by the replica (seq): BK_STALE, and
+ * so is every change of the task made before the broker learns it. */
+static void task_skipped(struct nats *n, uint64_t oid, uint64_t seq)
+{
+	for (struct op *op = n->head; op; op = op->next)
+		if (op->ts && op->oid == oid && !op->resolved) {
+			op->acked = 0;
+			op->stale = 1;
+			op->wait_seq = seq;
+			if (op->ts->poison == NULL)
+				op->ts->poison = op;
+			task_next(n, op->ts, 0);
+			return;
+		}
+}
+
+/* A task event (inside the batch's transaction): applied when its base is
+ * the task's last applied event. 1 applied, 0 skipped, -1 error. */
+static int apply_task(struct nats *n, const struct engine_event *ev, json_t *o)
+{
+	const char *id =
+		ev->kind == ENGINE_TASK ? ev->task.rec.id : ev->task_id;
+	uint64_t base = (uint64_t)json_integer_value(json_object_get(o, "b"));
+
+	if (task_counter_set(n, "task_seq", id, ev->seq) < 0)
+		return -1;
+	if (base != task_counter(n, "task_base", id)) {
+		log_info("cluster.task_skip", "task=%s seq=%lld base=%llu",
+			 log_val(id), (long long)ev->seq,
+			 (unsigned long long)base);
+		if (ev->local)
+			task_skipped(n,
+				     (uint64_t)json_integer_value(
+					     json_object_get(o, "o")),
+				     (uint64_t)ev->seq);
+		return 0;
+	}
+	if ((ev->kind == ENGINE_TASK
+		     ? store_task_put(n->store, &ev->task.rec)
+		     : store_task_del(n->store, ev->task_id)) < 0 ||
+	    task_counter_set(n, "task_base", id, ev->seq) < 0)
+		return -1;
+	return 1;
+}
 
 /* Apply ev to the replica (inside the batch's transaction). 1 applied,
  * 0 skipped (a message whose ref the replica already has: a resend past
@@ -372,6 +716,11 @@ static int apply(struct nats *n, const struct engine_event *ev)
 			       : 1;
 	case ENGINE_TOKEN_ISSUE:
 		return store_token_put(n->store, &ev->token) < 0 ? -1 : 1;
+	case ENGINE_TOKEN_CHANGE:
+		return store_token_revoke_hash(n->store, ev->token.hash,
+					       ev->token.revoked_at) < 0
+			       ? -1
+			       : 1;
 	default:
 		return 0;
 	}
@@ -401,7 +750,9 @@ static void on_batch(void *arg, const struct bsjs_msg *msgs, size_t cnt)
 				 log_val(m->subject));
 			continue;
 		}
-		rc = apply(n, &ev);
+		rc = ev.kind == ENGINE_TASK || ev.kind == ENGINE_TASK_DELETE
+			     ? apply_task(n, &ev, docs[i])
+			     : apply(n, &ev);
 		if (rc < 0)
 			fatal("cluster: cannot apply seq %llu to the replica",
 			      (unsigned long long)m->seq);
@@ -415,14 +766,37 @@ static void on_batch(void *arg, const struct bsjs_msg *msgs, size_t cnt)
 	if (last > n->stream_last)
 		n->stream_last = last;
 	for (size_t i = 0; i < cnt; i++) {
-		if (use[i] && decode(n, docs[i], &msgs[i], &ev) == 0 &&
-		    n->e.on_event)
+		struct engine_token_state st;
+
+		if (!use[i] || decode(n, docs[i], &msgs[i], &ev) < 0) {
+			json_decref(docs[i]);
+			continue;
+		}
+		if (ev.kind == ENGINE_TOKEN_CHANGE) {
+			/* what the token is now: its sessions here close */
+			struct auth_identity id;
+			memcpy(st.hash, ev.token.hash, 32);
+			st.state = store_token_state(n->store, st.hash,
+						     now_ms(), &id);
+			st.expires_at = st.state == 0 ? id.expires_at : 0;
+			ev.tokens.v = &st;
+			ev.tokens.n = st.state == -2 ? 0 : 1;
+		}
+		if (n->e.on_event)
 			n->e.on_event(n->e.on_event_arg, &ev);
 		json_decref(docs[i]);
 	}
 	free(docs);
 	free(use);
 	resolve_applied(n);
+	settle_check(n);
+	{
+		struct tsubj *ts, *tmp;
+		HASH_ITER(hh, n->tsubjs, ts, tmp)
+		{
+			tsubj_gc(n, ts);
+		}
+	}
 }
 
 /* ---- the link ---- */
@@ -471,6 +845,7 @@ static void on_link(void *arg, const struct bsjs_event *ev)
 			return;
 		}
 		n->stream_last = ev->stream->last_seq;
+		n->stream_first = ev->stream->first_seq;
 		n->last_ok_ms = now_ms();
 		n->ready = 1;
 		log_info("cluster.ready",
@@ -494,6 +869,62 @@ static void on_link(void *arg, const struct bsjs_event *ev)
 	}
 }
 
+/* ---- retention of the replica ---- */
+
+/* One step: the replica's messages the stream no longer keeps (below its
+ * first seq: max_age, max_msgs), and idempotency keys older than 24 h, at
+ * most PRUNE_BATCH rows each, in one transaction. 1 when it deleted
+ * something: the next step runs on the next loop turn. */
+static int prune_step(struct nats *n)
+{
+	int64_t below = n->stream_first > 1 ? (int64_t)n->stream_first - 1 : 0;
+	int64_t idem_before = now_ms() - IDEM_KEEP_MS, max_deleted = 0;
+	int k, idem = 0;
+
+	if (below > (int64_t)n->applied)
+		below = (int64_t)n->applied;
+	if (!store_prune_needed(n->store, 0, below, idem_before))
+		return 0;
+	if (store_begin(n->store) < 0)
+		return 0;
+	k = store_prune(n->store, 0, below, idem_before, PRUNE_BATCH,
+			&max_deleted, &idem);
+	if (k > 0) {
+		metrics.retention += (uint64_t)k;
+		if (max_deleted > n->pruned_max) {
+			n->pruned_max = max_deleted;
+			store_counter_set(n->store, "pruned_max_seq",
+					  max_deleted);
+		}
+		store_counter_set(n->store, "pruned_total",
+				  (int64_t)metrics.retention);
+	}
+	if (k < 0 || store_commit(n->store) < 0) {
+		store_rollback(n->store);
+		return 0;
+	}
+	if (k > 0 || idem > 0)
+		log_info("cluster.prune", "deleted=%d idem=%d upto=%lld", k,
+			 idem, (long long)n->pruned_max);
+	return k > 0 || idem > 0;
+}
+
+static void prune_soon(struct nats *n)
+{
+	static const struct timeval next_turn = {0, 0};
+
+	if (!evtimer_pending(n->prune_ev, NULL))
+		evtimer_add(n->prune_ev, &next_turn);
+}
+
+static void prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	if (prune_step(arg))
+		prune_soon(arg);
+}
+
 static void on_info(void *arg, int status, const struct bsjs_stream_info *si)
 {
 	struct nats *n = arg;
@@ -502,6 +933,8 @@ static void on_info(void *arg, int status, const struct bsjs_stream_info *si)
 		return;
 	n->last_ok_ms = now_ms();
 	n->stream_last = si->last_seq;
+	n->stream_first = si->first_seq;
+	prune_soon(n);
 }
 
 static void figures(struct nats *n)
@@ -532,6 +965,210 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
 	figures(n);
 }
 
+/* ---- task changes ---- */
+
+/* "<stream>.task.<key>": the id itself when it is a safe subject token,
+ * else "~" and 32 hex digits of its SHA-256. */
+static char *task_subject(struct nats *n, const char *id)
+{
+	size_t len = strlen(id), k = strspn(id, "abcdefghijklmnopqrstuvwxyz"
+						"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						"0123456789_-");
+	char key[140], *out;
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	if (len > 0 && k == len && len < sizeof(key)) {
+		memcpy(key, id, len + 1);
+	} else {
+		SHA256((const unsigned char *)id, len, md);
+		key[0] = '~';
+		hex(key + 1, md, 16);
+	}
+	out = xmalloc(n->subject_base + 6 + strlen(key) + 1);
+	memcpy(out, n->subject, n->subject_base);
+	sprintf(out + n->subject_base, "task.%s", key);
+	return out;
+}
+
+static void task_publish(struct nats *n, struct op *op)
+{
+	struct tsubj *ts = op->ts;
+	uint64_t c = task_counter(n, "task_seq", ts->id), expect, base;
+	struct bsjs_pub p = {.subject = ts->subject};
+	char *text;
+	size_t len = strlen(op->text);
+
+	if (ts->poison) {
+		op->stale = 1;
+		task_next(n, ts, 0);
+		event_active(n->drain_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	if (ts->acked > n->applied) {
+		/* made on top of our change not applied yet */
+		expect = base = ts->acked;
+	} else {
+		base = task_counter(n, "task_base", ts->id);
+		expect = ts->has_hint && c == ts->hint_counter ? ts->hint : c;
+	}
+	ts->has_hint = 0;
+	ts->hint_counter = c;
+	/* the encoded object, its base and id added */
+	text = xmalloc(len + 64);
+	memcpy(text, op->text, len - 1);
+	len = len - 1 +
+	      (size_t)sprintf(text + len - 1, ",\"b\":%llu,\"o\":%llu}",
+			      (unsigned long long)base,
+			      (unsigned long long)op->oid);
+	free(op->text);
+	op->text = text;
+	p.data = text;
+	p.len = len;
+	p.expect_last_subject_seq = (int64_t)expect;
+	ts->busy = op;
+	op->inflight = 1;
+	if (bsjs_publish(n->link, &p, on_ack, op) < 0) {
+		op->inflight = 0;
+		ts->busy = NULL;
+		op->resolved = 1;
+		op->status = BK_UNAVAILABLE;
+		op->why = "cluster unavailable";
+		task_next(n, ts, 0);
+		event_active(n->drain_ev, EV_TIMEOUT, 0);
+	}
+	free(op->text);
+	op->text = NULL;
+}
+
+/* A task change or deletion, on its task's chain (struct tsubj). */
+static int submit_task(struct nats *n, const struct engine_event *ev,
+		       const struct bk_done *done, const char **why)
+{
+	const char *id =
+		ev->kind == ENGINE_TASK ? ev->task.rec.id : ev->task_id;
+	struct tsubj *ts;
+	struct op *op;
+	json_t *o = encode(n, ev);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (text == NULL || id == NULL) {
+		free(text);
+		*why = "cannot encode the event";
+		return -1;
+	}
+	HASH_FIND_STR(n->tsubjs, id, ts);
+	if (ts == NULL) {
+		ts = xcalloc(1, sizeof(*ts));
+		ts->id = xstrdup(id);
+		ts->subject = task_subject(n, id);
+		ts->wtail = &ts->whead;
+		HASH_ADD_KEYPTR(hh, n->tsubjs, ts->id, strlen(ts->id), ts);
+	}
+	op = op_new(n, done);
+	op->ts = ts;
+	op->text = text;
+	op->oid = ++n->next_oid;
+	ts->nops++;
+	if (ts->busy) {
+		*ts->wtail = op;
+		ts->wtail = &op->tnext;
+	} else {
+		task_publish(n, op);
+	}
+	return 0;
+}
+
+/* ---- settle: the replica up to what the stream has now ---- */
+
+static void settle_free(struct settle *w)
+{
+	event_free(w->timer);
+	free(w);
+}
+
+static void settle_complete(struct settle *w)
+{
+	struct nats *n = w->n;
+	struct bk_result r = {.status = BK_OK};
+
+	for (struct settle **pp = &n->settles; *pp; pp = &(*pp)->next)
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	w->completed = 1;
+	evtimer_del(w->timer);
+	bk_complete(&w->done, &r);
+	if (!w->asking)
+		settle_free(w);
+}
+
+static void settle_check(struct nats *n)
+{
+	struct settle *w = n->settles, *next;
+
+	for (; w; w = next) {
+		next = w->next;
+		if (w->known && w->upto <= n->applied)
+			settle_complete(w);
+	}
+}
+
+static void settle_info(void *arg, int status,
+			const struct bsjs_stream_info *si)
+{
+	struct settle *w = arg;
+
+	w->asking = 0;
+	if (w->completed) {
+		settle_free(w);
+		return;
+	}
+	if (status != BSJS_OK) {
+		settle_complete(w); /* nothing to wait for */
+		return;
+	}
+	w->upto = si->last_seq;
+	w->known = 1;
+	settle_check(w->n);
+}
+
+static void settle_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	settle_complete(arg);
+}
+
+static void nats_settle(struct engine *eng, int wait_ms,
+			const struct bk_done *done)
+{
+	struct nats *n = nats_of(eng);
+	struct settle *w = xcalloc(1, sizeof(*w));
+	struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+
+	w->n = n;
+	w->done = *done;
+	w->timer = evtimer_new(n->base, settle_timer, w);
+	if (w->timer == NULL)
+		fatal("event_new failed");
+	w->next = n->settles;
+	n->settles = w;
+	evtimer_add(w->timer, &tv);
+	w->asking = 1;
+	if (bsjs_stream_info(n->link, settle_info, w) < 0) {
+		w->asking = 0;
+		settle_complete(w);
+	}
+}
+
+static int nats_task(struct engine *eng, const char *id, engine_task_fn fn,
+		     void *arg)
+{
+	return store_task_get(nats_of(eng)->store, id, fn, arg);
+}
+
 /* ---- the interface ---- */
 
 static int nats_submit(struct engine *eng, const struct engine_event *ev,
@@ -548,10 +1185,8 @@ static int nats_submit(struct engine *eng, const struct engine_event *ev,
 
 	if (why == NULL)
 		why = &dummy;
-	if (ev->kind == ENGINE_TASK || ev->kind == ENGINE_TASK_DELETE) {
-		*why = "tasks are not cluster-wide yet";
-		return -1;
-	}
+	if (ev->kind == ENGINE_TASK || ev->kind == ENGINE_TASK_DELETE)
+		return submit_task(n, ev, done, why);
 	if (ev->kind == ENGINE_TOKEN_CHANGE) {
 		*why = "not an operation";
 		return -1;
@@ -607,7 +1242,7 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	drain(arg);
+	resolve_applied(arg); /* stale task changes too; then drain */
 }
 
 static void nats_sync(struct engine *eng, const struct bk_done *done)
@@ -630,7 +1265,14 @@ static void nats_sync(struct engine *eng, const struct bk_done *done)
 static void nats_flush(struct engine *eng)
 {
 	struct nats *n = nats_of(eng);
+	struct tsubj *ts, *tmp;
 
+	/* the waiting changes complete below, unlinked from their chains */
+	HASH_ITER(hh, n->tsubjs, ts, tmp)
+	{
+		ts->whead = NULL;
+		ts->wtail = &ts->whead;
+	}
 	for (struct op *op = n->head; op; op = op->next)
 		if (!op->resolved) {
 			op->resolved = 1;
@@ -650,10 +1292,14 @@ static int64_t nats_committed(struct engine *eng)
 	return (int64_t)nats_of(eng)->applied;
 }
 
+/* What the replica pruned, or what the stream no longer keeps (a replica
+ * rebuilt from it never had those): a resume from below is not whole. */
 static int64_t nats_pruned(struct engine *eng)
 {
-	(void)eng;
-	return 0;
+	struct nats *n = nats_of(eng);
+	int64_t gone = n->stream_first > 1 ? (int64_t)n->stream_first - 1 : 0;
+
+	return gone > n->pruned_max ? gone : n->pruned_max;
 }
 
 static int nats_load(struct engine *eng, const struct engine_loader *ld,
@@ -701,11 +1347,24 @@ static void nats_destroy(struct engine *eng)
 
 	nats_flush(eng);
 	bsjs_consume_stop(n->link);
+	while (n->settles)
+		settle_complete(n->settles);
 	bsjs_destroy(n->link);
 	/* completions of bsjs_destroy resolved nothing new: drained above */
 	drain(n);
+	{
+		struct tsubj *ts, *tmp;
+		HASH_ITER(hh, n->tsubjs, ts, tmp)
+		{
+			HASH_DEL(n->tsubjs, ts);
+			free(ts->id);
+			free(ts->subject);
+			free(ts);
+		}
+	}
 	event_free(n->health_ev);
 	event_free(n->drain_ev);
+	event_free(n->prune_ev);
 	store_close(n->store);
 	free(n);
 	bsjs_global_finish();
@@ -722,6 +1381,8 @@ static const struct engine_ops nats_ops = {
 	.cursor = nats_cursor,
 	.replay = nats_replay,
 	.token = nats_token,
+	.task = nats_task,
+	.settle = nats_settle,
 	.healthy = nats_healthy,
 	.destroy = nats_destroy,
 };
@@ -769,11 +1430,13 @@ struct engine *engine_nats_create(struct event_base *base,
 	}
 	n = xcalloc(1, sizeof(*n));
 	n->e.ops = &nats_ops;
+	n->e.linear_tasks = 1;
 	n->base = base;
 	n->cfg = cfg;
 	n->store = s;
 	n->tail = &n->head;
 	n->applied = (uint64_t)store_counter_get(s, "cluster_applied_seq");
+	n->pruned_max = store_counter_get(s, "pruned_max_seq");
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		fatal("getrandom failed");
 	hex(n->instance, rnd, sizeof(rnd));
@@ -799,7 +1462,8 @@ struct engine *engine_nats_create(struct event_base *base,
 	}
 	n->health_ev = event_new(base, -1, EV_PERSIST, health_cb, n);
 	n->drain_ev = event_new(base, -1, 0, drain_cb, n);
-	if (n->health_ev == NULL || n->drain_ev == NULL)
+	n->prune_ev = evtimer_new(base, prune_cb, n);
+	if (n->health_ev == NULL || n->drain_ev == NULL || n->prune_ev == NULL)
 		fatal("event_new failed");
 	event_add(n->health_ev, &health);
 	/* Before anything listens: wait for the stream and for the replica
@@ -823,6 +1487,154 @@ struct engine *engine_nats_create(struct event_base *base,
 		 "not_cluster_wide=%s",
 		 log_val(cfg->node), log_val(cfg->stream), jc.replicas,
 		 (unsigned long long)n->applied,
-		 "tasks(refused),token-revoke-cli,replica-retention");
+		 "presence,offline-inbox,admin-nodes");
 	return &n->e;
+}
+
+/* ---- the token commands of the CLI ---- */
+
+#define CLI_WAIT_MS 5000
+
+struct cli {
+	int ready, fatal, done, status;
+	char text[200];
+};
+
+static void cli_link(void *arg, const struct bsjs_event *ev)
+{
+	struct cli *c = arg;
+
+	if (ev->type == BSJS_EV_READY)
+		c->ready = 1;
+	if (ev->type == BSJS_EV_FATAL) {
+		c->fatal = 1;
+		snprintf(c->text, sizeof(c->text), "%s", ev->text);
+	}
+}
+
+static void cli_ack(void *arg, const struct bsjs_ack *ack)
+{
+	struct cli *c = arg;
+
+	c->done = 1;
+	c->status = ack->status;
+	snprintf(c->text, sizeof(c->text), "%s", ack->text);
+}
+
+static void cli_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/* Publish ev (a token's row or revocation) on <stream>.<kind> with msg_id,
+ * waiting at most CLI_WAIT_MS for the PubAck. 0, or -2 with err. On a
+ * failure the link is left to the process's exit (its first connection
+ * attempt may still block). */
+static int cli_publish(const char *servers, const char *stream,
+		       const struct engine_event *ev, const char *msg_id,
+		       char *err, size_t errsz)
+{
+	struct nats tmp = {0};
+	struct cli c = {0};
+	struct bsjs_config jc = {0};
+	struct bsjs_pub p = {.expect_last_subject_seq = -1, .msg_id = msg_id};
+	const char *list[32];
+	char *copy = xstrdup(servers), subject[200], *text;
+	struct event_base *base;
+	struct event *tick;
+	struct timeval tv = {0, 100000};
+	struct bsjs *link;
+	json_t *o;
+	int64_t deadline;
+
+	jc.nservers = split(copy, list, 32);
+	if (jc.nservers == 0) {
+		snprintf(err, errsz, "--cluster names no server");
+		free(copy);
+		return -2;
+	}
+	if (bsjs_global_init() < 0 || (base = event_base_new()) == NULL) {
+		snprintf(err, errsz, "cannot set up libnats");
+		free(copy);
+		return -2;
+	}
+	snprintf(tmp.instance, sizeof(tmp.instance), "cli");
+	o = encode(&tmp, ev);
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	snprintf(subject, sizeof(subject), "%s.%s", stream,
+		 kind_name[ev->kind]);
+	jc.servers = list;
+	jc.name = "basestation-cli";
+	jc.stream = stream;
+	jc.no_create = true;
+	jc.replicas = jc.nservers < 3 ? jc.nservers : 3;
+	jc.publish_timeout_ms = CLI_WAIT_MS;
+	jc.on_event = cli_link;
+	jc.arg = &c;
+	link = bsjs_create(base, &jc, err, errsz);
+	free(copy);
+	if (link == NULL) {
+		free(text);
+		return -2;
+	}
+	p.subject = subject;
+	p.data = text;
+	p.len = strlen(text);
+	if (bsjs_publish(link, &p, cli_ack, &c) < 0)
+		fatal("cannot publish");
+	free(text);
+	tick = event_new(base, -1, EV_PERSIST, cli_tick, NULL);
+	event_add(tick, &tv);
+	deadline = now_ms() + CLI_WAIT_MS + 500;
+	while (!c.done && !c.fatal && now_ms() < deadline)
+		event_base_loop(base, EVLOOP_ONCE);
+	if (!c.done || c.status != BSJS_OK) {
+		snprintf(err, errsz, "%s",
+			 c.fatal   ? c.text
+			 : c.ready ? "JetStream did not store it within 5 s"
+				   : "JetStream not reached within 5 s");
+		return -2;
+	}
+	event_free(tick);
+	bsjs_destroy(link);
+	event_base_free(base);
+	bsjs_global_finish();
+	return 0;
+}
+
+int engine_nats_token_issue(const char *servers, const char *stream,
+			    const char *uid, enum auth_role role, int64_t ttl_s,
+			    char *out, size_t outsz, int64_t *expires_at,
+			    char *err, size_t errsz)
+{
+	struct engine_event ev = {.kind = ENGINE_TOKEN_ISSUE};
+	char id[80];
+
+	if (auth_token_new(uid, role, ttl_s, now_ms(), out, outsz, &ev.token) <
+	    0) {
+		snprintf(err, errsz, "cannot make a token");
+		return -2;
+	}
+	*expires_at = ev.token.expires_at;
+	snprintf(id, sizeof(id), "t:");
+	hex(id + 2, ev.token.hash, 32);
+	return cli_publish(servers, stream, &ev, id, err, errsz);
+}
+
+int engine_nats_token_revoke(const char *servers, const char *stream,
+			     const char *token, char *err, size_t errsz)
+{
+	struct engine_event ev = {.kind = ENGINE_TOKEN_CHANGE};
+	char id[80];
+
+	if (auth_token_hash(token, strnlen(token, AUTH_TOKEN_MAX + 1),
+			    ev.token.hash) < 0)
+		return -1;
+	ev.token.revoked_at = now_ms();
+	snprintf(id, sizeof(id), "r:");
+	hex(id + 2, ev.token.hash, 32);
+	return cli_publish(servers, stream, &ev, id, err, errsz);
 }

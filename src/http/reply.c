@@ -108,6 +108,7 @@ int http_status(enum bk_status st)
 	case BK_CONFLICT:
 		return 409;
 	case BK_UNAVAILABLE:
+	case BK_STALE: /* the broker never answers it */
 		return 503;
 	case BK_BAD_REQUEST:
 	case BK_TOO_LARGE:

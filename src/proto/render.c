@@ -90,6 +90,7 @@ static const char *error_code(enum bk_status st)
 	case BK_TOO_LARGE:
 		return "too_large";
 	case BK_UNAVAILABLE:
+	case BK_STALE: /* the broker never answers it */
 		/* the engine could not make it durable (a failed COMMIT, a
 		 * cluster that did not ack in time): "maybe stored", resend
 		 * with the same ref (protocol §7) */

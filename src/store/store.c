@@ -806,40 +806,60 @@ int store_task_del(struct store *s, const char *id)
 	return run(s, ST_TASK_DEL);
 }
 
+#define TASK_COLUMNS                                                           \
+	"SELECT id, title, owner, watchers, status, steps, done, total, "      \
+	"note, version, created_at, updated_at, finished_at FROM tasks"
+
+/* The task row at st's cursor, to cb. */
+static void task_row(sqlite3_stmt *st, store_task_cb cb, void *arg)
+{
+	struct task_record t = {
+		.id = (const char *)sqlite3_column_text(st, 0),
+		.title = (const char *)sqlite3_column_text(st, 1),
+		.owner = (const char *)sqlite3_column_text(st, 2),
+		.watchers = (const char *)sqlite3_column_text(st, 3),
+		.status = (const char *)sqlite3_column_text(st, 4),
+		.steps = (const char *)sqlite3_column_text(st, 5),
+		.done = sqlite3_column_type(st, 6) == SQLITE_NULL
+				? -1
+				: sqlite3_column_int64(st, 6),
+		.total = sqlite3_column_type(st, 7) == SQLITE_NULL
+				 ? -1
+				 : sqlite3_column_int64(st, 7),
+		.note = (const char *)sqlite3_column_text(st, 8),
+		.version = sqlite3_column_int64(st, 9),
+		.created_at = sqlite3_column_int64(st, 10),
+		.updated_at = sqlite3_column_int64(st, 11),
+		.finished_at = sqlite3_column_int64(st, 12),
+	};
+	cb(arg, &t);
+}
+
 int store_load_tasks(struct store *s, store_task_cb cb, void *arg)
 {
 	sqlite3_stmt *st;
 	int rc;
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT id, title, owner, watchers, status, "
-			       "steps, done, total, note, version, created_at, "
-			       "updated_at, finished_at FROM tasks",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, TASK_COLUMNS, -1, &st, NULL) != SQLITE_OK)
 		return -1;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct task_record t = {
-			.id = (const char *)sqlite3_column_text(st, 0),
-			.title = (const char *)sqlite3_column_text(st, 1),
-			.owner = (const char *)sqlite3_column_text(st, 2),
-			.watchers = (const char *)sqlite3_column_text(st, 3),
-			.status = (const char *)sqlite3_column_text(st, 4),
-			.steps = (const char *)sqlite3_column_text(st, 5),
-			.done = sqlite3_column_type(st, 6) == SQLITE_NULL
-					? -1
-					: sqlite3_column_int64(st, 6),
-			.total = sqlite3_column_type(st, 7) == SQLITE_NULL
-					 ? -1
-					 : sqlite3_column_int64(st, 7),
-			.note = (const char *)sqlite3_column_text(st, 8),
-			.version = sqlite3_column_int64(st, 9),
-			.created_at = sqlite3_column_int64(st, 10),
-			.updated_at = sqlite3_column_int64(st, 11),
-			.finished_at = sqlite3_column_int64(st, 12),
-		};
-		cb(arg, &t);
-	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		task_row(st, cb, arg);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_task_get(struct store *s, const char *id, store_task_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc;
+	if (sqlite3_prepare_v2(s->db, TASK_COLUMNS " WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -1;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		task_row(st, cb, arg);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* ---- tokens: src/store/tokens.c on the loop's connection ---- */
@@ -872,6 +892,12 @@ int store_token_verify(struct store *s, const char *token, size_t len,
 int store_token_revoke(struct store *s, const char *token, int64_t now_ms)
 {
 	return tokens_revoke(&s->tokens, token, now_ms);
+}
+
+int store_token_revoke_hash(struct store *s, const unsigned char hash[32],
+			    int64_t now_ms)
+{
+	return tokens_revoke_hash(&s->tokens, hash, now_ms);
 }
 
 int64_t store_token_changes_head(struct store *s)

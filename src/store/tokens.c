@@ -157,8 +157,7 @@ int tokens_verify(struct tokens *t, const char *token, size_t len,
 int tokens_revoke(struct tokens *t, const char *token, int64_t now_ms)
 {
 	unsigned char hash[32];
-	sqlite3_stmt *st;
-	int rc = -1;
+	int rc;
 
 	if (t->db == NULL)
 		return -1;
@@ -167,9 +166,17 @@ int tokens_revoke(struct tokens *t, const char *token, int64_t now_ms)
 	rc = auth_token_hash(token, strnlen(token, AUTH_TOKEN_MAX + 1), hash);
 	if (rc == -1)
 		return 0; /* cannot be a token: nothing to revoke */
-	if (rc < 0 || (st = stmt(t, TOK_REVOKE)) == NULL)
+	return rc < 0 ? -1 : tokens_revoke_hash(t, hash, now_ms);
+}
+
+int tokens_revoke_hash(struct tokens *t, const unsigned char hash[32],
+		       int64_t now_ms)
+{
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	if (t->db == NULL || (st = stmt(t, TOK_REVOKE)) == NULL)
 		return -1;
-	rc = -1;
 	if (sqlite3_bind_int64(st, 1, now_ms) ||
 	    sqlite3_bind_blob(st, 2, hash, 32, SQLITE_STATIC))
 		goto out;

@@ -54,6 +54,9 @@ int tokens_state(struct tokens *t, const unsigned char hash[32], int64_t now_ms,
 /* Revoke by the token's text at now_ms. 1 revoked, 0 unknown or already
  * revoked, -1 database error. */
 int tokens_revoke(struct tokens *t, const char *token, int64_t now_ms);
+/* The same by the token's hash. */
+int tokens_revoke_hash(struct tokens *t, const unsigned char hash[32],
+		       int64_t now_ms);
 /* The change log (schema 003): the newest seq (0 when empty, -1 error);
  * the hashes of the changes after *after, oldest first, at most max,
  * moving *after past what was read: how many, -1 on error (*after

@@ -6,7 +6,8 @@
 //     nodes both get a direct message; acked seq = delivered seq;
 //   - resume on the other node: no gap, no duplicate, no reorder;
 //   - /admin/sql on node B sees what was sent through A;
-//   - tasks are refused (not cluster-wide yet), with a reason;
+//   - a task created on A is read on B (tests/cluster/tasks.test.mjs has
+//     the rest);
 //   - every server frozen: /healthz 503 and send answers `unavailable`
 //     within 5 s while the WebSocket stays open; thawed: acked again;
 //   - kill -9 of node A mid-burst: its sender reconnects to B and resends
@@ -50,10 +51,10 @@ async function node(name, stream) {
 }
 const join = (srv, uid, opts = {}) => connect(srv, uid, { token: jwt(SECRET, { sub: uid }), ...opts });
 
-test('messages cross nodes; one epoch; resume elsewhere; admin SQL sees it all; tasks refused', { skip }, async () => {
+test('messages cross nodes; one epoch; resume elsewhere; admin SQL sees it all; a task crosses', { skip }, async () => {
   const A = await node('a', 'one');
   const B = await node('b', 'one');
-  assert.match(A.logs, /event=cluster\.start .*not_cluster_wide=tasks/);
+  assert.match(A.logs, /event=cluster\.start /);
   const alice = await join(A, 'alice');
   const bob = await join(B, 'bob');
   const bob2 = await join(A, 'bob'); // a second tab on the other node
@@ -105,10 +106,12 @@ test('messages cross nodes; one epoch; resume elsewhere; admin SQL sees it all; 
   assert.equal(q.status, 200, q.text);
   assert.match(q.text, /\b20\b/);
 
-  // tasks: refused with a reason, nothing half-made
+  // a task made through A is there on B
   const t = await api(A, 'POST', '/api/tasks', { id: 'job', title: 'T', owner: 'alice', steps: ['a'] });
-  assert.notEqual(t.status, 201);
-  assert.match(t.text, /not cluster-wide/);
+  assert.equal(t.status, 201, t.text);
+  const tb = await api(B, 'GET', '/api/tasks/job');
+  assert.equal(tb.status, 200, tb.text);
+  assert.equal(JSON.parse(tb.text).version, 1);
 
   // one ref, two nodes: acked once, at one seq; delivered once
   alice.send({ type: 'send', to: 'dan', data: 'once', ref: 'x1' });

@@ -322,6 +322,25 @@ static int fake_token(struct engine *e, const unsigned char hash[32],
 	return AUTH_TOKEN_UNKNOWN;
 }
 
+static int fake_task(struct engine *e, const char *id, engine_task_fn fn,
+		     void *arg)
+{
+	(void)e;
+	(void)id;
+	(void)fn;
+	(void)arg;
+	return 0;
+}
+
+static void fake_settle(struct engine *e, int wait_ms,
+			const struct bk_done *done)
+{
+	struct bk_result r = {.status = BK_OK};
+	(void)e;
+	(void)wait_ms;
+	bk_complete(done, &r);
+}
+
 static int fake_healthy(struct engine *e)
 {
 	(void)e;
@@ -344,6 +363,8 @@ static const struct engine_ops fake_ops = {
 	.cursor = fake_cursor,
 	.replay = fake_replay,
 	.token = fake_token,
+	.task = fake_task,
+	.settle = fake_settle,
 	.healthy = fake_healthy,
 	.destroy = fake_destroy,
 };

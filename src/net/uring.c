@@ -924,12 +924,8 @@ static unsigned outstanding(const struct uring *u)
 	return n;
 }
 
-void uring_free(struct uring *u)
+void uring_quiesce(struct uring *u)
 {
-	struct op *op;
-
-	if (u == NULL)
-		return;
 	for (int fd = 0; fd < u->nfds; fd++)
 		if (uring_pending(u, fd))
 			uring_cancel(u, fd);
@@ -942,6 +938,15 @@ void uring_free(struct uring *u)
 			u->st.waits++;
 		uring_submit(u);
 	}
+}
+
+void uring_free(struct uring *u)
+{
+	struct op *op;
+
+	if (u == NULL)
+		return;
+	uring_quiesce(u);
 	for (int fd = 0; fd < u->nfds; fd++)
 		free(u->fds[fd].recv);
 	free(u->fds);

@@ -97,6 +97,9 @@ struct uring *uring_new(struct event_base *base, const struct uring_opts *o,
 /* Cancels what is in flight and waits (bounded) for it; callbacks for the
  * cancelled writes run from here. */
 void uring_free(struct uring *u);
+/* Cancel everything queued or in flight and wait (bounded, 2 s) until its
+ * completions have been dispatched; the ring stays usable. */
+void uring_quiesce(struct uring *u);
 unsigned uring_features(const struct uring *u);
 const struct uring_stats *uring_stats(const struct uring *u);
 

@@ -120,6 +120,8 @@ int uring_recv_start(struct uring *u, int fd, uint64_t tag);
 /* Cancel fd's receive and its queued and in-flight writes (they complete
  * with -ECANCELED). */
 void uring_cancel(struct uring *u, int fd);
+/* Requests not completed yet, on every fd (a walk of the fd table). */
+unsigned uring_outstanding(const struct uring *u);
 /* Requests on fd not completed yet (writes, and its receive). */
 unsigned uring_pending(const struct uring *u, int fd);
 /* fd is about to be closed: drop its registered file slot and state.

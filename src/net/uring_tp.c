@@ -44,15 +44,16 @@ const char *net_io_name(void)
 
 #if BS_HAVE_URING
 
-/* /metrics shows the ring's counters as of the last completion. */
-static void copy_stats(void)
+/* The ring's counters for /metrics, when it renders. */
+static void refresh_stats(struct metrics_io *m)
 {
 	const struct uring_stats *st = uring_stats(io.u);
 
-	metrics.io.submits = st->submits;
-	metrics.io.sqes = st->sqes;
-	metrics.io.cqes = st->cqes;
-	metrics.io.partial = st->partial;
+	m->submits = st->submits;
+	m->sqes = st->sqes;
+	m->cqes = st->cqes;
+	m->partial = st->partial;
+	m->inflight = uring_outstanding(io.u);
 }
 
 static void on_write(void *arg, const struct uring_done *d)
@@ -60,7 +61,6 @@ static void on_write(void *arg, const struct uring_done *d)
 	struct transport *t = (struct transport *)(uintptr_t)d->tag;
 
 	(void)arg;
-	copy_stats();
 	t->sent(t->sent_arg, d->written, d->res == 0 ? 0 : NET_ERROR);
 }
 
@@ -149,6 +149,7 @@ int net_io_start(struct event_base *base, int want_uring)
 	io.ops.close = up_close;
 	io.on = 1;
 	metrics.io.uring = 1;
+	metrics.io.refresh = refresh_stats;
 	log_info("io", "io=uring send_zc=off");
 	return 1;
 }
@@ -166,6 +167,7 @@ void net_io_finish(void)
 	uring_free(io.u);
 	io.u = NULL;
 	io.on = 0;
+	metrics.io.refresh = NULL;
 }
 
 #else /* built without liburing: epoll only */

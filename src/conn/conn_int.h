@@ -57,6 +57,7 @@ struct conn {
 	unsigned tp_ready : 1;	/* the transport's handshake is done */
 	unsigned slow : 1;	/* cut as a slow consumer: longer linger */
 	unsigned reap_wait : 1; /* dead, freed when its writes complete */
+	unsigned sent_err : 1;	/* an asynchronous write failed */
 	struct event ev;
 	struct evbuffer *out; /* pending output; NULL when none */
 	/* Submitted to an asynchronous transport (io_uring) and not reported

@@ -180,6 +180,10 @@ static void write_async(struct conn *c)
 {
 	struct iovec iov[WRITE_IOV];
 
+	if (c->sent_err) {
+		conn_kill(c);
+		return;
+	}
 	if (c->tp.ops->inflight(&c->tp) > 0)
 		return;
 	if (c->sent == NULL || evbuffer_get_length(c->sent) == 0) {
@@ -212,10 +216,13 @@ void conn_sent(void *arg, size_t written, int err)
 		}
 		return;
 	}
+	/* EPIPE, ECONNRESET (the peer is gone): killed from the flush, not
+	 * here, since a kick in the middle of a fan-out runs this for other
+	 * connections than the one delivered to. Otherwise the rest, what
+	 * came meanwhile, or drained. */
 	if (err)
-		conn_kill(c); /* EPIPE, ECONNRESET: the peer is gone */
-	else
-		flush_later(c); /* the rest, what came meanwhile, or drained */
+		c->sent_err = 1;
+	flush_later(c);
 }
 
 void conn_write_out(struct conn *c)

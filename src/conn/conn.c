@@ -505,7 +505,14 @@ void conns_init(struct event_base *base, const struct config *cfg)
 	if (cs.flush_ev == NULL || cs.reap_ev == NULL || cs.tick_ev == NULL)
 		fatal("event_new failed");
 	event_add(cs.tick_ev, &tick);
-	cs.uring = net_io_start(base, cfg->io_uring);
+	/* With --tls-cert every WebSocket connection is TLS and writes
+	 * through OpenSSL: no ring. */
+	if (cfg->io_uring && cfg->tls_cert)
+		log_info("io", "io=epoll requested=uring reason=%s",
+			 log_val("--tls-cert: TLS connections write through "
+				 "OpenSSL"));
+	else
+		cs.uring = net_io_start(base, cfg->io_uring);
 }
 
 void conns_set_cap(int sockets_max)

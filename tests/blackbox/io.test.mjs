@@ -3,12 +3,17 @@
 // (its submission counters grow with the deliveries, several connections'
 // sends in one submission); a probe that fails (the test hook
 // BASESTATION_TEST_URING_FAIL, as on a kernel without io_uring) falls back to
-// epoll with a logged line; a reader that stops reading keeps a send in
+// epoll with a logged line; with --tls-cert no ring is made (TLS writes
+// through OpenSSL), said in the log; a reader that stops reading keeps a send in
 // flight, counted as buffered, and the connection is freed safely when it
 // goes away (RST) or the server stops with the send still in flight.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, api, incompressible, sleep, ADMIN_KEY } from './lib.mjs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServer, connect, api, incompressible, sleep, needTool, selfSignedPair, ADMIN_KEY } from './lib.mjs';
 
 async function metricsText(srv) {
   return (await fetch(srv.http + '/metrics')).text();
@@ -120,6 +125,28 @@ test('BASESTATION_IO=epoll: epoll without a fallback; a bad value is refused', a
     await srv.cleanup();
   }
   await assert.rejects(startServer({ args: ['--io', 'poll'] }), /invalid value for --io: poll/);
+});
+
+test('--io uring with --tls-cert: epoll, said so (TLS writes through OpenSSL)', { skip: needTool('openssl', 'makes the test certificate') }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bs-io-tls-'));
+  let srv;
+  try {
+    const { cert, key } = selfSignedPair(dir, 'io');
+    srv = await startServer({ args: ['--io', 'uring', '--tls-cert', cert, '--tls-key', key] });
+    assert.match(srv.logs, /level=info event=io io=epoll requested=uring reason="--tls-cert: TLS connections write through OpenSSL"/);
+    // The HTTP port speaks TLS too.
+    const text = await new Promise((resolve, reject) => {
+      https.get({ host: '127.0.0.1', port: srv.httpPort, path: '/metrics', ca: readFileSync(cert) }, (res) => {
+        let b = '';
+        res.on('data', (d) => { b += d; });
+        res.on('end', () => resolve(b));
+      }).on('error', reject);
+    });
+    assert.match(text, /^basestation_io_path\{io="epoll"\} 1$/m);
+  } finally {
+    if (srv) await srv.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 // Publish 2000-byte messages until the paused reader has a send in flight

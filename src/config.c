@@ -23,6 +23,7 @@ enum opt_kind {
 	OPT_PROXY,
 	OPT_LEVEL,
 	OPT_SYNC,
+	OPT_IO,
 	OPT_ONOFF
 };
 
@@ -87,7 +88,14 @@ static const struct opt opts[] = {
 	 O(compression_min), "BYTES",
 	 "send shorter messages uncompressed (default 256)"},
 	{"max-outbuf", "BASESTATION_MAX_OUTBUF", OPT_SIZE, O(max_outbuf),
-	 "BYTES", "close a client with more buffered output (default 1048576)"},
+	 "BYTES",
+	 "close a client with more buffered output, bytes in flight to the "
+	 "kernel included (default 1048576)"},
+	{"io", "BASESTATION_IO", OPT_IO, O(io_uring), "uring|epoll",
+	 "how plain TCP connections write: one io_uring submission per loop "
+	 "turn (default; epoll with a logged fallback where the kernel has "
+	 "no io_uring) or a writev per connection on epoll; TLS connections "
+	 "always write through OpenSSL"},
 	{"max-connections", "BASESTATION_MAX_CONNECTIONS", OPT_INT,
 	 O(max_connections), "N",
 	 "WebSocket connections in total (default "
@@ -178,6 +186,7 @@ void config_defaults(struct config *c)
 	c->compression = 1;
 	c->compression_min = 256;
 	c->max_outbuf = 1 << 20;
+	c->io_uring = 1;
 	c->max_connections = 100000;
 	c->rate = 10000;
 	c->burst = 20000;
@@ -317,6 +326,14 @@ static int set_opt(struct config *c, const struct opt *o, const char *v,
 			*(int *)(base + o->off) = 1;
 		else if (strcmp(v, "off") == 0)
 			*(int *)(base + o->off) = 0;
+		else
+			goto bad;
+		return 0;
+	case OPT_IO:
+		if (strcmp(v, "uring") == 0)
+			c->io_uring = 1;
+		else if (strcmp(v, "epoll") == 0)
+			c->io_uring = 0;
 		else
 			goto bad;
 		return 0;

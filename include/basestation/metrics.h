@@ -66,6 +66,15 @@ struct metrics {
 	uint64_t commit_bucket[METRICS_COMMIT_BUCKETS]; /* cumulative later */
 	double commit_sum;				/* seconds */
 	struct metrics_wal wal;
+	/* The I/O path of plain TCP connections (net/uring_tp.c sets them):
+	 * io_uring's submissions (io_uring_enter calls that submitted),
+	 * requests, completions, sends resumed after a short write, sends
+	 * not completed yet; refresh() fills them in before a render. */
+	struct metrics_io {
+		int uring; /* 1: --io uring is on; 0: epoll */
+		uint64_t submits, sqes, cqes, partial, inflight;
+		void (*refresh)(struct metrics_io *io);
+	} io;
 	/* cluster mode (engine/nats.c sets them; rendered when on) */
 	struct metrics_cluster {
 		int on;

@@ -51,6 +51,8 @@ struct config {
 	int http_request_timeout;   /* s for a whole request, 0 = none */
 	size_t admin_sql_max_bytes; /* bytes of one /admin/sql result */
 	int sync_full;
+	int io_uring; /* --io: 1 uring (default, when the kernel has it), 0
+			 epoll */
 	int log_level;
 	int demo;
 

@@ -52,6 +52,8 @@ static void conn_destroy(struct conn *c)
 	ws_parser_finish(&c->parser);
 	if (c->out)
 		evbuffer_free(c->out);
+	if (c->sent)
+		evbuffer_free(c->sent);
 	free(c->hs);
 	transport_close(&c->tp);
 	free(c);
@@ -65,7 +67,8 @@ static void reap(void)
 	while (cs.reap) {
 		struct conn *c = cs.reap;
 		cs.reap = c->qnext;
-		conn_destroy(c);
+		if (!conn_busy(c))
+			conn_destroy(c);
 	}
 }
 
@@ -373,7 +376,9 @@ void conn_accept(int fd, const struct sockaddr *sa, int salen)
 	c = xcalloc(1, sizeof(*c));
 	evutil_make_socket_nonblocking(fd);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (cs.tls == NULL)
+	if (cs.tls == NULL && cs.uring)
+		net_uring_init(&c->tp, fd, conn_sent, c);
+	else if (cs.tls == NULL)
 		net_tcp_init(&c->tp, fd);
 	else if (net_tls_init(&c->tp, cs.tls, fd) < 0) {
 		free(c);
@@ -500,6 +505,14 @@ void conns_init(struct event_base *base, const struct config *cfg)
 	if (cs.flush_ev == NULL || cs.reap_ev == NULL || cs.tick_ev == NULL)
 		fatal("event_new failed");
 	event_add(cs.tick_ev, &tick);
+	/* With --tls-cert every WebSocket connection is TLS and writes
+	 * through OpenSSL: no ring. */
+	if (cfg->io_uring && cfg->tls_cert)
+		log_info("io", "io=epoll requested=uring reason=%s",
+			 log_val("--tls-cert: TLS connections write through "
+				 "OpenSSL"));
+	else
+		cs.uring = net_io_start(base, cfg->io_uring);
 }
 
 void conns_set_cap(int sockets_max)
@@ -539,6 +552,12 @@ void conns_close_all(void)
 	for (struct conn *c = cs.all; c; c = c->next)
 		conn_kill(c);
 	reap();
+	/* Those with writes in flight: their completions (cancelled) come
+	 * in the drain and queue them for the reap again. */
+	if (cs.all) {
+		net_io_drain();
+		reap();
+	}
 }
 
 void conns_finish(void)
@@ -551,6 +570,7 @@ void conns_finish(void)
 	if (cs.tick_ev)
 		event_free(cs.tick_ev);
 	cs.flush_ev = cs.reap_ev = cs.tick_ev = NULL;
+	net_io_finish();
 	ws_zbuf_free(&inflated);
 	conn_deflate_finish();
 	ws_deflate_cleanup();

@@ -51,14 +51,20 @@ struct conn {
 	struct session s;	  /* the broker's half */
 	struct conn *next, *prev; /* cs.all */
 	struct transport tp;
-	short watching;	       /* EV_READ, or EV_READ | EV_WRITE */
-	unsigned in_flush : 1; /* on cs.flush */
-	unsigned shut : 1;     /* our side half-closed after the close */
-	unsigned tp_ready : 1; /* the transport's handshake is done */
-	unsigned slow : 1;     /* cut as a slow consumer: longer linger */
+	short watching;		/* EV_READ, or EV_READ | EV_WRITE */
+	unsigned in_flush : 1;	/* on cs.flush */
+	unsigned shut : 1;	/* our side half-closed after the close */
+	unsigned tp_ready : 1;	/* the transport's handshake is done */
+	unsigned slow : 1;	/* cut as a slow consumer: longer linger */
+	unsigned reap_wait : 1; /* dead, freed when its writes complete */
+	unsigned sent_err : 1;	/* an asynchronous write failed */
 	struct event ev;
 	struct evbuffer *out; /* pending output; NULL when none */
-	char *hs;	      /* request head while in the handshake */
+	/* Submitted to an asynchronous transport (io_uring) and not reported
+	 * written yet: its chains (msgbuf references among them) stay put
+	 * until the completion drains them. NULL when none. */
+	struct evbuffer *sent;
+	char *hs; /* request head while in the handshake */
 	uint32_t hs_len;
 	enum conn_state state;
 	struct conn *fnext; /* flush list */
@@ -87,6 +93,7 @@ struct conns {
 	event_callback_fn io_cb; /* every connection's event (conn.c) */
 	struct auth_hook *hook;	 /* --auth-url, NULL when not set */
 	struct tls_ctx *tls;	 /* --tls-cert, NULL: plain sockets */
+	int uring;		 /* plain sockets write through io_uring */
 	/* The answer of --auth-url for a paused handshake (conn.c). */
 	auth_hook_cb hook_answer;
 	uint64_t next_id;
@@ -124,6 +131,11 @@ void conn_close(struct conn *c, uint16_t code, const char *reason);
 void conn_entered(struct conn *c);
 /* Mark dead; freed by the reap event. */
 void conn_kill(struct conn *c);
+/* 1 when c cannot be freed yet: writes of it are in flight (they are
+ * cancelled; the last completion queues c for the reap again). */
+int conn_busy(struct conn *c);
+/* The completion of c's asynchronous write (transport_sent_cb). */
+void conn_sent(void *arg, size_t written, int err);
 /* Forget a --auth-url check: its callback will not run. */
 void conn_hook_free(struct conn *c);
 /* Free the buffer outgoing messages are compressed in (at exit). */

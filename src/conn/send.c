@@ -4,6 +4,15 @@
  * turn), back-pressure (a slow consumer is cut, never waited for), the
  * close handshake, and the sink the broker delivers through.
  *
+ * On an asynchronous transport (io_uring, --io uring) the flush hands the
+ * turn's output to the transport instead: its chains move from `out` to
+ * `sent`, where nothing touches them until the completion reports them
+ * written (then they are drained, releasing the msgbuf references); the
+ * rest of a short write and what was queued meanwhile go in the next
+ * flush. One write per connection is in flight at a time. Bytes in `sent`
+ * count as buffered (--max-outbuf), and a dead connection is freed only
+ * after the completions of its writes (conn_busy).
+ *
  * A shared message (msgbuf.h) goes out as its plain encoding: the text
  * frame header is written once into the headroom in front of the payload,
  * so every recipient copies (or references) the same bytes. On a
@@ -30,7 +39,13 @@
 
 uint64_t conn_out_buffered(const struct conn *c)
 {
-	return c->out ? evbuffer_get_length(c->out) : 0;
+	return (c->out ? evbuffer_get_length(c->out) : 0) +
+	       (c->sent ? evbuffer_get_length(c->sent) : 0);
+}
+
+static int async_tp(const struct conn *c)
+{
+	return c->tp.ops->submit != NULL;
 }
 
 /* Rare: only when the transport's buffer is full, or it drains again. */
@@ -47,16 +62,21 @@ void conn_watch(struct conn *c, short what)
 
 /* The connection joins the list flushed at the end of this loop turn:
  * many frames queued in one turn leave in one writev. */
-struct evbuffer *conn_out(struct conn *c)
+static void flush_later(struct conn *c)
 {
-	if (c->out == NULL && (c->out = evbuffer_new()) == NULL)
-		fatal("out of memory");
 	if (!c->in_flush && !(c->watching & EV_WRITE)) {
 		c->in_flush = 1;
 		c->fnext = cs.flush;
 		cs.flush = c;
 		event_active(cs.flush_ev, EV_TIMEOUT, 0);
 	}
+}
+
+struct evbuffer *conn_out(struct conn *c)
+{
+	if (c->out == NULL && (c->out = evbuffer_new()) == NULL)
+		fatal("out of memory");
+	flush_later(c);
 	return c->out;
 }
 
@@ -86,6 +106,13 @@ void conn_hook_free(struct conn *c)
 	c->hook = NULL;
 }
 
+static void reap_later(struct conn *c)
+{
+	c->qnext = cs.reap;
+	cs.reap = c;
+	event_active(cs.reap_ev, EV_TIMEOUT, 0);
+}
+
 void conn_kill(struct conn *c)
 {
 	if (c->state == CONN_DEAD)
@@ -94,17 +121,30 @@ void conn_kill(struct conn *c)
 	conn_hook_free(c);
 	c->state = CONN_DEAD;
 	event_del(&c->ev);
-	c->qnext = cs.reap;
-	cs.reap = c;
-	event_active(cs.reap_ev, EV_TIMEOUT, 0);
+	reap_later(c);
+}
+
+int conn_busy(struct conn *c)
+{
+	if (!async_tp(c) || c->tp.ops->inflight(&c->tp) == 0)
+		return 0;
+	/* The kernel may still read the bytes in c->sent and completions
+	 * name c: cancel, and free c after the last one (conn_sent). */
+	if (!c->reap_wait)
+		c->tp.ops->cancel(&c->tp);
+	c->reap_wait = 1;
+	return 1;
 }
 
 /* Output empty: free the buffer; go on with a paced replay; finish a
  * close. */
 static void conn_drained(struct conn *c)
 {
-	evbuffer_free(c->out);
-	c->out = NULL;
+	if (c->out)
+		evbuffer_free(c->out);
+	if (c->sent)
+		evbuffer_free(c->sent);
+	c->out = c->sent = NULL;
 	conn_watch(c, EV_READ);
 	if (c->state == CONN_OPEN) {
 		session_drained(&c->s);
@@ -119,24 +159,87 @@ static void conn_drained(struct conn *c)
 	}
 }
 
-void conn_write_out(struct conn *c)
+/* The first WRITE_IOV chains of b (not empty) as iovecs: their count. */
+static int out_iov(struct evbuffer *b, struct iovec *iov)
 {
 	struct evbuffer_iovec v[WRITE_IOV];
+	int k = evbuffer_peek(b, -1, NULL, v, WRITE_IOV);
+
+	if (k > WRITE_IOV)
+		k = WRITE_IOV;
+	for (int i = 0; i < k; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	return k;
+}
+
+/* An asynchronous transport: submit what is unsent unless a write is in
+ * flight (its completion comes back here, through the flush list). */
+static void write_async(struct conn *c)
+{
+	struct iovec iov[WRITE_IOV];
+
+	if (c->sent_err) {
+		conn_kill(c);
+		return;
+	}
+	if (c->tp.ops->inflight(&c->tp) > 0)
+		return;
+	if (c->sent == NULL || evbuffer_get_length(c->sent) == 0) {
+		if (c->out == NULL || evbuffer_get_length(c->out) == 0) {
+			if (c->out || c->sent)
+				conn_drained(c);
+			return;
+		}
+		if (c->sent == NULL && (c->sent = evbuffer_new()) == NULL)
+			fatal("out of memory");
+		/* Moves the chains (no copy): `out` starts empty, so what
+		 * is queued from now on never shares a chain with bytes the
+		 * kernel reads. */
+		evbuffer_add_buffer(c->sent, c->out);
+	}
+	if (c->tp.ops->submit(&c->tp, iov, out_iov(c->sent, iov)) < 0)
+		conn_kill(c); /* out of memory in the ring's queue */
+}
+
+void conn_sent(void *arg, size_t written, int err)
+{
+	struct conn *c = arg;
+
+	if (written > 0)
+		evbuffer_drain(c->sent, written);
+	if (c->state == CONN_DEAD) {
+		if (c->reap_wait && c->tp.ops->inflight(&c->tp) == 0) {
+			c->reap_wait = 0;
+			reap_later(c);
+		}
+		return;
+	}
+	/* EPIPE, ECONNRESET (the peer is gone): killed from the flush, not
+	 * here, since a kick in the middle of a fan-out runs this for other
+	 * connections than the one delivered to. Otherwise the rest, what
+	 * came meanwhile, or drained. */
+	if (err)
+		c->sent_err = 1;
+	flush_later(c);
+}
+
+void conn_write_out(struct conn *c)
+{
 	struct iovec iov[WRITE_IOV];
 	ssize_t n;
-	int k;
 
-	if (c->state == CONN_DEAD || c->out == NULL)
+	if (c->state == CONN_DEAD)
+		return;
+	if (async_tp(c)) {
+		write_async(c);
+		return;
+	}
+	if (c->out == NULL)
 		return;
 	while (evbuffer_get_length(c->out) > 0) {
-		k = evbuffer_peek(c->out, -1, NULL, v, WRITE_IOV);
-		if (k > WRITE_IOV)
-			k = WRITE_IOV;
-		for (int i = 0; i < k; i++) {
-			iov[i].iov_base = v[i].iov_base;
-			iov[i].iov_len = v[i].iov_len;
-		}
-		n = transport_writev(&c->tp, iov, k);
+		n = transport_writev(&c->tp, iov, out_iov(c->out, iov));
 		if (n > 0) {
 			evbuffer_drain(c->out, (size_t)n);
 			continue;
@@ -189,8 +292,17 @@ int conn_check_slow(struct conn *c, size_t adding)
 	    conn_out_buffered(c) == 0)
 		return 0;
 	/* Output queued in this very turn is not slowness: hand it to the
-	 * transport now, unless it is known to be full already. */
-	if (!(c->watching & EV_WRITE)) {
+	 * transport now, unless it is known to be full already. An
+	 * asynchronous one is submitted at once (every connection's queue
+	 * with it) and what the kernel took inline is reported by the kick. */
+	if (async_tp(c)) {
+		conn_write_out(c);
+		c->tp.ops->kick(&c->tp);
+		if (c->state != CONN_OPEN)
+			return 1;
+		if (conn_out_buffered(c) + adding <= cs.cfg->max_outbuf)
+			return 0;
+	} else if (!(c->watching & EV_WRITE)) {
 		conn_write_out(c);
 		if (c->state != CONN_OPEN)
 			return 1;

@@ -40,7 +40,7 @@ static void tcp_close(struct transport *t)
 	t->fd = -1;
 }
 
-static const struct transport_ops tcp_ops = {
+const struct transport_ops net_tcp_ops = {
 	.name = "tcp",
 	.read = tcp_read,
 	.writev = tcp_writev,
@@ -50,7 +50,9 @@ static const struct transport_ops tcp_ops = {
 
 void net_tcp_init(struct transport *t, int fd)
 {
-	t->ops = &tcp_ops;
+	t->ops = &net_tcp_ops;
+	t->sent = NULL;
+	t->sent_arg = NULL;
 	t->fd = fd;
 	t->impl = NULL;
 }

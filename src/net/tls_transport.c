@@ -68,5 +68,7 @@ int net_tls_init(struct transport *t, struct tls_ctx *ctx, int fd)
 	t->ops = &tls_ops;
 	t->fd = fd;
 	t->impl = c;
+	t->sent = NULL;
+	t->sent_arg = NULL;
 	return 0;
 }

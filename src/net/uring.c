@@ -916,12 +916,28 @@ const struct uring_stats *uring_stats(const struct uring *u)
 	return &u->st;
 }
 
-static unsigned outstanding(const struct uring *u)
+unsigned uring_outstanding(const struct uring *u)
 {
 	unsigned n = 0;
 	for (int fd = 0; fd < u->nfds; fd++)
 		n += uring_pending(u, fd);
 	return n;
+}
+
+void uring_quiesce(struct uring *u)
+{
+	for (int fd = 0; fd < u->nfds; fd++)
+		if (uring_pending(u, fd))
+			uring_cancel(u, fd);
+	uring_submit(u);
+	/* Bounded: a cancelled request completes at once; 2 s at most. */
+	for (int i = 0; i < 200 && uring_outstanding(u) > 0; i++) {
+		struct __kernel_timespec ts = {0, 10 * 1000 * 1000};
+		struct io_uring_cqe *c;
+		if (io_uring_wait_cqe_timeout(&u->ring, &c, &ts) == 0)
+			u->st.waits++;
+		uring_submit(u);
+	}
 }
 
 void uring_free(struct uring *u)
@@ -930,18 +946,7 @@ void uring_free(struct uring *u)
 
 	if (u == NULL)
 		return;
-	for (int fd = 0; fd < u->nfds; fd++)
-		if (uring_pending(u, fd))
-			uring_cancel(u, fd);
-	uring_submit(u);
-	/* Bounded: a cancelled request completes at once; 2 s at most. */
-	for (int i = 0; i < 200 && outstanding(u) > 0; i++) {
-		struct __kernel_timespec ts = {0, 10 * 1000 * 1000};
-		struct io_uring_cqe *c;
-		if (io_uring_wait_cqe_timeout(&u->ring, &c, &ts) == 0)
-			u->st.waits++;
-		uring_submit(u);
-	}
+	uring_quiesce(u);
 	for (int fd = 0; fd < u->nfds; fd++)
 		free(u->fds[fd].recv);
 	free(u->fds);

@@ -97,6 +97,9 @@ struct uring *uring_new(struct event_base *base, const struct uring_opts *o,
 /* Cancels what is in flight and waits (bounded) for it; callbacks for the
  * cancelled writes run from here. */
 void uring_free(struct uring *u);
+/* Cancel everything queued or in flight and wait (bounded, 2 s) until its
+ * completions have been dispatched; the ring stays usable. */
+void uring_quiesce(struct uring *u);
 unsigned uring_features(const struct uring *u);
 const struct uring_stats *uring_stats(const struct uring *u);
 
@@ -117,6 +120,8 @@ int uring_recv_start(struct uring *u, int fd, uint64_t tag);
 /* Cancel fd's receive and its queued and in-flight writes (they complete
  * with -ECANCELED). */
 void uring_cancel(struct uring *u, int fd);
+/* Requests not completed yet, on every fd (a walk of the fd table). */
+unsigned uring_outstanding(const struct uring *u);
 /* Requests on fd not completed yet (writes, and its receive). */
 unsigned uring_pending(const struct uring *u, int fd);
 /* fd is about to be closed: drop its registered file slot and state.

@@ -105,6 +105,32 @@ static void render_wal(struct evbuffer *o, const struct metrics_wal *w)
 	      atomic_load_explicit(&w->bytes, rx));
 }
 
+static void render_io(struct evbuffer *o, struct metrics_io *io)
+{
+	evbuffer_add_printf(o,
+			    "# HELP basestation_io_path The I/O path of plain "
+			    "TCP connections (--io).\n"
+			    "# TYPE basestation_io_path gauge\n"
+			    "basestation_io_path{io=\"%s\"} 1\n",
+			    io->uring ? "uring" : "epoll");
+	if (!io->uring)
+		return;
+	if (io->refresh)
+		io->refresh(io);
+	counter(o, "basestation_io_uring_submits_total",
+		"io_uring_enter calls that submitted requests.", io->submits);
+	counter(o, "basestation_io_uring_sqes_total",
+		"Requests (sends) submitted to io_uring.", io->sqes);
+	counter(o, "basestation_io_uring_cqes_total",
+		"io_uring completions reaped.", io->cqes);
+	counter(o, "basestation_io_uring_partial_total",
+		"io_uring sends resumed after a short completion.",
+		io->partial);
+	gauge(o, "basestation_io_uring_inflight",
+	      "Sends queued or in the kernel, not completed yet.",
+	      io->inflight);
+}
+
 void metrics_render(struct evbuffer *o, uint64_t connections,
 		    uint64_t users_online, uint64_t users, uint64_t rooms,
 		    uint64_t tasks, uint64_t last_seq)
@@ -206,6 +232,7 @@ void metrics_render(struct evbuffer *o, uint64_t connections,
 			    "basestation_db_commit_seconds_count %" PRIu64 "\n",
 			    m->commits, m->commit_sum, m->commits);
 	render_wal(o, &m->wal);
+	render_io(o, &metrics.io);
 	if (m->cluster.on)
 		render_cluster(o, &m->cluster);
 }

@@ -84,8 +84,10 @@ test('shape: two Debian 12 stages, non-root, volume, ports, healthcheck, SIGTERM
   // libevent-openssl (and the core it links) for an https --auth-url, and
   // the CA certificates its backend's certificate is checked against.
   // libnats and libevent's pthread locking for --cluster (engine/nats.c).
+  // liburing for --io uring (net/uring.c).
   assert.deepEqual(aptPackages(runtime).sort(), ['ca-certificates', 'libevent-2.1-7', 'libevent-core-2.1-7',
-    'libevent-openssl-2.1-7', 'libevent-pthreads-2.1-7', 'libjansson4', 'libnats3.4', 'libprotobuf-c1', 'libsqlite3-0', 'libssl3', 'zlib1g']);
+    'libevent-openssl-2.1-7', 'libevent-pthreads-2.1-7', 'libjansson4', 'libnats3.4', 'libprotobuf-c1', 'libsqlite3-0', 'libssl3',
+    'liburing2', 'zlib1g']);
   assert.match(one(runtime, 'USER')[0], /^basestation$/);
   assert.deepEqual(one(runtime, 'VOLUME'), ['["/var/lib/basestation"]']);
   assert.deepEqual(one(runtime, 'EXPOSE'), ['8080 8081']);

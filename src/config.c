@@ -237,6 +237,16 @@ static int cluster_check(struct config *c, FILE *err)
 		free(c->cluster); /* BASESTATION_CLUSTER= : one node */
 		c->cluster = NULL;
 	}
+	/* Named on one node too: GET /admin/nodes lists it. */
+	if (c->node == NULL || c->node[0] == '\0') {
+		port = strrchr(c->listen, ':');
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "node");
+		host[sizeof(host) - 1] = '\0';
+		free(c->node);
+		c->node = xmalloc(strlen(host) + 16);
+		sprintf(c->node, "%s-%s", host, port ? port + 1 : "8080");
+	}
 	if (c->cluster == NULL)
 		return 0;
 	if (!BS_HAVE_NATS) {
@@ -253,15 +263,6 @@ static int cluster_check(struct config *c, FILE *err)
 		fprintf(err, "basestation: --stream: a name without '.', "
 			     "'*', '>' or spaces\n");
 		return -1;
-	}
-	if (c->node == NULL || c->node[0] == '\0') {
-		port = strrchr(c->listen, ':');
-		if (gethostname(host, sizeof(host)) < 0)
-			snprintf(host, sizeof(host), "node");
-		host[sizeof(host) - 1] = '\0';
-		free(c->node);
-		c->node = xmalloc(strlen(host) + 16);
-		sprintf(c->node, "%s-%s", host, port ? port + 1 : "8080");
 	}
 	return 0;
 }

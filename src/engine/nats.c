@@ -35,6 +35,7 @@
 #include "basestation/metrics.h"
 #include "basestation/store.h"
 #include "basestation/xalloc.h"
+#include "nats_live.h"
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -69,6 +70,7 @@ struct nats {
 	const struct config *cfg;
 	struct store *store;
 	struct bsjs *link;
+	struct live *live; /* heartbeats, presence (nats_live.c) */
 	struct event *health_ev, *drain_ev;
 	char instance[17]; /* this process, in every message it publishes */
 	char epoch[33];
@@ -520,6 +522,18 @@ static void figures(struct nats *n)
 	c->failed = st.failed;
 	c->ack_us_sum = st.ack_latency_us_sum;
 	c->ack_us_max = st.ack_latency_us_max;
+	c->consumer_restarts = st.consumer_restarts;
+	c->consumer_redelivered = st.consumer_dropped;
+}
+
+static void live_figures(void *arg, int64_t *applied, int64_t *lag)
+{
+	struct nats *n = arg;
+
+	*applied = (int64_t)n->applied;
+	*lag = n->stream_last > n->applied
+		       ? (int64_t)(n->stream_last - n->applied)
+		       : 0;
 }
 
 static void health_cb(evutil_socket_t fd, short what, void *arg)
@@ -696,11 +710,22 @@ static int nats_healthy(struct engine *eng)
 	       store_writable(n->store);
 }
 
+static void nats_presence(struct engine *eng, const char *uid, int online)
+{
+	live_presence(nats_of(eng)->live, uid, online);
+}
+
+static void nats_nodes(struct engine *eng, engine_node_fn fn, void *arg)
+{
+	live_nodes(nats_of(eng)->live, fn, arg);
+}
+
 static void nats_destroy(struct engine *eng)
 {
 	struct nats *n = nats_of(eng);
 
 	nats_flush(eng);
+	live_destroy(n->live);
 	bsjs_consume_stop(n->link);
 	bsjs_destroy(n->link);
 	/* completions of bsjs_destroy resolved nothing new: drained above */
@@ -724,6 +749,8 @@ static const struct engine_ops nats_ops = {
 	.replay = nats_replay,
 	.token = nats_token,
 	.healthy = nats_healthy,
+	.presence = nats_presence,
+	.nodes = nats_nodes,
 	.destroy = nats_destroy,
 };
 
@@ -798,6 +825,16 @@ struct engine *engine_nats_create(struct event_base *base,
 		free(n);
 		return NULL;
 	}
+	n->live = live_create(&(struct live_config){
+		.base = base,
+		.link = n->link,
+		.engine = &n->e,
+		.node = cfg->node,
+		.stream = cfg->stream,
+		.instance = n->instance,
+		.figures = live_figures,
+		.arg = n,
+	});
 	n->health_ev = event_new(base, -1, EV_PERSIST, health_cb, n);
 	n->drain_ev = event_new(base, -1, 0, drain_cb, n);
 	if (n->health_ev == NULL || n->drain_ev == NULL)

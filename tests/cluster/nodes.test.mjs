@@ -1,0 +1,192 @@
+// Cluster-wide presence and GET /admin/nodes (src/engine/nats_live.c,
+// protocol §7 and §10): basestation nodes (the real binary, --cluster) on a
+// real three-server JetStream cluster on loopback (tests/cluster/nats.mjs).
+//   - two tabs of one user on two nodes: one presence.join and, after both
+//     closed, one presence.leave, seen by room members on both nodes; the
+//     `presence` query on each node lists a user online on the other;
+//   - a tab moving from node A to node B within the grace: no event;
+//   - GET /admin/nodes lists both nodes with their figures;
+//   - kill -9 of a node: its user's presence.leave on the other node once
+//     its heartbeats stop (4 s, then the 1.5 s grace), and the node drops
+//     out of /admin/nodes (10 s).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { startCluster, natsServerMissing } from './nats.mjs';
+import { BIN, startServer, connect, jwt, api, sleep, ADMIN_KEY } from '../blackbox/lib.mjs';
+
+const SECRET = 'cluster-nodes-secret';
+const skip = natsServerMissing(); // throws under CI=true
+const ROOM = 'crew';
+
+let dir, cluster;
+const nodes = [];
+const open = [];
+before(async () => {
+  if (skip) return;
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bs-nodes-'));
+  cluster = await startCluster({ n: 3, dir });
+});
+after(async () => {
+  for (const c of open) await c.close().catch(() => {});
+  for (const n of nodes) await n.cleanup().catch(() => {});
+  if (cluster) await cluster.stop();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function node(name) {
+  const srv = await startServer({
+    args: ['--cluster', cluster.urls.join(','), '--node', name, '--stream', 'live',
+      '--jwt-secret', SECRET, '--rate', '0'],
+  });
+  nodes.push(srv);
+  return srv;
+}
+async function tab(srv, uid) {
+  const c = await connect(srv, uid, { token: jwt(SECRET, { sub: uid }) });
+  open.push(c);
+  return c;
+}
+const isPresence = (uid) => (m) => (m.type === 'presence.join' || m.type === 'presence.leave') && m.uid === uid;
+async function nodesOf(srv) {
+  const r = await api(srv, 'GET', '/admin/nodes', undefined, ADMIN_KEY);
+  assert.equal(r.status, 200, r.text);
+  return r.json.nodes;
+}
+// Polls until pred(list) or ms pass; the last list.
+async function nodesUntil(srv, pred, ms) {
+  const t0 = Date.now();
+  let list;
+  while (Date.now() - t0 < ms) {
+    list = await nodesOf(srv);
+    if (pred(list)) return list;
+    await sleep(200);
+  }
+  return list;
+}
+// Asks the online members of ROOM through c.
+async function online(c) {
+  c.send({ type: 'presence', room: ROOM });
+  return (await c.next('presence')).online.sort();
+}
+async function onlineUntil(c, want, ms = 3000) {
+  const t0 = Date.now();
+  let got;
+  while (Date.now() - t0 < ms) {
+    got = await online(c);
+    if (JSON.stringify(got) === JSON.stringify(want)) return got;
+    await sleep(100);
+  }
+  return got;
+}
+
+let A, B, wa, wb;
+
+test('two nodes see each other; watchers on both', { skip }, async () => {
+  A = await node('na');
+  B = await node('nb');
+  // members of the room: the watchers (one per node) and alice, carol
+  for (const uid of ['alice', 'carol']) {
+    const c = await tab(A, uid);
+    c.send({ type: 'join', room: ROOM }); await c.next('joined');
+    await c.close();
+  }
+  await sleep(2200); // their grace is over: they are offline everywhere
+  wa = await tab(A, 'wa');
+  wa.send({ type: 'join', room: ROOM, presence: true }); await wa.next('joined');
+  wb = await tab(B, 'wb');
+  wb.send({ type: 'join', room: ROOM, presence: true }); await wb.next('joined');
+  // each node lists both (heartbeats every second)
+  for (const [srv, other] of [[A, 'nb'], [B, 'na']]) {
+    const list = await nodesUntil(srv, (l) => l.some((n) => n.node === other), 5000);
+    assert.deepEqual(list.map((n) => n.node).sort(), ['na', 'nb'], JSON.stringify(list));
+  }
+  assert.deepEqual(await onlineUntil(wa, ['wa', 'wb']), ['wa', 'wb']);
+  assert.deepEqual(await onlineUntil(wb, ['wa', 'wb']), ['wa', 'wb']);
+});
+
+test('two tabs of one user on two nodes: one join, one leave, on both nodes', { skip }, async () => {
+  const t1 = await tab(A, 'alice');
+  for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('alice')), { type: 'presence.join', room: ROOM, uid: 'alice' });
+  const t2 = await tab(B, 'alice');
+  assert.deepEqual(await online(wa), ['alice', 'wa', 'wb']);
+  assert.deepEqual(await online(wb), ['alice', 'wa', 'wb']);
+  await t1.close();
+  // alice is still online on B: nothing on either node
+  assert.ok(await wa.none(isPresence('alice'), 2500), 'an event while a tab is open on B');
+  assert.ok(await wb.none(isPresence('alice'), 100));
+  assert.deepEqual(await online(wa), ['alice', 'wa', 'wb']);
+  const t0 = Date.now();
+  await t2.close();
+  for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('alice'), 5000), { type: 'presence.leave', room: ROOM, uid: 'alice' });
+  const dt = Date.now() - t0;
+  assert.ok(dt >= 900 && dt <= 4000, `presence.leave ${dt} ms after the last close`);
+  assert.ok(await wa.none(isPresence('alice'), 1000));
+  assert.ok(await wb.none(isPresence('alice'), 100));
+  assert.deepEqual(await online(wa), ['wa', 'wb']);
+});
+
+test('a tab moving from node A to node B within the grace: no event', { skip }, async () => {
+  const t1 = await tab(A, 'carol');
+  for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('carol')), { type: 'presence.join', room: ROOM, uid: 'carol' });
+  await t1.close();
+  await sleep(300);
+  const t2 = await tab(B, 'carol');
+  assert.ok(await wa.none(isPresence('carol'), 3000), 'the move was announced on A');
+  assert.ok(await wb.none(isPresence('carol'), 100), 'the move was announced on B');
+  assert.deepEqual(await online(wa), ['carol', 'wa', 'wb']);
+  // and back to A
+  await t2.close();
+  await sleep(300);
+  await tab(A, 'carol');
+  assert.ok(await wb.none(isPresence('carol'), 3000), 'the move back was announced on B');
+  assert.ok(await wa.none(isPresence('carol'), 100), 'the move back was announced on A');
+});
+
+test('GET /admin/nodes on each node: both, with sane figures', { skip }, async () => {
+  const version = execFileSync(BIN, ['version'], { encoding: 'utf8' }).trim().replace(/^basestation /, '');
+  const s = await tab(A, 'sender');
+  s.send({ type: 'send', to: 'wb', data: 'x' });
+  const seq = (await s.next('ack')).seq;
+  await wb.next('message');
+  // A has wa, carol, sender; B has wb
+  const want = { na: 3, nb: 1 };
+  for (const srv of [A, B]) {
+    const list = await nodesUntil(srv, (l) => l.length === 2 && l.every((n) => n.connections === want[n.node] && n.applied_seq >= seq), 4000);
+    assert.equal(list.length, 2, JSON.stringify(list));
+    for (const n of list) {
+      assert.equal(n.connections, want[n.node], JSON.stringify(list));
+      assert.ok(n.applied_seq >= seq, JSON.stringify(n));
+      assert.ok(Number.isInteger(n.lag) && n.lag >= 0, JSON.stringify(n));
+      assert.equal(n.version, version);
+      assert.ok(n.since > Date.now() - 600000 && n.since <= Date.now(), JSON.stringify(n));
+      assert.ok(n.age_ms >= 0 && n.age_ms <= 2500, JSON.stringify(n));
+    }
+  }
+  const m = await fetch(A.http + '/metrics').then((r) => r.text());
+  assert.match(m, /^basestation_cluster_nodes 1$/m);
+  assert.match(m, /^basestation_cluster_consumer_redelivered_total \d+$/m);
+});
+
+test('kill -9 of a node: its user leaves on the other node; the node drops out', { skip }, async () => {
+  await tab(B, 'dave');
+  // dave is no member yet: join, then he is announced on both
+  const d = open[open.length - 1];
+  d.send({ type: 'join', room: ROOM }); await d.next('joined');
+  assert.deepEqual(await wa.next(isPresence('dave')), { type: 'presence.join', room: ROOM, uid: 'dave' });
+  assert.deepEqual(await onlineUntil(wa, ['carol', 'dave', 'wa', 'wb']), ['carol', 'dave', 'wa', 'wb']);
+  const t0 = Date.now();
+  await B.kill9();
+  // heartbeats expire after 4 s, checked every second, then the grace
+  wa.queue = wa.queue.filter((m) => !isPresence('wb')(m)); // wb's join, long ago
+  for (const uid of ['dave', 'wb']) assert.equal((await wa.next(isPresence(uid), 12000)).type, 'presence.leave');
+  const dt = Date.now() - t0;
+  assert.ok(dt >= 3000 && dt <= 9000, `presence.leave ${dt} ms after the kill`);
+  assert.deepEqual(await online(wa), ['carol', 'wa']);
+  const list = await nodesUntil(A, (l) => l.length === 1, 14000);
+  assert.deepEqual(list.map((n) => n.node), ['na'], JSON.stringify(list));
+  assert.ok(Date.now() - t0 >= 9000, 'the node dropped out before 10 s of silence');
+});

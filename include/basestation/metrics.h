@@ -81,6 +81,7 @@ struct metrics {
 		 * (summed over nodes), snaps asked for, refused input */
 		uint64_t live_nodes, live_remote_uids;
 		uint64_t live_resyncs, live_dropped;
+		uint64_t core_dropped; /* core NATS: the loop's queue full */
 	} cluster;
 };
 

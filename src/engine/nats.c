@@ -524,6 +524,7 @@ static void figures(struct nats *n)
 	c->ack_us_max = st.ack_latency_us_max;
 	c->consumer_restarts = st.consumer_restarts;
 	c->consumer_redelivered = st.consumer_dropped;
+	c->core_dropped = st.core_dropped;
 }
 
 static void live_figures(void *arg, int64_t *applied, int64_t *lag)
@@ -646,6 +647,7 @@ static void nats_flush(struct engine *eng)
 {
 	struct nats *n = nats_of(eng);
 
+	live_stop(n->live); /* flush is called when the server stops */
 	for (struct op *op = n->head; op; op = op->next)
 		if (!op->resolved) {
 			op->resolved = 1;

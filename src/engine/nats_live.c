@@ -35,7 +35,8 @@
  * heartbeat makes the receiver ask for a snap.
  *
  * Bounds, since another node's messages must not grow this one without
- * limit: at most LIVE_MAX_NODES other nodes, LIVE_MAX_UIDS uids per node,
+ * limit: at most LIVE_MAX_NODES other nodes, LIVE_MAX_UIDS uids per node
+ * and LIVE_MAX_REMOTE in all (each is a user record in the broker),
  * messages of at most LIVE_MSG_MAX bytes; every id is checked with the id
  * rule. What is refused is counted (basestation_cluster_live_dropped_total).
  *
@@ -64,8 +65,9 @@
 #define LIVE_ASK_MS	 1000  /* between two snap requests to a node */
 #define LIVE_SNAP_MS	 500   /* between two snaps of ours */
 #define LIVE_MAX_NODES	 64
-#define LIVE_MAX_UIDS	 100000
-#define LIVE_BATCH	 256 /* uids per d or snap message */
+#define LIVE_MAX_UIDS	 100000	 /* per node */
+#define LIVE_MAX_REMOTE	 1000000 /* over all nodes */
+#define LIVE_BATCH	 256	 /* uids per d or snap message */
 #define LIVE_MSG_MAX	 (256 * 1024)
 #define LIVE_NAME_MAX	 128
 #define LIVE_INST_MAX	 32
@@ -115,6 +117,7 @@ struct live {
 	uint64_t q;	     /* d messages published */
 	struct luid *local;  /* by uid */
 	struct luid *dirty;  /* changed since the last flush */
+	int stopping;	     /* said goodbye: silent from then on */
 	int64_t snap_at;     /* mono_ms of our last snap */
 	int snap_want;	     /* asked for one meanwhile */
 	struct rnode *nodes; /* other nodes, by name */
@@ -272,8 +275,8 @@ static void uid_add(struct live *l, struct rnode *r, const char *uid)
 		dropped("uid", r->name);
 		return;
 	}
-	if (r->nuids >= LIVE_MAX_UIDS) {
-		dropped("uids_per_node", r->name);
+	if (r->nuids >= LIVE_MAX_UIDS || l->remote_uids >= LIVE_MAX_REMOTE) {
+		dropped("uids", r->name);
 		return;
 	}
 	u = xmalloc(sizeof(*u) + len + 1);
@@ -516,6 +519,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 
+	if (l->stopping)
+		return;
 	flush_cb(-1, 0, l); /* the heartbeat's q covers every change */
 	send_heartbeat(l);
 	if (l->snap_want)
@@ -539,6 +544,8 @@ void live_presence(struct live *l, const char *uid, int online)
 	struct luid *u;
 	size_t len = strlen(uid);
 
+	if (l->stopping)
+		return; /* the others dropped us */
 	HASH_FIND(hh, l->local, uid, len, u);
 	if (u == NULL) {
 		if (!online)
@@ -611,6 +618,14 @@ struct live *live_create(const struct live_config *c)
 	return l;
 }
 
+void live_stop(struct live *l)
+{
+	if (l == NULL || l->stopping)
+		return;
+	l->stopping = 1;
+	send_msg(l, msg_new(l, "bye"));
+}
+
 void live_destroy(struct live *l)
 {
 	struct luid *u, *ut;
@@ -618,7 +633,7 @@ void live_destroy(struct live *l)
 
 	if (l == NULL)
 		return;
-	send_msg(l, msg_new(l, "bye"));
+	live_stop(l);
 	bsjs_unsubscribe(l->sub);
 	event_free(l->tick_ev);
 	event_free(l->flush_ev);

@@ -34,9 +34,12 @@ struct live_config {
 
 /* Subscribes and starts the heartbeat (every second). Strings copied. */
 struct live *live_create(const struct live_config *c);
-/* Says goodbye (best effort: the other nodes drop this one at once
- * instead of after its heartbeats expire), unsubscribes, frees. Before
- * bsjs_destroy. */
+/* Stopping: says goodbye (the other nodes drop this one and its users at
+ * once instead of after its heartbeats expire: best effort, a core
+ * message) and says nothing more. Early, while the loop still runs, so
+ * that libnats writes it out. */
+void live_stop(struct live *l);
+/* live_stop if not yet, unsubscribes, frees. Before bsjs_destroy. */
 void live_destroy(struct live *l);
 /* uid's sessions on this node: none -> some (1), some -> none (0). */
 void live_presence(struct live *l, const char *uid, int online);

@@ -76,6 +76,9 @@ static void render_cluster(struct evbuffer *o, const struct metrics_cluster *c)
 	counter(o, "basestation_cluster_live_dropped_total",
 		"Heartbeat and presence input refused (bounds, bad ids).",
 		c->live_dropped);
+	counter(o, "basestation_cluster_core_dropped_total",
+		"Core NATS messages dropped: too many waiting for the loop.",
+		c->core_dropped);
 }
 
 static void render_wal(struct evbuffer *o, const struct metrics_wal *w)

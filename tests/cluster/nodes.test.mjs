@@ -12,6 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -171,6 +172,39 @@ test('GET /admin/nodes on each node: both, with sane figures', { skip }, async (
   assert.match(m, /^basestation_cluster_consumer_redelivered_total \d+$/m);
 });
 
+test('a node started later learns who is online elsewhere; one stopped normally says goodbye', { skip }, async () => {
+  const C = await node('nc');
+  const wc = await tab(C, 'wc');
+  wc.send({ type: 'join', room: ROOM, presence: true }); await wc.next('joined');
+  // carol (on A) and the watchers, from the snapshots C asked A and B for
+  assert.deepEqual(await onlineUntil(wc, ['carol', 'wa', 'wb', 'wc']), ['carol', 'wa', 'wb', 'wc']);
+  for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('wc')), { type: 'presence.join', room: ROOM, uid: 'wc' });
+  const t0 = Date.now();
+  assert.equal((await C.stop()).code, 0);
+  // gone at once (not after 4 s of silence): the leave after the grace
+  for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('wc'), 6000), { type: 'presence.leave', room: ROOM, uid: 'wc' });
+  const dt = Date.now() - t0;
+  assert.ok(dt <= 4000, `presence.leave ${dt} ms after the stop`);
+  assert.deepEqual((await nodesUntil(A, (l) => l.length === 2, 2000)).map((n) => n.node).sort(), ['na', 'nb']);
+});
+
+test('a node frozen for 6 s: its users leave elsewhere, and are back once it thaws', { skip }, async () => {
+  const e = await tab(B, 'erin');
+  e.send({ type: 'join', room: ROOM }); await e.next('joined');
+  assert.deepEqual(await wa.next(isPresence('erin')), { type: 'presence.join', room: ROOM, uid: 'erin' });
+  B.proc.kill('SIGSTOP');
+  try {
+    assert.deepEqual(await wa.next(isPresence('erin'), 9000), { type: 'presence.leave', room: ROOM, uid: 'erin' });
+  } finally { B.proc.kill('SIGCONT'); }
+  // B heartbeats again: A asks it for its set (a resync) and erin is back
+  assert.deepEqual(await wa.next(isPresence('erin'), 5000), { type: 'presence.join', room: ROOM, uid: 'erin' });
+  assert.deepEqual(await onlineUntil(wa, ['carol', 'erin', 'wa', 'wb']), ['carol', 'erin', 'wa', 'wb']);
+  const m = await fetch(A.http + '/metrics').then((r) => r.text());
+  assert.ok(Number(/^basestation_cluster_presence_resyncs_total (\d+)$/m.exec(m)[1]) >= 1, m);
+  await e.close();
+  assert.deepEqual(await wa.next(isPresence('erin'), 5000), { type: 'presence.leave', room: ROOM, uid: 'erin' });
+});
+
 test('kill -9 of a node: its user leaves on the other node; the node drops out', { skip }, async () => {
   await tab(B, 'dave');
   // dave is no member yet: join, then he is announced on both
@@ -189,4 +223,70 @@ test('kill -9 of a node: its user leaves on the other node; the node drops out',
   const list = await nodesUntil(A, (l) => l.length === 1, 14000);
   assert.deepEqual(list.map((n) => n.node), ['na'], JSON.stringify(list));
   assert.ok(Date.now() - t0 >= 9000, 'the node dropped out before 10 s of silence');
+});
+
+// A raw NATS client (the text protocol) publishing on the live subject.
+async function natsClient(url) {
+  const sock = net.connect(Number(new URL(url).port), '127.0.0.1');
+  await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+  sock.on('data', (d) => { if (d.toString().includes('PING')) sock.write('PONG\r\n'); });
+  sock.write('CONNECT {"verbose":false,"pedantic":false}\r\n');
+  const subject = '_basestation.live.live';
+  return {
+    pub(obj) {
+      const body = typeof obj === 'string' ? obj : JSON.stringify(obj);
+      sock.write(`PUB ${subject} ${Buffer.byteLength(body)}\r\n${body}\r\n`);
+    },
+    async flush() { sock.write('PING\r\n'); await sleep(300); },
+    close() { sock.destroy(); },
+  };
+}
+async function metric(srv, name) {
+  const m = await fetch(srv.http + '/metrics').then((r) => r.text());
+  const x = new RegExp(`^${name} (\\d+)$`, 'm').exec(m);
+  assert.ok(x, `${name} in ${m.slice(0, 200)}`);
+  return Number(x[1]);
+}
+
+test('a hostile node cannot grow a node without bound: 64 nodes, 100000 uids each, ids checked', { skip }, async () => {
+  const fake = await natsClient(cluster.urls[0]);
+  try {
+    const d0 = await metric(A, 'basestation_cluster_live_dropped_total');
+    const hb = (n, q = 0) => ({ v: 1, t: 'hb', n, i: 'f' + n, q, c: 0, a: 0, l: 0, ver: 'x', since: 0 });
+    for (let k = 0; k < 70; k++) fake.pub(hb('fake' + k));
+    await fake.flush();
+    const list = await nodesUntil(A, (l) => l.length === 65, 3000);
+    assert.equal(list.length, 65, 'this node and 64 others');
+    assert.ok(await metric(A, 'basestation_cluster_live_dropped_total') >= d0 + 6);
+    // fake0 is known with an empty set (q 0): its changes apply, in order
+    const uids = Array.from({ length: 100005 }, (_, i) => 'h' + i);
+    let q = 0;
+    for (let i = 0; i < uids.length; i += 20000) {
+      fake.pub({ v: 1, t: 'd', n: 'fake0', i: 'ffake0', q: ++q, on: uids.slice(i, i + 20000), off: [] });
+    }
+    fake.pub({ v: 1, t: 'd', n: 'fake0', i: 'ffake0', q: ++q, on: ['bad\u0001id', 'x'.repeat(200)], off: [] });
+    fake.pub('x'.repeat(300 * 1024)); // larger than a live message may be
+    fake.pub(hb('fake0', q));
+    await fake.flush();
+    let remote;
+    for (let i = 0; i < 50; i++) {
+      remote = await metric(A, 'basestation_cluster_remote_online');
+      if (remote >= 100000) break;
+      await sleep(200);
+    }
+    // A alone is left of the real nodes (the others were killed), so these
+    // are fake0's: capped
+    assert.equal(remote, 100000);
+    assert.ok(await metric(A, 'basestation_cluster_live_dropped_total') >= d0 + 6 + 5 + 2 + 1);
+  } finally { fake.close(); }
+  // silent: forgotten (their uids after 4 s, the nodes after 10 s)
+  let remote;
+  for (let i = 0; i < 40; i++) {
+    remote = await metric(A, 'basestation_cluster_remote_online');
+    if (remote === 0) break;
+    await sleep(250);
+  }
+  assert.equal(remote, 0);
+  const list = await nodesUntil(A, (l) => l.length === 1, 12000);
+  assert.deepEqual(list.map((n) => n.node), ['na']);
 });

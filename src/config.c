@@ -151,7 +151,8 @@ static const struct opt opts[] = {
 	 "run as one node of a cluster on these NATS JetStream servers "
 	 "(nats://H:P,...); tasks are refused there (not cluster-wide yet)"},
 	{"node", "BASESTATION_NODE", OPT_STR, O(node), "NAME",
-	 "this node's name in the cluster (default <hostname>-<ws port>)"},
+	 "this node's name in the cluster and in GET /admin/nodes (default "
+	 "<hostname>-<ws port>)"},
 	{"stream", "BASESTATION_STREAM", OPT_STR, O(stream), "NAME",
 	 "JetStream stream of the cluster (default basestation)"},
 	{"replicas", "BASESTATION_REPLICAS", OPT_INT, O(replicas), "N",

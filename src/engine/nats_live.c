@@ -65,10 +65,10 @@
 #define LIVE_ASK_MS	 1000  /* between two snap requests to a node */
 #define LIVE_SNAP_MS	 500   /* between two snaps of ours */
 #define LIVE_MAX_NODES	 64
-#define LIVE_MAX_UIDS	 100000	 /* per node */
-#define LIVE_MAX_REMOTE	 1000000 /* over all nodes */
-#define LIVE_BATCH	 256	 /* uids per d or snap message */
-#define LIVE_MSG_MAX	 (256 * 1024)
+#define LIVE_MAX_UIDS	 100000	     /* per node */
+#define LIVE_MAX_REMOTE	 1000000     /* over all nodes */
+#define LIVE_BATCH	 256	     /* uids per d or snap message */
+#define LIVE_MSG_MAX	 (64 * 1024) /* ours: at most ~34 KiB */
 #define LIVE_NAME_MAX	 128
 #define LIVE_INST_MAX	 32
 #define LIVE_VER_MAX	 64
@@ -500,6 +500,8 @@ static void on_msg(void *arg, const char *subject, const void *data, size_t len)
 	HASH_FIND_STR(l->nodes, name, r);
 	if (r == NULL || strcmp(r->inst, inst) != 0)
 		goto done; /* known from its heartbeats only */
+	/* alive: its heartbeat may wait behind a long run of these */
+	r->seen = mono_ms();
 	if (strcmp(type, "d") == 0)
 		on_delta(l, r, o);
 	else if (strcmp(type, "snap") == 0)

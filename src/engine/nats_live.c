@@ -40,7 +40,11 @@
  * messages of at most LIVE_MSG_MAX bytes; every id is checked with the id
  * rule. What is refused is counted (basestation_cluster_live_dropped_total).
  *
- * Everything runs on the loop: the link hands core messages to it.
+ * Everything runs on the loop: the link hands core messages to it, and
+ * they wait in one queue (at most LIVE_QUEUE_BYTES) that is worked through
+ * about LIVE_TURN_UIDS uids per loop turn, so that a node's snapshot of
+ * many users does not hold the loop; while it is not empty nobody is
+ * judged silent.
  */
 #include "nats_live.h"
 
@@ -65,10 +69,12 @@
 #define LIVE_ASK_MS	 1000  /* between two snap requests to a node */
 #define LIVE_SNAP_MS	 500   /* between two snaps of ours */
 #define LIVE_MAX_NODES	 64
-#define LIVE_MAX_UIDS	 100000	     /* per node */
-#define LIVE_MAX_REMOTE	 1000000     /* over all nodes */
-#define LIVE_BATCH	 256	     /* uids per d or snap message */
-#define LIVE_MSG_MAX	 (64 * 1024) /* ours: at most ~34 KiB */
+#define LIVE_MAX_UIDS	 100000		   /* per node */
+#define LIVE_MAX_REMOTE	 1000000	   /* over all nodes */
+#define LIVE_BATCH	 256		   /* uids per d or snap message */
+#define LIVE_TURN_UIDS	 2048		   /* handled per loop turn */
+#define LIVE_QUEUE_BYTES (8 * 1024 * 1024) /* waiting to be handled */
+#define LIVE_MSG_MAX	 (64 * 1024)	   /* ours: at most ~34 KiB */
 #define LIVE_NAME_MAX	 128
 #define LIVE_INST_MAX	 32
 #define LIVE_VER_MAX	 64
@@ -79,6 +85,13 @@ struct luid {
 	struct luid *dnext; /* the dirty list, while dirty */
 	unsigned cur : 1, pub : 1, dirty : 1;
 	char uid[];
+};
+
+/* Another node's message, waiting for its turn (work_cb). */
+struct pending {
+	struct pending *next;
+	json_t *o;
+	size_t len;
 };
 
 /* A uid online on another node. */
@@ -109,7 +122,9 @@ struct live {
 	struct bsjs *link;
 	struct engine *e;
 	struct bsjs_sub *sub;
-	struct event *tick_ev, *flush_ev;
+	struct event *tick_ev, *flush_ev, *work_ev;
+	struct pending *qhead, *qtail; /* other nodes' messages, to handle */
+	size_t qbytes;
 	char *node, *inst, *subject;
 	live_figures_fn figures;
 	void *arg;
@@ -464,12 +479,84 @@ static void want_snap(struct live *l)
 		l->snap_want = 1; /* at the next tick */
 }
 
+/* One message of another node, checked (v, t, n, i), not ours. */
+static void handle(struct live *l, json_t *o)
+{
+	const char *type = json_string_value(json_object_get(o, "t"));
+	const char *name = json_string_value(json_object_get(o, "n"));
+	const char *inst = json_string_value(json_object_get(o, "i"));
+	const char *to;
+	struct rnode *r;
+
+	if (strcmp(type, "hb") == 0) {
+		on_heartbeat(l, o, name, inst);
+		return;
+	}
+	if (strcmp(type, "sync") == 0) {
+		to = json_string_value(json_object_get(o, "to"));
+		if (to && strcmp(to, l->inst) == 0)
+			want_snap(l);
+		return;
+	}
+	HASH_FIND_STR(l->nodes, name, r);
+	if (r == NULL || strcmp(r->inst, inst) != 0)
+		return;	     /* known from its heartbeats only */
+	r->seen = mono_ms(); /* alive */
+	if (strcmp(type, "d") == 0)
+		on_delta(l, r, o);
+	else if (strcmp(type, "snap") == 0)
+		on_snap(l, r, o);
+	else if (strcmp(type, "bye") == 0)
+		node_drop(l, r, "bye");
+}
+
+/* The uids a message names: the work it is for the loop. */
+static size_t cost(json_t *o)
+{
+	return 1 + json_array_size(json_object_get(o, "on")) +
+	       json_array_size(json_object_get(o, "off")) +
+	       json_array_size(json_object_get(o, "u"));
+}
+
+static void work_later(struct live *l)
+{
+	static const struct timeval now = {0, 0};
+
+	if (!evtimer_pending(l->work_ev, NULL))
+		evtimer_add(l->work_ev, &now);
+}
+
+/* In arrival order, about LIVE_TURN_UIDS uids per loop turn (a node's
+ * snapshot of 100000 users is many turns, not one long one); the next
+ * part after the loop has polled again. */
+static void work_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct live *l = arg;
+	struct pending *p;
+	size_t done = 0;
+	(void)fd;
+	(void)what;
+
+	while ((p = l->qhead) && done < LIVE_TURN_UIDS) {
+		l->qhead = p->next;
+		if (l->qhead == NULL)
+			l->qtail = NULL;
+		l->qbytes -= p->len;
+		done += cost(p->o);
+		handle(l, p->o);
+		json_decref(p->o);
+		free(p);
+	}
+	if (l->qhead)
+		work_later(l);
+}
+
 static void on_msg(void *arg, const char *subject, const void *data, size_t len)
 {
 	struct live *l = arg;
 	json_t *o;
-	const char *type, *name, *inst, *to;
-	struct rnode *r;
+	const char *type, *name, *inst;
+	struct pending *p;
 	(void)subject;
 
 	if (len > LIVE_MSG_MAX) {
@@ -483,33 +570,29 @@ static void on_msg(void *arg, const char *subject, const void *data, size_t len)
 	if (json_integer_value(json_object_get(o, "v")) != 1 || !type ||
 	    !name || !inst) {
 		dropped("message", name);
-		goto done;
+		json_decref(o);
+		return;
 	}
-	if (strcmp(inst, l->inst) == 0)
-		goto done; /* our own */
-	if (strcmp(type, "hb") == 0) {
-		on_heartbeat(l, o, name, inst);
-		goto done;
+	if (strcmp(inst, l->inst) == 0 || l->stopping) {
+		json_decref(o); /* our own */
+		return;
 	}
-	if (strcmp(type, "sync") == 0) {
-		to = json_string_value(json_object_get(o, "to"));
-		if (to && strcmp(to, l->inst) == 0)
-			want_snap(l);
-		goto done;
+	if (l->qbytes + len > LIVE_QUEUE_BYTES) {
+		dropped("backlog", name); /* a gap: the node resyncs later */
+		json_decref(o);
+		return;
 	}
-	HASH_FIND_STR(l->nodes, name, r);
-	if (r == NULL || strcmp(r->inst, inst) != 0)
-		goto done; /* known from its heartbeats only */
-	/* alive: its heartbeat may wait behind a long run of these */
-	r->seen = mono_ms();
-	if (strcmp(type, "d") == 0)
-		on_delta(l, r, o);
-	else if (strcmp(type, "snap") == 0)
-		on_snap(l, r, o);
-	else if (strcmp(type, "bye") == 0)
-		node_drop(l, r, "bye");
-done:
-	json_decref(o);
+	p = xmalloc(sizeof(*p));
+	p->next = NULL;
+	p->o = o;
+	p->len = len;
+	if (l->qtail)
+		l->qtail->next = p;
+	else
+		l->qhead = p;
+	l->qtail = p;
+	l->qbytes += len;
+	work_later(l);
 }
 
 /* Every second: our heartbeat, a snap owed, the silent nodes. */
@@ -527,14 +610,16 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	send_heartbeat(l);
 	if (l->snap_want)
 		send_snap(l);
-	HASH_ITER(hh, l->nodes, r, tmp)
-	{
-		if (now - r->seen >= LIVE_DROP_MS)
-			node_drop(l, r, "silent");
-		else if (now - r->seen >= LIVE_PRESENCE_MS &&
-			 (r->synced || r->nuids))
-			node_clear(l, r);
-	}
+	/* Behind with their messages: who is silent cannot be told now. */
+	if (l->qhead == NULL)
+		HASH_ITER(hh, l->nodes, r, tmp)
+		{
+			if (now - r->seen >= LIVE_DROP_MS)
+				node_drop(l, r, "silent");
+			else if (now - r->seen >= LIVE_PRESENCE_MS &&
+				 (r->synced || r->nuids))
+				node_clear(l, r);
+		}
 	metrics.cluster.live_nodes = HASH_COUNT(l->nodes);
 	metrics.cluster.live_remote_uids = l->remote_uids;
 }
@@ -611,7 +696,8 @@ struct live *live_create(const struct live_config *c)
 	l->snap_at = mono_ms() - LIVE_SNAP_MS;
 	l->tick_ev = event_new(c->base, -1, EV_PERSIST, tick_cb, l);
 	l->flush_ev = event_new(c->base, -1, 0, flush_cb, l);
-	if (l->tick_ev == NULL || l->flush_ev == NULL)
+	l->work_ev = evtimer_new(c->base, work_cb, l);
+	if (l->tick_ev == NULL || l->flush_ev == NULL || l->work_ev == NULL)
 		fatal("event_new failed");
 	l->sub = bsjs_subscribe(l->link, l->subject, on_msg, l);
 	if (l->sub == NULL)
@@ -639,6 +725,14 @@ void live_destroy(struct live *l)
 	bsjs_unsubscribe(l->sub);
 	event_free(l->tick_ev);
 	event_free(l->flush_ev);
+	event_free(l->work_ev);
+	while (l->qhead) {
+		struct pending *p = l->qhead;
+
+		l->qhead = p->next;
+		json_decref(p->o);
+		free(p);
+	}
 	HASH_ITER(hh, l->local, u, ut)
 	{
 		HASH_DEL(l->local, u);

@@ -115,6 +115,8 @@ test('two nodes see each other; watchers on both', { skip }, async () => {
 test('two tabs of one user on two nodes: one join, one leave, on both nodes', { skip }, async () => {
   const t1 = await tab(A, 'alice');
   for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('alice')), { type: 'presence.join', room: ROOM, uid: 'alice' });
+  // B lists her while her only connection is on A
+  assert.deepEqual(await online(wb), ['alice', 'wa', 'wb']);
   const t2 = await tab(B, 'alice');
   assert.deepEqual(await online(wa), ['alice', 'wa', 'wb']);
   assert.deepEqual(await online(wb), ['alice', 'wa', 'wb']);

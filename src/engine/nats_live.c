@@ -129,14 +129,15 @@ struct live {
 	live_figures_fn figures;
 	void *arg;
 	int64_t since_ms;
-	uint64_t q;	     /* d messages published */
-	struct luid *local;  /* by uid */
-	struct luid *dirty;  /* changed since the last flush */
-	int stopping;	     /* said goodbye: silent from then on */
-	int64_t snap_at;     /* mono_ms of our last snap */
-	int snap_want;	     /* asked for one meanwhile */
-	struct rnode *nodes; /* other nodes, by name */
-	size_t remote_uids;  /* sum of nuids */
+	uint64_t q;	      /* d messages published */
+	struct luid *local;   /* by uid */
+	struct luid *dirty;   /* changed since the last flush */
+	int stopping;	      /* said goodbye: silent from then on */
+	int64_t clash_logged; /* mono_ms: another node has our name */
+	int64_t snap_at;      /* mono_ms of our last snap */
+	int snap_want;	      /* asked for one meanwhile */
+	struct rnode *nodes;  /* other nodes, by name */
+	size_t remote_uids;   /* sum of nuids */
 };
 
 /* ---- sending ---- */
@@ -363,6 +364,18 @@ static void on_heartbeat(struct live *l, json_t *o, const char *name,
 	uint64_t q = (uint64_t)json_integer_value(json_object_get(o, "q"));
 	int fresh = 1;
 
+	if (strcmp(name, l->node) == 0) {
+		/* names are unique in a cluster: one of the two is misnamed */
+		if (mono_ms() - l->clash_logged >= LIVE_DROP_MS) {
+			l->clash_logged = mono_ms();
+			log_error("cluster.node_name",
+				  "node=%s instance=%s "
+				  "other=%s msg=%s",
+				  log_val(name), l->inst, inst,
+				  "another node has this --node name");
+		}
+		return;
+	}
 	HASH_FIND_STR(l->nodes, name, r);
 	if (r == NULL) {
 		if (HASH_COUNT(l->nodes) >= LIVE_MAX_NODES) {
@@ -377,7 +390,8 @@ static void on_heartbeat(struct live *l, json_t *o, const char *name,
 		log_info("cluster.node_seen", "node=%s instance=%s",
 			 log_val(name), inst);
 	} else if (strcmp(r->inst, inst) != 0) {
-		/* restarted: what the old process said is void */
+		/* restarted: what the old process said is void (two live
+		 * processes under one name would flap here: both warn) */
 		log_info("cluster.node_seen", "node=%s instance=%s was=%s",
 			 log_val(name), inst, r->inst);
 		node_clear(l, r);

@@ -297,3 +297,12 @@ test('a hostile node cannot grow a node without bound: 64 nodes, 100000 uids eac
   const list = await nodesUntil(A, (l) => l.length === 1, 12000);
   assert.deepEqual(list.map((n) => n.node), ['na']);
 });
+
+test('two nodes under one --node name: both say so, neither lists the other', { skip }, async () => {
+  const D = await node('na');
+  for (let i = 0; i < 50 && !(/event=cluster\.node_name /.test(A.logs) && /event=cluster\.node_name /.test(D.logs)); i++) await sleep(100);
+  assert.match(A.logs, /level=error event=cluster\.node_name node=na .*another node has this --node name/);
+  assert.match(D.logs, /level=error event=cluster\.node_name node=na /);
+  assert.deepEqual((await nodesOf(A)).map((n) => n.node), ['na']);
+  assert.deepEqual((await nodesOf(D)).map((n) => n.node), ['na']);
+});

@@ -71,6 +71,7 @@
 #define LIVE_MAX_NODES	 64
 #define LIVE_MAX_UIDS	 100000		   /* per node */
 #define LIVE_MAX_REMOTE	 1000000	   /* over all nodes */
+#define LIVE_PART_BYTES	 (32 * 1024)	   /* of uids per d or snap message */
 #define LIVE_BATCH	 256		   /* uids per d or snap message */
 #define LIVE_TURN_UIDS	 2048		   /* handled per loop turn */
 #define LIVE_QUEUE_BYTES (8 * 1024 * 1024) /* waiting to be handled */
@@ -170,6 +171,20 @@ static void send_delta(struct live *l, json_t *on, json_t *off)
 	send_msg(l, o);
 }
 
+/* Counts uid into a message part of n uids and about bytes
+ * of JSON (a uid's characters escaped at most twice over: the id rule
+ * leaves only '"' and '\\' to escape); 1 when the part is full, which
+ * starts the next one. Every part stays well below LIVE_MSG_MAX. */
+static int part_full(size_t *n, size_t *bytes, const char *uid)
+{
+	(*n)++;
+	*bytes += 2 * strlen(uid) + 3;
+	if (*n < LIVE_BATCH && *bytes < LIVE_PART_BYTES)
+		return 0;
+	*n = *bytes = 0;
+	return 1;
+}
+
 /* The changes of this turn, netted: a uid that went and came back within
  * it is not mentioned. */
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -177,7 +192,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	struct live *l = arg;
 	json_t *on = json_array(), *off = json_array();
 	struct luid *u;
-	size_t n = 0;
+	size_t n = 0, bytes = 0;
 	(void)fd;
 	(void)what;
 
@@ -188,11 +203,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 			json_array_append_new(u->cur ? on : off,
 					      json_string(u->uid));
 			u->pub = u->cur;
-			if (++n == LIVE_BATCH) {
+			if (part_full(&n, &bytes, u->uid)) {
 				send_delta(l, on, off);
 				on = json_array();
 				off = json_array();
-				n = 0;
 			}
 		}
 		if (!u->cur) {
@@ -208,13 +222,25 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Our set as the others were told it (pub), as of l->q. */
+static void send_snap_part(struct live *l, json_t *list, long k, int end)
+{
+	json_t *o = msg_new(l, "snap");
+
+	json_object_set_new(o, "q", json_integer((json_int_t)l->q));
+	json_object_set_new(o, "k", json_integer(k));
+	json_object_set_new(o, "end", json_boolean(end));
+	json_object_set_new(o, "u", list);
+	send_msg(l, o);
+}
+
+/* Our set as the others were told it (pub), as of l->q; the last part
+ * has "end" (and may be empty). */
 static void send_snap(struct live *l)
 {
 	struct luid *u, *tmp;
 	json_t *list = json_array();
 	long k = 0;
-	size_t n = 0;
+	size_t n = 0, bytes = 0;
 
 	l->snap_at = mono_ms();
 	l->snap_want = 0;
@@ -222,26 +248,13 @@ static void send_snap(struct live *l)
 	{
 		if (!u->pub)
 			continue;
-		if (n == LIVE_BATCH) {
-			json_t *o = msg_new(l, "snap");
-			json_object_set_new(o, "q",
-					    json_integer((json_int_t)l->q));
-			json_object_set_new(o, "k", json_integer(k++));
-			json_object_set_new(o, "end", json_false());
-			json_object_set_new(o, "u", list);
-			send_msg(l, o);
-			list = json_array();
-			n = 0;
-		}
 		json_array_append_new(list, json_string(u->uid));
-		n++;
+		if (part_full(&n, &bytes, u->uid)) {
+			send_snap_part(l, list, k++, 0);
+			list = json_array();
+		}
 	}
-	json_t *o = msg_new(l, "snap");
-	json_object_set_new(o, "q", json_integer((json_int_t)l->q));
-	json_object_set_new(o, "k", json_integer(k));
-	json_object_set_new(o, "end", json_true());
-	json_object_set_new(o, "u", list);
-	send_msg(l, o);
+	send_snap_part(l, list, k, 1);
 }
 
 static void send_heartbeat(struct live *l)

@@ -305,4 +305,21 @@ test('two nodes under one --node name: both say so, neither lists the other', { 
   assert.match(D.logs, /level=error event=cluster\.node_name node=na /);
   assert.deepEqual((await nodesOf(A)).map((n) => n.node), ['na']);
   assert.deepEqual((await nodesOf(D)).map((n) => n.node), ['na']);
+  assert.equal((await D.stop()).code, 0);
+});
+
+test('a node with 600 users online: a node started later gets them all (a snapshot in several parts)', { skip }, async () => {
+  const many = [];
+  for (let i = 0; i < 600; i++) many.push(tab(A, 'bulk-' + i));
+  await Promise.all(many);
+  const local = await metric(A, 'basestation_users_online');
+  assert.ok(local >= 600, `users online on A: ${local}`);
+  const E = await node('ne');
+  let remote;
+  for (let i = 0; i < 50; i++) {
+    remote = await metric(E, 'basestation_cluster_remote_online');
+    if (remote === local) break;
+    await sleep(200);
+  }
+  assert.equal(remote, local);
 });

@@ -159,7 +159,8 @@ static const struct opt opts[] = {
 	 "run as one node of a cluster on these NATS JetStream servers "
 	 "(nats://H:P,...)"},
 	{"node", "BASESTATION_NODE", OPT_STR, O(node), "NAME",
-	 "this node's name in the cluster (default <hostname>-<ws port>)"},
+	 "this node's name in the cluster and in GET /admin/nodes (default "
+	 "<hostname>-<ws port>)"},
 	{"stream", "BASESTATION_STREAM", OPT_STR, O(stream), "NAME",
 	 "JetStream stream of the cluster (default basestation)"},
 	{"replicas", "BASESTATION_REPLICAS", OPT_INT, O(replicas), "N",
@@ -246,6 +247,16 @@ static int cluster_check(struct config *c, FILE *err)
 		free(c->cluster); /* BASESTATION_CLUSTER= : one node */
 		c->cluster = NULL;
 	}
+	/* Named on one node too: GET /admin/nodes lists it. */
+	if (c->node == NULL || c->node[0] == '\0') {
+		port = strrchr(c->listen, ':');
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "node");
+		host[sizeof(host) - 1] = '\0';
+		free(c->node);
+		c->node = xmalloc(strlen(host) + 16);
+		sprintf(c->node, "%s-%s", host, port ? port + 1 : "8080");
+	}
 	if (c->cluster == NULL)
 		return 0;
 	if (!BS_HAVE_NATS) {
@@ -262,15 +273,6 @@ static int cluster_check(struct config *c, FILE *err)
 		fprintf(err, "basestation: --stream: a name without '.', "
 			     "'*', '>' or spaces\n");
 		return -1;
-	}
-	if (c->node == NULL || c->node[0] == '\0') {
-		port = strrchr(c->listen, ':');
-		if (gethostname(host, sizeof(host)) < 0)
-			snprintf(host, sizeof(host), "node");
-		host[sizeof(host) - 1] = '\0';
-		free(c->node);
-		c->node = xmalloc(strlen(host) + 16);
-		sprintf(c->node, "%s-%s", host, port ? port + 1 : "8080");
 	}
 	return 0;
 }

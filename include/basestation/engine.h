@@ -97,6 +97,22 @@ struct engine_loader {
 typedef void (*engine_event_fn)(void *arg, const struct engine_event *ev);
 typedef void (*engine_task_fn)(void *arg, const struct task_record *t);
 typedef void (*engine_msg_fn)(void *arg, const struct msg_record *m);
+/* Other nodes' sessions of uid changed by delta (+1: a node has it online
+ * now, -1: no longer). Ephemeral: not in seq order, not stored. */
+typedef void (*engine_presence_fn)(void *arg, const char *uid, int delta);
+
+/* One live node of the broker (GET /admin/nodes); strings valid during
+ * the call only. */
+struct engine_node {
+	const char *node;    /* --node */
+	const char *version; /* as `basestation version` prints it */
+	int64_t since_ms;    /* its start, ms since the epoch */
+	int64_t connections;
+	int64_t applied_seq; /* the newest seq it has applied */
+	int64_t lag;	     /* the stream's last seq minus applied_seq */
+	int64_t age_ms;	     /* since its last heartbeat (0: this node) */
+};
+typedef void (*engine_node_fn)(void *arg, const struct engine_node *n);
 
 struct engine;
 
@@ -144,6 +160,13 @@ struct engine_ops {
 		       const struct bk_done *done);
 	/* 1 when a write can be made durable now (/healthz). */
 	int (*healthy)(struct engine *e);
+	/* Optional (NULL: one node, nobody to tell). uid's sessions on this
+	 * node went from none to some (online 1) or back to none (0); other
+	 * nodes learn it and feed their broker's on_presence. */
+	void (*presence)(struct engine *e, const char *uid, int online);
+	/* Optional (NULL: one node, the caller describes itself). fn once
+	 * per live node, this one first. */
+	void (*nodes)(struct engine *e, engine_node_fn fn, void *arg);
 	void (*destroy)(struct engine *e);
 };
 
@@ -159,6 +182,11 @@ struct engine {
 	 * change completes only after the previous change of the same task
 	 * was stored or refused. */
 	unsigned linear_tasks : 1;
+	/* the broker's, set by engine_listen_presence (NULL: not yet, or
+	 * no longer: a cluster engine then ignores other nodes' presence
+	 * and catches up once it is set) */
+	engine_presence_fn on_presence;
+	void *on_presence_arg;
 };
 
 /* The one callback for committed events. */
@@ -167,6 +195,30 @@ static inline void engine_listen(struct engine *e, engine_event_fn fn,
 {
 	e->on_event = fn;
 	e->on_event_arg = arg;
+}
+
+static inline void engine_listen_presence(struct engine *e,
+					  engine_presence_fn fn, void *arg)
+{
+	e->on_presence = fn;
+	e->on_presence_arg = arg;
+}
+
+static inline void engine_presence(struct engine *e, const char *uid,
+				   int online)
+{
+	if (e->ops->presence)
+		e->ops->presence(e, uid, online);
+}
+
+/* 0 when the engine lists no nodes (one node: the caller describes
+ * itself), else 1 after fn ran for each. */
+static inline int engine_nodes(struct engine *e, engine_node_fn fn, void *arg)
+{
+	if (e->ops->nodes == NULL)
+		return 0;
+	e->ops->nodes(e, fn, arg);
+	return 1;
 }
 
 static inline int engine_submit(struct engine *e, const struct engine_event *ev,

@@ -73,8 +73,11 @@ int http_status(enum bk_status st);
 void http_refuse(struct evhttp_request *req, const struct bk_result *r);
 
 /* admin.c */
-void admin_init(struct event_base *base, const struct config *cfg);
+void admin_init(struct event_base *base, const struct config *cfg,
+		struct engine *e);
 void admin_connections(struct evhttp_request *req);
+/* GET /admin/nodes: the engine's live nodes, or this one alone. */
+void admin_nodes(struct evhttp_request *req);
 /* Runs the query on a worker thread; the answer comes from the loop. */
 void admin_sql(struct evhttp_request *req);
 /* Wait for the running queries (each ends within its time limit), answer

@@ -267,7 +267,8 @@ typedef void (*bsjs_core_cb)(void *arg, const char *subject, const void *data,
 
 /* Subscribes to a subject (wildcards allowed); messages arrive on the loop
  * in the order the server sent them. Lost while disconnected; resubscribed
- * after a reconnect. NULL on a bad subject. */
+ * after a reconnect; dropped (bsjs_stats.core_dropped) while 16384 of the
+ * link's core messages wait for the loop. NULL on a bad subject. */
 struct bsjs_sub *bsjs_subscribe(struct bsjs *l, const char *subject,
 				bsjs_core_cb cb, void *arg);
 /* No callback for s after this returns; frees s (later, once libnats has
@@ -292,6 +293,7 @@ struct bsjs_stats {
 	uint64_t consumer_dropped;  /* not newer than the last delivered */
 	uint64_t consumer_restarts; /* by the link (slow consumer, stalled) */
 	uint64_t consumer_waits; /* delivery thread held back (flow control) */
+	uint64_t core_dropped;	 /* core messages dropped: queue full */
 	uint64_t inflight;	 /* publishes in libnats now */
 	uint64_t waiting;	 /* publishes waiting in the link now */
 };

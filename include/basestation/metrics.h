@@ -83,6 +83,14 @@ struct metrics {
 		uint64_t published, acked, failed;
 		uint64_t ack_us_sum; /* publish to PubAck, over acked */
 		uint64_t ack_us_max;
+		/* the ordered consumer: recreated by the link, and messages
+		 * it delivered again (not newer than the last one) */
+		uint64_t consumer_restarts, consumer_redelivered;
+		/* engine/nats_live.c: other live nodes, uids online on them
+		 * (summed over nodes), snaps asked for, refused input */
+		uint64_t live_nodes, live_remote_uids;
+		uint64_t live_resyncs, live_dropped;
+		uint64_t core_dropped; /* core NATS: the loop's queue full */
 	} cluster;
 };
 

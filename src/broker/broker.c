@@ -44,6 +44,13 @@ static void on_event(void *arg, const struct engine_event *ev)
 	}
 }
 
+/* Other nodes' sessions (a cluster engine's core NATS feed). */
+static void on_presence(void *arg, const char *uid, int delta)
+{
+	(void)arg;
+	broker_presence_remote(uid, delta);
+}
+
 static void prune_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -73,6 +80,7 @@ int broker_init(struct event_base *base, const struct config *cfg,
 	engine_listen(e, on_event, NULL);
 	replay_init();
 	presence_init();
+	engine_listen_presence(e, on_presence, NULL);
 	bk.prune_ev = event_new(base, -1, EV_PERSIST, prune_cb, NULL);
 	if (bk.prune_ev == NULL)
 		fatal("event_new failed");
@@ -82,8 +90,10 @@ int broker_init(struct event_base *base, const struct config *cfg,
 
 void broker_finish(void)
 {
-	if (bk.engine)
+	if (bk.engine) {
 		engine_listen(bk.engine, NULL, NULL);
+		engine_listen_presence(bk.engine, NULL, NULL);
+	}
 	if (bk.prune_ev)
 		event_free(bk.prune_ev);
 	bk.prune_ev = NULL;

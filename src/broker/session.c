@@ -31,6 +31,8 @@ void session_open(struct session *s, const struct auth_identity *id)
 	s->rate.at = mono_ms();
 	registry_attach(s, id->uid);
 	s->open = 1;
+	if (s->user->nsessions == 1) /* other nodes count it online */
+		engine_presence(bk.engine, s->user->uid, 1);
 	presence_update(s->user);
 }
 
@@ -61,6 +63,7 @@ void session_close(struct session *s)
 	s->open = 0;
 	if ((u = registry_detach(s)) == NULL)
 		return;
+	engine_presence(bk.engine, u->uid, 0);
 	presence_update(u); /* presence.leave after the grace period */
 	int64_t cur = delivered_upto(s);
 	if (cur > u->cursor)

@@ -55,7 +55,8 @@
 #define RECONNECT_MIN_MS  100
 #define RECONNECT_MAX_MS  2000
 #define TEXT_MAX	  200
-#define WATCH_MS	  3000 /* consumer progress check */
+#define WATCH_MS	  3000	/* consumer progress check */
+#define CORE_MAX_QUEUED	  16384 /* core messages waiting for the loop */
 
 /* ---- small helpers ---- */
 
@@ -188,6 +189,10 @@ struct bridge {
 	uint64_t cons_gen;	     /* items of another generation are stale */
 	natsSubscription *cons_nsub; /* to recognise its async errors */
 	uint64_t cons_waits;
+	/* Core NATS messages not yet handled: past CORE_MAX_QUEUED, what
+	 * other processes publish is dropped (counted), not queued. */
+	size_t core_queued;
+	uint64_t core_dropped;
 	struct bridge *gnext; /* all bridges, freed by global_finish */
 };
 
@@ -537,11 +542,14 @@ static void on_core_msg(natsConnection *nc, natsSubscription *nsub,
 	(void)nc;
 	(void)nsub;
 	pthread_mutex_lock(&b->mu);
-	if (b->dead || s->cancelled) {
+	if (b->dead || s->cancelled || b->core_queued >= CORE_MAX_QUEUED) {
+		if (!b->dead && !s->cancelled)
+			b->core_dropped++;
 		pthread_mutex_unlock(&b->mu);
 		natsMsg_Destroy(msg);
 		return;
 	}
+	b->core_queued++;
 	struct item *it = item_new(IT_CORE);
 	it->msg = msg;
 	it->u.core = s;
@@ -697,6 +705,27 @@ static void sender_connect(struct bsjs *l)
 	pthread_mutex_unlock(&l->amu);
 }
 
+/* Stopping (smu held): core publishes still queued go out all the same
+ * (a node's goodbye; natsConnection_Close flushes them); the rest is left
+ * to bsjs_destroy. */
+static void sender_last_words(struct bsjs *l)
+{
+	struct op **pp = &l->shead, *op;
+
+	l->stail = NULL;
+	while ((op = *pp)) {
+		if (op->kind != OP_CPUB) {
+			l->stail = op;
+			pp = &op->next;
+			continue;
+		}
+		*pp = op->next;
+		pthread_mutex_unlock(&l->smu);
+		run_op(l, op);
+		pthread_mutex_lock(&l->smu);
+	}
+}
+
 static void *sender_main(void *arg)
 {
 	struct bsjs *l = arg;
@@ -705,8 +734,10 @@ static void *sender_main(void *arg)
 	for (;;) {
 		while (!l->shead && !l->squit)
 			pthread_cond_wait(&l->scond, &l->smu);
-		if (l->squit)
+		if (l->squit) {
+			sender_last_words(l);
 			break;
+		}
 		struct op *op = l->shead;
 		l->shead = op->next;
 		if (!l->shead)
@@ -1517,6 +1548,7 @@ static void handle(struct bsjs *l, struct item *it)
 			      (size_t)natsMsg_GetDataLength(it->msg));
 		natsMsg_Destroy(it->msg);
 		pthread_mutex_lock(&l->b->mu);
+		l->b->core_queued--;
 		sub_unref_locked(s);
 		pthread_mutex_unlock(&l->b->mu);
 		break;
@@ -1684,6 +1716,7 @@ void bsjs_get_stats(const struct bsjs *l, struct bsjs_stats *st)
 	st->waiting = l->waiting;
 	pthread_mutex_lock(&l->b->mu);
 	st->consumer_waits = l->b->cons_waits;
+	st->core_dropped = l->b->core_dropped;
 	pthread_mutex_unlock(&l->b->mu);
 }
 

@@ -35,6 +35,7 @@
 #include "basestation/metrics.h"
 #include "basestation/store.h"
 #include "basestation/xalloc.h"
+#include "nats_live.h"
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -139,6 +140,7 @@ struct nats {
 	const struct config *cfg;
 	struct store *store;
 	struct bsjs *link;
+	struct live *live; /* heartbeats, presence (nats_live.c) */
 	struct event *health_ev, *drain_ev;
 	char instance[17]; /* this process, in every message it publishes */
 	char epoch[33];
@@ -952,6 +954,19 @@ static void figures(struct nats *n)
 	c->failed = st.failed;
 	c->ack_us_sum = st.ack_latency_us_sum;
 	c->ack_us_max = st.ack_latency_us_max;
+	c->consumer_restarts = st.consumer_restarts;
+	c->consumer_redelivered = st.consumer_dropped;
+	c->core_dropped = st.core_dropped;
+}
+
+static void live_figures(void *arg, int64_t *applied, int64_t *lag)
+{
+	struct nats *n = arg;
+
+	*applied = (int64_t)n->applied;
+	*lag = n->stream_last > n->applied
+		       ? (int64_t)(n->stream_last - n->applied)
+		       : 0;
 }
 
 static void health_cb(evutil_socket_t fd, short what, void *arg)
@@ -1267,6 +1282,7 @@ static void nats_flush(struct engine *eng)
 	struct nats *n = nats_of(eng);
 	struct tsubj *ts, *tmp;
 
+	live_stop(n->live); /* flush is called when the server stops */
 	/* the waiting changes complete below, unlinked from their chains */
 	HASH_ITER(hh, n->tsubjs, ts, tmp)
 	{
@@ -1341,11 +1357,22 @@ static int nats_healthy(struct engine *eng)
 	       store_writable(n->store);
 }
 
+static void nats_presence(struct engine *eng, const char *uid, int online)
+{
+	live_presence(nats_of(eng)->live, uid, online);
+}
+
+static void nats_nodes(struct engine *eng, engine_node_fn fn, void *arg)
+{
+	live_nodes(nats_of(eng)->live, fn, arg);
+}
+
 static void nats_destroy(struct engine *eng)
 {
 	struct nats *n = nats_of(eng);
 
 	nats_flush(eng);
+	live_destroy(n->live);
 	bsjs_consume_stop(n->link);
 	while (n->settles)
 		settle_complete(n->settles);
@@ -1384,6 +1411,8 @@ static const struct engine_ops nats_ops = {
 	.task = nats_task,
 	.settle = nats_settle,
 	.healthy = nats_healthy,
+	.presence = nats_presence,
+	.nodes = nats_nodes,
 	.destroy = nats_destroy,
 };
 
@@ -1460,6 +1489,16 @@ struct engine *engine_nats_create(struct event_base *base,
 		free(n);
 		return NULL;
 	}
+	n->live = live_create(&(struct live_config){
+		.base = base,
+		.link = n->link,
+		.engine = &n->e,
+		.node = cfg->node,
+		.stream = cfg->stream,
+		.instance = n->instance,
+		.figures = live_figures,
+		.arg = n,
+	});
 	n->health_ev = event_new(base, -1, EV_PERSIST, health_cb, n);
 	n->drain_ev = event_new(base, -1, 0, drain_cb, n);
 	n->prune_ev = evtimer_new(base, prune_cb, n);
@@ -1486,8 +1525,7 @@ struct engine *engine_nats_create(struct event_base *base,
 		 "node=%s stream=%s replicas=%d applied=%llu "
 		 "not_cluster_wide=%s",
 		 log_val(cfg->node), log_val(cfg->stream), jc.replicas,
-		 (unsigned long long)n->applied,
-		 "presence,offline-inbox,admin-nodes");
+		 (unsigned long long)n->applied, "offline-inbox");
 	return &n->e;
 }
 

@@ -1,5 +1,6 @@
 /*
- * /admin/connections (the live pool map) and /admin/sql (read-only).
+ * /admin/connections (the live pool map), /admin/nodes (the broker's
+ * nodes) and /admin/sql (read-only).
  *
  * A query may run up to its time limit and its result may be megabytes,
  * so /admin/sql runs each one on a worker thread, which also encodes the
@@ -9,8 +10,10 @@
  * back through a pipe with the finished text, which the loop thread sends
  * by reference. A timer answers a job whose worker overruns its limit.
  */
+#include "bs_config.h"
 #include "basestation/broker.h"
 #include "basestation/conn.h"
+#include "basestation/engine.h"
 #include "basestation/http.h"
 #include "basestation/inspect.h"
 #include "basestation/log.h"
@@ -36,11 +39,46 @@
 
 static struct event_base *base;
 static const struct config *cfg;
+static struct engine *engine;
+static int64_t started_ms; /* this node's start, for /admin/nodes */
 
-void admin_init(struct event_base *b, const struct config *c)
+void admin_init(struct event_base *b, const struct config *c, struct engine *e)
 {
 	base = b;
 	cfg = c;
+	engine = e;
+	started_ms = now_ms();
+}
+
+static void one_node(void *arg, const struct engine_node *n)
+{
+	json_array_append_new(
+		arg,
+		json_pack("{s:s, s:I, s:I, s:I, s:s, s:I, s:I}", "node",
+			  n->node, "connections", (json_int_t)n->connections,
+			  "applied_seq", (json_int_t)n->applied_seq, "lag",
+			  (json_int_t)n->lag, "version", n->version, "since",
+			  (json_int_t)n->since_ms, "age_ms",
+			  (json_int_t)n->age_ms));
+}
+
+/* Protocol §7. One node describes itself: what it has applied is all
+ * there is (lag 0). */
+void admin_nodes(struct evhttp_request *req)
+{
+	json_t *list = json_array();
+
+	if (!engine_nodes(engine, one_node, list)) {
+		struct engine_node self = {
+			.node = cfg->node,
+			.version = BS_VERSION,
+			.since_ms = started_ms,
+			.connections = conns_open(),
+			.applied_seq = broker_committed(),
+		};
+		one_node(list, &self);
+	}
+	http_reply_json(req, 200, json_pack("{s:o}", "nodes", list));
 }
 
 static void one_connection(void *arg, const struct conn_info *i)

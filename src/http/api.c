@@ -386,6 +386,9 @@ static void route(struct evhttp_request *req, void *arg)
 		if (strcmp(path, "/admin/connections") == 0) {
 			if (method_ok(req, m, EVHTTP_REQ_GET))
 				admin_connections(req);
+		} else if (strcmp(path, "/admin/nodes") == 0) {
+			if (method_ok(req, m, EVHTTP_REQ_GET))
+				admin_nodes(req);
 		} else if (strcmp(path, "/admin/sql") == 0) {
 			if (method_ok(req, m, EVHTTP_REQ_POST))
 				admin_sql(req);
@@ -404,7 +407,7 @@ int http_start(struct event_base *base, const struct config *cfg,
 
 	api.cfg = cfg;
 	api.engine = e;
-	admin_init(base, cfg);
+	admin_init(base, cfg, e);
 	static_init(web_root);
 	api.http = evhttp_new(base);
 	if (api.http == NULL)

@@ -59,6 +59,26 @@ static void render_cluster(struct evbuffer *o, const struct metrics_cluster *c)
 			    (double)c->ack_us_sum / 1e6, c->acked);
 	gauge(o, "basestation_cluster_publish_ack_max_microseconds",
 	      "Longest publish to PubAck since the start.", c->ack_us_max);
+	counter(o, "basestation_cluster_consumer_restarts_total",
+		"Ordered consumer recreated (stalled or slow).",
+		c->consumer_restarts);
+	counter(o, "basestation_cluster_consumer_redelivered_total",
+		"Stream messages the consumer delivered again (skipped).",
+		c->consumer_redelivered);
+	gauge(o, "basestation_cluster_nodes",
+	      "Other nodes heard from (heartbeats).", c->live_nodes);
+	gauge(o, "basestation_cluster_remote_online",
+	      "Users online on other nodes, summed over the nodes.",
+	      c->live_remote_uids);
+	counter(o, "basestation_cluster_presence_resyncs_total",
+		"Presence snapshots asked of other nodes (a change missed).",
+		c->live_resyncs);
+	counter(o, "basestation_cluster_live_dropped_total",
+		"Heartbeat and presence input refused (bounds, bad ids).",
+		c->live_dropped);
+	counter(o, "basestation_cluster_core_dropped_total",
+		"Core NATS messages dropped: too many waiting for the loop.",
+		c->core_dropped);
 }
 
 static void render_wal(struct evbuffer *o, const struct metrics_wal *w)

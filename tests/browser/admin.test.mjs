@@ -47,6 +47,13 @@ test('the admin console', { skip: skipReason, timeout: 60000 }, async () => {
   await page.locator('#conns tbody tr[data-uid="yan"]').waitFor();
   await other.close();
 
+  // Nodes: this one alone (GET /admin/nodes), with its connections.
+  const node = page.locator('#nodes tbody tr');
+  await node.first().waitFor();
+  assert.equal(await node.count(), 1);
+  assert.match(await node.locator('td.node').textContent(), /-0$/); // <hostname>-<ws port as given>
+  assert.equal(await page.locator('#nodes-count').textContent(), 'single node');
+
   // Tables with row counts.
   const msgs = page.locator('#tables tbody tr[data-table="messages"] td');
   await msgs.first().waitFor();

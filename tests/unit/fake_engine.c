@@ -27,6 +27,7 @@ struct fmsg {
 
 struct fake {
 	struct engine e;
+	char presence[512]; /* "+uid -uid ...": the broker's presence calls */
 	struct fop ops[MAX_OPS];
 	int nops;
 	struct fmsg msgs[MAX_MSGS]; /* committed, in seq order */
@@ -352,6 +353,15 @@ static void fake_destroy(struct engine *e)
 	free(e);
 }
 
+static void fake_presence(struct engine *e, const char *uid, int online)
+{
+	struct fake *f = fake_of(e);
+	size_t n = strlen(f->presence);
+
+	snprintf(f->presence + n, sizeof(f->presence) - n, "%c%s ",
+		 online ? '+' : '-', uid);
+}
+
 static const struct engine_ops fake_ops = {
 	.submit = fake_submit,
 	.sync = fake_sync,
@@ -366,6 +376,7 @@ static const struct engine_ops fake_ops = {
 	.task = fake_task,
 	.settle = fake_settle,
 	.healthy = fake_healthy,
+	.presence = fake_presence,
 	.destroy = fake_destroy,
 };
 
@@ -389,6 +400,17 @@ int fake_engine_pending(const struct engine *e)
 int fake_engine_submitted(const struct engine *e, enum engine_kind kind)
 {
 	return ((const struct fake *)e)->submitted[kind];
+}
+
+const char *fake_engine_presence_log(const struct engine *e)
+{
+	return ((const struct fake *)e)->presence;
+}
+
+void fake_engine_feed_presence(struct engine *e, const char *uid, int delta)
+{
+	if (e->on_presence)
+		e->on_presence(e->on_presence_arg, uid, delta);
 }
 
 void fake_engine_refuse_next(struct engine *e)

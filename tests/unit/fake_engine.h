@@ -21,5 +21,9 @@ int fake_engine_pending(const struct engine *e);
 int fake_engine_submitted(const struct engine *e, enum engine_kind kind);
 /* The next submit is refused at once. */
 void fake_engine_refuse_next(struct engine *e);
+/* The presence calls the broker made ("+uid " online, "-uid " gone). */
+const char *fake_engine_presence_log(const struct engine *e);
+/* Another node's presence, through the engine's on_presence. */
+void fake_engine_feed_presence(struct engine *e, const char *uid, int delta);
 
 #endif

@@ -420,6 +420,44 @@ static void test_presence_remote(void)
 	fake_engine_commit(eng, 1);
 }
 
+/* The engine is told when a user's first session here opens and its last
+ * closes (other nodes count it online), and what it feeds back through
+ * on_presence is other nodes' sessions (broker_init listens). */
+static void test_presence_engine(void)
+{
+	struct tsession *a1 = open_session("pe", ROLE_USER);
+	struct tsession *a2 = open_session("pe", ROLE_USER);
+	struct tsession *w = open_session("pew", ROLE_USER);
+	const char *log = fake_engine_presence_log(eng);
+	const char *p;
+
+	CHECK(strstr(log, "+pe +pew ") != NULL);
+	p = strstr(log, "+pe +pew ") + strlen("+pe +pew ");
+	free_session(a1);
+	CHECK(*p == '\0'); /* a2 still open: nothing to say */
+	free_session(a2);
+	CHECK(strcmp(p, "-pe ") == 0);
+	/* pe is a member, offline; another node says it has pe online */
+	a1 = open_session("pe", ROLE_USER);
+	broker_join(&a1->s, "pe-room", -1, NULL);
+	broker_join(&w->s, "pe-room", 1, NULL);
+	fake_engine_commit(eng, 1);
+	free_session(a1);
+	run_for(1700);
+	CHECK(count(w, "presence.leave") == 1);
+	fake_engine_feed_presence(eng, "pe", 1);
+	CHECK(count(w, "presence.join") == 1);
+	struct got_result g;
+	struct bk_done d = done_for(&g);
+	broker_presence("pe-room", &d);
+	CHECK(strstr(g.body, "\"pe\"") != NULL);
+	fake_engine_feed_presence(eng, "pe", -1);
+	run_for(1700);
+	CHECK(count(w, "presence.leave") == 2);
+	free_session(w);
+	fake_engine_commit(eng, 1);
+}
+
 int main(void)
 {
 	base = event_base_new();
@@ -434,6 +472,7 @@ int main(void)
 	test_replay();
 	test_tasks();
 	test_presence_remote();
+	test_presence_engine();
 
 	broker_finish();
 	fake_engine_destroy(eng);

@@ -89,6 +89,24 @@ async function loadConnections() {
   } catch (e) { showError(e); }
 }
 
+// ---- nodes (GET /admin/nodes: this one alone, or every live cluster node) ----
+
+async function loadNodes() {
+  try {
+    const r = await call('GET', '/admin/nodes');
+    clearError();
+    const list = r.nodes || [];
+    $('nodes').tBodies[0].replaceChildren(...list.map((n) => {
+      const tr = document.createElement('tr');
+      tr.dataset.node = n.node;
+      tr.append(cell(n.node, 'node'), cell(n.connections), cell(n.applied_seq), cell(n.lag), cell(n.version),
+        cell(fmtSince(n.since), 'since'), cell(n.age_ms ?? null));
+      return tr;
+    }));
+    $('nodes-count').textContent = list.length === 1 ? 'single node' : `${list.length} live`;
+  } catch (e) { showError(e); }
+}
+
 // ---- tables ----
 
 const quoteIdent = (s) => '"' + String(s).replace(/"/g, '""') + '"';
@@ -252,7 +270,7 @@ async function loadRooms() {
 
 // ---- wiring ----
 
-function refreshAll() { loadConnections(); loadTables(); loadRooms(); }
+function refreshAll() { loadConnections(); loadNodes(); loadTables(); loadRooms(); }
 
 $('key-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -269,13 +287,14 @@ $('key-forget').addEventListener('click', () => {
   $('rooms').tBodies[0].replaceChildren();
 });
 $('conns-refresh').addEventListener('click', loadConnections);
+$('nodes-refresh').addEventListener('click', loadNodes);
 $('rooms-refresh').addEventListener('click', loadRooms);
 $('tables-refresh').addEventListener('click', loadTables);
 $('sql-form').addEventListener('submit', (ev) => { ev.preventDefault(); runSql(); });
 $('sql').addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); runSql(); }
 });
-setInterval(() => { if ($('conns-auto').checked && getKey() && !document.hidden) loadConnections(); }, 5000);
+setInterval(() => { if ($('conns-auto').checked && getKey() && !document.hidden) { loadConnections(); loadNodes(); } }, 5000);
 setInterval(() => { if (getKey() && !document.hidden) loadRooms(); }, 6000);
 setInterval(sampleMetrics, SAMPLE_MS);
 addEventListener('resize', drawCharts);

@@ -5,8 +5,8 @@
 // from bench/profile runs); everything else is generated. --sections (a run
 // without the core scenarios) rewrites only the section of the TLS, deflate
 // and cluster scenarios inside OUT.md (between its begin/end markers, or
-// before "## Comparisons across changes" when it has none) and leaves the
-// main table as it was.
+// before "## Comparisons across changes" when it has none), and the part that
+// comes from bench/history.md, and leaves the main table as it was.
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 
@@ -57,7 +57,7 @@ function fmt(v, kind) {
 function ratio(a, b) {
   if (a == null || b == null || a < 0 || b <= 0) return '—';
   const x = a / b;
-  return `${x >= 10 ? x.toFixed(0) : x.toFixed(2)}×`;
+  return `${x >= 10 ? x.toFixed(0) : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}×`;
 }
 
 // ---- TLS, permessage-deflate and the cluster (bench/run groups tls,
@@ -159,7 +159,11 @@ function extraSection() {
     p('Recovery: 100 receivers on node B, a publisher on node A at 200 messages/s; after 2 s node B gets `kill -9`;');
     p('the receivers reconnect to node A (basestation: `?since=<last seq>&epoch=`, what the JavaScript client does;');
     p('Socket.IO: its connection state recovery) and publishing goes on for 6 s; "lost" counts published (acked)');
-    p('messages a receiver never got.');
+    p('messages a receiver never got. In the fan-out, node A acknowledges a publish once it is stored (basestation:');
+    p('in JetStream; Socket.IO: at once), before node B delivers it, so when node B falls behind the generator keeps');
+    p('publishing and the latency grows over the window: deliveries/s on node B is the figure; publishes acked × members');
+    p('above it is the backlog. CPU per delivery is the node\'s CPU over the window ÷ its deliveries; a node that waits');
+    p('(Socket.IO\'s node B used a fraction of a core) gets a high figure.');
     p();
     p('| measurement | basestation (2 nodes) | Socket.IO (2 nodes) | basestation ÷ Socket.IO |');
     p('| --- | ---: | ---: | ---: |');
@@ -170,7 +174,8 @@ function extraSection() {
     }
     if (cf || sf) {
       const n = (cf && cf.conns) || (sf && sf.receivers);
-      p(`| cross-node fan-out to ${n} members: deliveries/s | ${fmt(cf && cf.delivered_per_s, 'rate')} | ${fmt(sf && sf.delivered_per_s, 'rate')} | ${ratio(cf && cf.delivered_per_s, sf && sf.delivered_per_s)} |`);
+      p(`| cross-node fan-out to ${n} members: publishes acked/s by node A | ${fmt(cf && cf.acked_per_s, 'rate')} | ${fmt(sf && sf.published_per_s, 'rate')} | |`);
+      p(`| same: deliveries/s on node B | ${fmt(cf && cf.delivered_per_s, 'rate')} | ${fmt(sf && sf.delivered_per_s, 'rate')} | ${ratio(cf && cf.delivered_per_s, sf && sf.delivered_per_s)} |`);
       const sfCpu = sf && sf.delivered ? (sf.server.cpu_s.node_b * 1e6) / sf.delivered : null;
       p(`| same: receiving node's CPU per delivery | ${fmt(dig(cf, 'server.cpu_us_per_delivery'), 'cpu')} | ${fmt(sfCpu, 'cpu')} | ${ratio(dig(cf, 'server.cpu_us_per_delivery'), sfCpu)} |`);
       if (cs) {
@@ -483,6 +488,12 @@ if (sectionsOnly) {
   else {
     const at = old.indexOf('## Comparisons across changes');
     out = at >= 0 ? old.slice(0, at) + extra + old.slice(at) : old.trimEnd() + '\n\n' + extra;
+  }
+  // bench/history.md (written by hand) is refreshed in place too
+  if (existsSync(hist) && existsSync(prof)) {
+    const h0 = out.indexOf('## Comparisons across changes');
+    const h1 = out.indexOf(readFileSync(prof, 'utf8').split('\n')[0]);
+    if (h0 >= 0 && h1 > h0) out = out.slice(0, h0) + readFileSync(hist, 'utf8').trim() + '\n\n' + out.slice(h1);
   }
   writeFileSync(outPath, out);
 } else {

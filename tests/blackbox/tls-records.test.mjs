@@ -157,3 +157,23 @@ test('TLS 1.2 stays on OpenSSL and carries traffic', { skip }, async () => {
     await Promise.all([a.close(), b.close()]);
   }
 });
+
+test('every TLS 1.3 cipher suite the server offers: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305, many records each way', { skip }, async () => {
+  for (const suite of ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256']) {
+    const a = await wss(`cs-a-${suite}`, { ciphers: suite, minVersion: 'TLSv1.3' });
+    const b = await wss(`cs-b-${suite}`);
+    try {
+      assert.equal(a.ws._socket.getCipher().standardName, suite);
+      const big = 'q'.repeat(60000); // four records (--max-message is 64 KiB)
+      for (let i = 0; i < 3; i++) {
+        a.send({ type: 'send', to: `cs-b-${suite}`, data: { i, big }, ref: `r${i}` });
+        assert.equal((await a.next('ack')).ref, `r${i}`);
+        assert.equal((await b.next('message')).data.big, big);
+        b.send({ type: 'send', to: `cs-a-${suite}`, data: { i, big } });
+        assert.equal((await a.next('message')).data.i, i);
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }
+});

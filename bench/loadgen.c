@@ -30,6 +30,17 @@
  * Tokens: --jwt-secret S mints HS256 JWTs (sub = uid, role claim) with
  * OpenSSL; --token-file F takes "uid token" lines in connection order;
  * otherwise the token is the uid itself (the peers accept any token).
+ *
+ * --tls: every connection is TLS (OpenSSL client, non-blocking handshake
+ * on the same socket, no certificate check: the bench makes its own).
+ * --deflate: the upgrade offers permessage-deflate as browsers do; the
+ * count of connections that got it is reported (deflate_negotiated).
+ * Compressed messages are inflated (every --inflate-every'th one when the
+ * server keeps no context; the others are counted as deliveries without
+ * being looked into) and "bytes_in_per_delivery" says what arrived per
+ * delivery, WebSocket framing included (TLS records not).
+ * --port2 P: subscribers (fanout, task) and receivers (direct) connect to
+ * P instead of --port (a second cluster node); --server-pid2 samples it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -43,7 +54,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
+#include <openssl/err.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -56,20 +69,23 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define RX_SIZE	   (256 * 1024)
-#define HS_MAX	   8192
-#define MAX_ERRLOG 5
+#define RX_SIZE	    (256 * 1024)
+#define PAYLOAD_MAX 65536
+#define HS_MAX	    8192
+#define MAX_ERRLOG  5
 
 enum mode { M_FANOUT, M_DIRECT, M_IDLE, M_TASK };
 enum role { R_SUB, R_PUB, R_SEND, R_RECV, R_PROD, R_IDLE };
 enum cstate {
 	CS_NEW,
 	CS_CONNECTING, /* TCP connect in progress */
+	CS_TLS,	       /* TLS handshake in progress */
 	CS_HANDSHAKE,  /* upgrade request sent */
 	CS_UPGRADED,   /* 101 received, waiting for the connect frame */
 	CS_OPEN,       /* join / subscribe / create sent */
@@ -87,6 +103,11 @@ struct conn {
 	uint8_t state;
 	uint8_t wr_armed;
 	uint8_t in_dirty;
+	uint8_t pmd;	 /* permessage-deflate negotiated */
+	uint8_t pmd_nct; /* ... and the server keeps no context */
+	uint8_t port2;	 /* connects to --port2 */
+	SSL *ssl;	 /* --tls */
+	z_stream *zs;	 /* inflater of a server that keeps context */
 	struct event *rev, *wev;
 	struct conn *dnext; /* on the dirty list: has unflushed output */
 	/* partial inbound frame (or handshake bytes) */
@@ -128,6 +149,12 @@ static struct {
 	int max_pending;
 	int quiet;
 	const char *watch_file;
+	int tls;
+	int deflate;
+	int inflate_every;
+	int payload_json;
+	int port2;
+	int server_pid2;
 } cfg = {
 	.mode = M_FANOUT,
 	.host = "127.0.0.1",
@@ -149,6 +176,7 @@ static struct {
 	.label = "",
 	.src_ips = 64,
 	.max_pending = 256,
+	.inflate_every = 1,
 };
 
 /* ---- state ---- */
@@ -163,23 +191,30 @@ static char **file_uids, **file_tokens;
 static int nfile;
 static char *pad;
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static struct sockaddr_in server_addr;
+static struct sockaddr_in server_addr, server_addr2;
+static SSL_CTX *tls_ctx;
+static z_stream zs_nct; /* shared inflater for servers without context */
+static uint8_t *zout;	/* inflated message */
+static int ndeflate;	/* connections that negotiated permessage-deflate */
+static char *json_body; /* --payload-json: the records, made once */
+static size_t json_len;
 static int64_t t_start, t_setup_done, t_window0, t_window1, t_drain0;
 static long long sends_issued; /* open loop: sends issued since start */
 static int rr_sender;	       /* open loop round robin */
 static int *sender_idx, nsenders;
-static int64_t prod_version;   /* task: newest version acked */
+static int64_t prod_version; /* task: newest version acked */
 static int64_t task_done_ctr;
 
 /* counters: total and in the window */
 struct counters {
 	uint64_t sent, acked, delivered, errors, error_frames, closed,
-		conn_failures, versions_missed, skipped, bytes_in;
+		conn_failures, versions_missed, skipped, bytes_in, compressed,
+		inflated, zbytes_in;
 };
 static struct counters tot, win0, win1;
 
 /* latency histograms (ns), log-linear, < 1.6% error */
-#define H_SUB	 64
+#define H_SUB	  64
 #define H_BUCKETS (2 * H_SUB + 58 * H_SUB)
 struct hist {
 	uint64_t b[H_BUCKETS];
@@ -190,8 +225,8 @@ static struct hist h_deliv, h_ack;
 
 /* server and own resource use */
 struct usage {
-	double srv_cpu, own_cpu;
-	long srv_rss_kib, srv_hwm_kib;
+	double srv_cpu, own_cpu, srv2_cpu;
+	long srv_rss_kib, srv_hwm_kib, srv2_rss_kib, srv2_hwm_kib;
 };
 static struct usage u0, u1;
 static long srv_rss_start_kib = -1;
@@ -228,7 +263,8 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
+								...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -383,16 +419,20 @@ static void sample(struct usage *u)
 	u->srv_cpu = proc_cpu(cfg.server_pid);
 	u->own_cpu = own_cpu();
 	proc_mem(cfg.server_pid, &u->srv_rss_kib, &u->srv_hwm_kib);
+	u->srv2_cpu = proc_cpu(cfg.server_pid2);
+	proc_mem(cfg.server_pid2, &u->srv2_rss_kib, &u->srv2_hwm_kib);
 }
 
 /* ---- tokens ---- */
 
 static size_t b64url(const unsigned char *in, size_t n, char *out)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr"
+				  "stuvwxyz0123456789-_";
 	size_t o = 0, i;
 	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+			     in[i + 2];
 		out[o++] = tab[v >> 18];
 		out[o++] = tab[(v >> 12) & 63];
 		out[o++] = tab[(v >> 6) & 63];
@@ -426,10 +466,11 @@ static void mint_jwt(const char *uid, const char *role, char *out, size_t outsz)
 			 "{\"sub\":\"%s\",\"role\":\"%s\",\"exp\":%lld}", uid,
 			 role, exp);
 	else
-		snprintf(claims, sizeof(claims), "{\"sub\":\"%s\",\"exp\":%lld}",
-			 uid, exp);
-	hl = b64url((const unsigned char *)"{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
-		    27, body);
+		snprintf(claims, sizeof(claims),
+			 "{\"sub\":\"%s\",\"exp\":%lld}", uid, exp);
+	hl = b64url(
+		(const unsigned char *)"{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+		27, body);
 	body[hl++] = '.';
 	bl = b64url((const unsigned char *)claims, strlen(claims), body + hl);
 	if (HMAC(EVP_sha256(), cfg.jwt_secret, (int)strlen(cfg.jwt_secret),
@@ -449,8 +490,10 @@ static void load_token_file(const char *path)
 		char *u = strtok(line, " \t\r\n"), *t = strtok(NULL, " \t\r\n");
 		if (u == NULL || t == NULL)
 			continue;
-		file_uids = xrealloc(file_uids, sizeof(char *) * (size_t)(nfile + 1));
-		file_tokens = xrealloc(file_tokens, sizeof(char *) * (size_t)(nfile + 1));
+		file_uids = xrealloc(file_uids,
+				     sizeof(char *) * (size_t)(nfile + 1));
+		file_tokens = xrealloc(file_tokens,
+				       sizeof(char *) * (size_t)(nfile + 1));
 		file_uids[nfile] = strdup(u);
 		file_tokens[nfile] = strdup(t);
 		nfile++;
@@ -462,6 +505,70 @@ static void load_token_file(const char *path)
 
 static void conn_fail(struct conn *c, const char *why);
 static void write_cb(evutil_socket_t fd, short what, void *arg);
+
+static void arm_write(struct conn *c)
+{
+	if (!c->wr_armed) {
+		c->wr_armed = 1;
+		event_add(c->wev, NULL);
+	}
+}
+
+/* The socket, or TLS on it: > 0 bytes moved, 0 end of stream, -1 would
+ * block (TLS that wants to write has armed the write event), -2 failed. */
+static ssize_t tls_result(struct conn *c)
+{
+	switch (SSL_get_error(c->ssl, 0)) {
+	case SSL_ERROR_WANT_READ:
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		arm_write(c);
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		return -2;
+	}
+}
+
+static ssize_t io_read(struct conn *c, void *buf, size_t n)
+{
+	ssize_t r;
+	size_t got = 0;
+
+	if (c->ssl) {
+		ERR_clear_error();
+		if (SSL_read_ex(c->ssl, buf, n, &got) == 1)
+			return (ssize_t)got;
+		return tls_result(c);
+	}
+	do
+		r = read(c->fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+	return r;
+}
+
+static ssize_t io_write(struct conn *c, const void *buf, size_t n)
+{
+	ssize_t r;
+	size_t put = 0;
+
+	if (c->ssl) {
+		ERR_clear_error();
+		if (SSL_write_ex(c->ssl, buf, n, &put) == 1)
+			return (ssize_t)put;
+		r = tls_result(c);
+		return r == 0 ? -2 : r;
+	}
+	do
+		r = write(c->fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+	return r;
+}
 
 static void wreserve(struct conn *c, size_t add)
 {
@@ -522,7 +629,8 @@ static void queue_text(struct conn *c, const char *s, size_t n)
 	mark_dirty(c);
 }
 
-static void queue_control(struct conn *c, uint8_t op, const uint8_t *d, size_t n)
+static void queue_control(struct conn *c, uint8_t op, const uint8_t *d,
+			  size_t n)
 {
 	uint8_t *p;
 	uint32_t key = rnd32();
@@ -544,18 +652,13 @@ static void queue_control(struct conn *c, uint8_t op, const uint8_t *d, size_t n
 static void flush(struct conn *c)
 {
 	while (c->woff < c->wlen) {
-		ssize_t w = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+		ssize_t w = io_write(c, c->wbuf + c->woff, c->wlen - c->woff);
 		if (w > 0) {
 			c->woff += (uint32_t)w;
 			continue;
 		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (!c->wr_armed) {
-				c->wr_armed = 1;
-				event_add(c->wev, NULL);
-			}
+		if (w == -1) {
+			arm_write(c);
 			return;
 		}
 		conn_fail(c, "write failed");
@@ -617,7 +720,7 @@ static int sending(void)
 /* One request from c: publish, send or task.update. */
 static void send_one(struct conn *c)
 {
-	char buf[8192];
+	static char buf[PAYLOAD_MAX + 1024];
 	int n = 0, pl;
 	int64_t t = now_ns();
 
@@ -628,24 +731,34 @@ static void send_one(struct conn *c)
 		int hl;
 		if (c->role == R_PUB)
 			hl = snprintf(head, sizeof(head),
-				      "{\"type\":\"publish\",\"room\":\"%s\",\"data\":",
+				      "{\"type\":\"publish\",\"room\":\"%s\","
+				      "\"data\":",
 				      cfg.room);
 		else
-			hl = snprintf(head, sizeof(head),
-				      "{\"type\":\"send\",\"to\":\"%s\",\"data\":",
-				      conns[c->target].uid);
-		/* data = {"t":NS,"p":"xxx"} padded to cfg.payload bytes */
+			hl = snprintf(
+				head, sizeof(head),
+				"{\"type\":\"send\",\"to\":\"%s\",\"data\":",
+				conns[c->target].uid);
+		/* data = {"t":NS,"p":"xxx"} padded to cfg.payload bytes;
+		 * --payload-json: {"t":NS,"items":[...],"p":"x"} */
 		char data[32];
-		int dl = snprintf(data, sizeof(data), "{\"t\":%" PRId64 ",\"p\":\"", t);
-		pl = cfg.payload - dl - 2;
-		if (pl < 0)
-			pl = 0;
-		if ((size_t)(hl + dl + pl + 3) >= sizeof(buf))
-			pl = (int)sizeof(buf) - hl - dl - 4;
+		int dl = snprintf(data, sizeof(data), "{\"t\":%" PRId64 ",", t);
 		memcpy(buf, head, (size_t)hl);
 		memcpy(buf + hl, data, (size_t)dl);
-		memcpy(buf + hl + dl, pad, (size_t)pl);
-		n = hl + dl + pl;
+		n = hl + dl;
+		if (json_body) {
+			memcpy(buf + n, "\"items\":", 8);
+			memcpy(buf + n + 8, json_body, json_len);
+			n += 8 + (int)json_len;
+			buf[n++] = ',';
+		}
+		memcpy(buf + n, "\"p\":\"", 5);
+		n += 5;
+		pl = cfg.payload - (n - hl) - 2;
+		if (pl < 0)
+			pl = 0;
+		memcpy(buf + n, pad, (size_t)pl);
+		n += pl;
 		memcpy(buf + n, "\"}}", 3);
 		n += 3;
 		break;
@@ -653,7 +766,8 @@ static void send_one(struct conn *c)
 	case R_PROD:
 		task_done_ctr++;
 		n = snprintf(buf, sizeof(buf),
-			     "{\"type\":\"task.update\",\"task\":\"%s\",\"done\":%lld,"
+			     "{\"type\":\"task.update\",\"task\":\"%s\","
+			     "\"done\":%lld,"
 			     "\"total\":1000000000,\"note\":\"%" PRId64 "\"}",
 			     cfg.task, (long long)task_done_ctr, t);
 		break;
@@ -692,19 +806,67 @@ static void send_handshake(struct conn *c)
 	} else if (nfile) {
 		t = file_tokens[c->idx];
 	}
-	n = snprintf(req, sizeof(req),
-		     "GET %s?token=%s&uid=%s HTTP/1.1\r\n"
-		     "Host: %s:%d\r\n"
-		     "Upgrade: websocket\r\n"
-		     "Connection: Upgrade\r\n"
-		     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-		     "Sec-WebSocket-Version: 13\r\n\r\n",
-		     cfg.path, t, c->uid, cfg.host, cfg.port);
+	n = snprintf(
+		req, sizeof(req),
+		"GET %s?token=%s&uid=%s HTTP/1.1\r\n"
+		"Host: %s:%d\r\n"
+		"Upgrade: websocket\r\n"
+		"Connection: Upgrade\r\n"
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		"Sec-WebSocket-Version: 13\r\n%s\r\n",
+		cfg.path, t, c->uid, cfg.host, c->port2 ? cfg.port2 : cfg.port,
+		cfg.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+			      "client_max_window_bits\r\n"
+			    : "");
 	wreserve(c, (size_t)n);
 	memcpy(c->wbuf + c->wlen, req, (size_t)n);
 	c->wlen += (uint32_t)n;
 	c->state = CS_HANDSHAKE;
 	flush(c);
+}
+
+/* One step of the TLS handshake; the upgrade request once it is done. */
+static void tls_step(struct conn *c)
+{
+	char why[200];
+	int r;
+
+	ERR_clear_error();
+	r = SSL_connect(c->ssl);
+	if (r == 1) {
+		send_handshake(c);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		arm_write(c);
+		return;
+	default:
+		snprintf(why, sizeof(why), "TLS handshake: ");
+		ERR_error_string_n(ERR_get_error(), why + strlen(why),
+				   sizeof(why) - strlen(why));
+		conn_fail(c, why);
+	}
+}
+
+/* TCP is up: TLS first with --tls, else the upgrade request. */
+static void connected(struct conn *c)
+{
+	if (!cfg.tls) {
+		send_handshake(c);
+		return;
+	}
+	ERR_clear_error();
+	c->ssl = SSL_new(tls_ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		conn_fail(c, "SSL_new failed");
+		return;
+	}
+	SSL_set_connect_state(c->ssl);
+	c->state = CS_TLS;
+	tls_step(c);
 }
 
 static void start_conn(struct conn *c)
@@ -738,8 +900,11 @@ static void start_conn(struct conn *c)
 	pending++;
 	c->state = CS_CONNECTING;
 	event_add(c->rev, NULL);
-	if (connect(fd, (struct sockaddr *)&server_addr, sizeof(server_addr)) == 0) {
-		send_handshake(c);
+	if (connect(fd,
+		    (struct sockaddr *)(c->port2 ? &server_addr2
+						 : &server_addr),
+		    sizeof(server_addr)) == 0) {
+		connected(c);
 	} else if (errno == EINPROGRESS) {
 		c->wr_armed = 1;
 		event_add(c->wev, NULL);
@@ -780,6 +945,15 @@ static void conn_fail(struct conn *c, const char *why)
 	if (c->wev) {
 		event_free(c->wev);
 		c->wev = NULL;
+	}
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	if (c->zs) {
+		inflateEnd(c->zs);
+		free(c->zs);
+		c->zs = NULL;
 	}
 	if (c->fd >= 0)
 		close(c->fd);
@@ -834,15 +1008,16 @@ static void on_connect_frame(struct conn *c)
 		queue_text(c, buf, (size_t)n);
 		break;
 	case R_PUB:
-		n = snprintf(buf, sizeof(buf), "{\"type\":\"join\",\"room\":\"%s\"}",
-			     cfg.room);
+		n = snprintf(buf, sizeof(buf),
+			     "{\"type\":\"join\",\"room\":\"%s\"}", cfg.room);
 		queue_text(c, buf, (size_t)n);
 		break;
 	case R_PROD:
-		n = snprintf(buf, sizeof(buf),
-			     "{\"type\":\"task.create\",\"id\":\"%s\",\"title\":"
-			     "\"loadgen\",\"total\":1000000000}",
-			     cfg.task);
+		n = snprintf(
+			buf, sizeof(buf),
+			"{\"type\":\"task.create\",\"id\":\"%s\",\"title\":"
+			"\"loadgen\",\"total\":1000000000}",
+			cfg.task);
 		queue_text(c, buf, (size_t)n);
 		break;
 	default:
@@ -914,7 +1089,8 @@ static void on_text(struct conn *c, const uint8_t *p, size_t n)
 		if (in_window()) {
 			const uint8_t *ts = find(p, n, "\"t\":");
 			if (ts)
-				hist_add(&h_deliv, now_ns() - parse_i64(ts + 4, end));
+				hist_add(&h_deliv,
+					 now_ns() - parse_i64(ts + 4, end));
 		}
 	} else if (tl == 3 && memcmp(t, "ack", 3) == 0) {
 		on_reply(c, 1, p, n);
@@ -932,13 +1108,15 @@ static void on_text(struct conn *c, const uint8_t *p, size_t n)
 			return;
 		tot.delivered++;
 		if (c->last_version && ver > c->last_version + 1)
-			tot.versions_missed += (uint64_t)(ver - c->last_version - 1);
+			tot.versions_missed +=
+				(uint64_t)(ver - c->last_version - 1);
 		if (ver > c->last_version)
 			c->last_version = ver;
 		if (in_window()) {
 			const uint8_t *nt = find(p, n, "\"note\":\"");
 			if (nt)
-				hist_add(&h_deliv, now_ns() - parse_i64(nt + 8, end));
+				hist_add(&h_deliv,
+					 now_ns() - parse_i64(nt + 8, end));
 		}
 	} else if (tl == 7 && memcmp(t, "connect", 7) == 0) {
 		if (c->state == CS_UPGRADED)
@@ -958,6 +1136,89 @@ static void on_text(struct conn *c, const uint8_t *p, size_t n)
 			conn_ready(c); /* e.g. the task exists already */
 	}
 	/* pong, resumed, left, ...: nothing to do */
+}
+
+/* The 101's Sec-WebSocket-Extensions: did the server take permessage-deflate,
+ * and does it keep its compression context between messages? */
+static void read_extensions(struct conn *c, const uint8_t *buf, size_t n)
+{
+	char hs[HS_MAX + 1], *h, *eol;
+
+	if (n > HS_MAX)
+		n = HS_MAX;
+	memcpy(hs, buf, n);
+	hs[n] = '\0';
+	for (h = hs; (h = strcasestr(h, "\nsec-websocket-extensions:"));
+	     h = eol) {
+		eol = strchr(h + 1, '\n');
+		if (eol == NULL)
+			eol = hs + n;
+		*eol = '\0';
+		if (strcasestr(h, "permessage-deflate") == NULL)
+			continue;
+		c->pmd = 1;
+		c->pmd_nct =
+			strcasestr(h, "server_no_context_takeover") != NULL;
+		break;
+	}
+	if (!c->pmd)
+		return;
+	ndeflate++;
+	if (c->pmd_nct)
+		return;
+	c->zs = calloc(1, sizeof(*c->zs));
+	if (c->zs == NULL || inflateInit2(c->zs, -15) != Z_OK)
+		die("inflateInit2 failed");
+}
+
+/* Inflate one message (RFC 7692 §7.2.2: append 00 00 ff ff) into zout;
+ * its length, or -1. */
+static long inflate_msg(z_stream *z, const uint8_t *p, size_t n)
+{
+	static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+	int r;
+
+	z->next_out = zout;
+	z->avail_out = RX_SIZE;
+	z->next_in = (uint8_t *)p;
+	z->avail_in = (uInt)n;
+	r = inflate(z, Z_SYNC_FLUSH);
+	if (r != Z_OK && r != Z_BUF_ERROR)
+		return -1;
+	z->next_in = (uint8_t *)tail;
+	z->avail_in = 4;
+	r = inflate(z, Z_SYNC_FLUSH);
+	if ((r != Z_OK && r != Z_BUF_ERROR) || z->avail_in || z->avail_out == 0)
+		return -1;
+	return (long)(RX_SIZE - z->avail_out);
+}
+
+/* A compressed text message. A server that keeps context needs every one
+ * inflated; otherwise every --inflate-every'th is, and the rest count as
+ * deliveries unread (only messages are long enough to be compressed). */
+static void on_compressed(struct conn *c, const uint8_t *p, size_t n)
+{
+	z_stream *z = c->zs;
+	long len;
+
+	tot.compressed++;
+	tot.zbytes_in += n;
+	if (z == NULL) {
+		if (tot.compressed % (uint64_t)cfg.inflate_every) {
+			if (c->state == CS_READY)
+				tot.delivered++;
+			return;
+		}
+		z = &zs_nct;
+		inflateReset(z);
+	}
+	len = inflate_msg(z, p, n);
+	if (len < 0) {
+		conn_fail(c, "inflate failed");
+		return;
+	}
+	tot.inflated++;
+	on_text(c, zout, (size_t)len);
 }
 
 /* Parse frames from buf; returns the bytes consumed (whole frames). */
@@ -981,6 +1242,8 @@ static size_t process(struct conn *c, uint8_t *buf, size_t len)
 			return len;
 		}
 		off = (size_t)(e + 4 - buf);
+		if (cfg.deflate)
+			read_extensions(c, buf, off);
 		c->state = CS_UPGRADED;
 	}
 	while (off + 2 <= len && c->state != CS_DEAD) {
@@ -1015,10 +1278,14 @@ static size_t process(struct conn *c, uint8_t *buf, size_t len)
 		switch (op) {
 		case 0x0:
 		case 0x1:
-			on_text(c, p, (size_t)pl);
+			if ((b0 & 0x40) && c->pmd)
+				on_compressed(c, p, (size_t)pl);
+			else
+				on_text(c, p, (size_t)pl);
 			break;
 		case 0x8:
-			conn_fail(c, pl >= 2 ? "closed by the server" : "closed");
+			conn_fail(c,
+				  pl >= 2 ? "closed by the server" : "closed");
 			if (errlogged < MAX_ERRLOG && pl >= 2)
 				note("close code %u: %.*s", p[0] << 8 | p[1],
 				     (int)pl - 2, (const char *)p + 2);
@@ -1047,15 +1314,20 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		have = c->rlen;
 		c->rlen = 0;
 	}
+	(void)fd;
+	if (c->state == CS_TLS) {
+		tls_step(c);
+		flush_dirty();
+		return;
+	}
 	for (;;) {
-		ssize_t r = read(fd, rx + have, RX_SIZE - have);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		ssize_t r = io_read(c, rx + have, RX_SIZE - have);
+		if (r == -1)
 			break;
 		if (r <= 0) {
-			conn_fail(c, r == 0 ? "closed by the server (EOF)"
-					    : strerror(errno));
+			conn_fail(c, r == 0   ? "closed by the server (EOF)"
+				     : c->ssl ? "TLS read failed"
+					      : strerror(errno));
 			return;
 		}
 		tot.bytes_in += (uint64_t)r;
@@ -1067,7 +1339,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		if (used < have)
 			memmove(rx, rx + used, have - used);
 		have -= used;
-		if (!full)
+		/* TLS: read until OpenSSL wants more, it may hold a record */
+		if (!full && c->ssl == NULL)
 			break;
 	}
 	if (have) {
@@ -1094,7 +1367,11 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 			conn_fail(c, strerror(err));
 			return;
 		}
-		send_handshake(c);
+		connected(c);
+		return;
+	}
+	if (c->state == CS_TLS) {
+		tls_step(c);
 		return;
 	}
 	flush(c);
@@ -1185,8 +1462,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	switch (phase) {
 	case PH_SETUP:
 		if ((double)(now - t_start) / 1e9 > cfg.setup_timeout) {
-			note("setup timed out: %d of %d ready, %d failed", nready,
-			     nconns, ndead);
+			note("setup timed out: %d of %d ready, %d failed",
+			     nready, nconns, ndead);
 			phase = PH_DONE;
 			event_base_loopbreak(base);
 		}
@@ -1235,7 +1512,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 static void watchdog(int sig)
 {
-	static const char msg[] = "loadgen: watchdog: run exceeded its time bound\n";
+	static const char msg[] =
+		"loadgen: watchdog: run exceeded its time bound\n";
 	(void)sig;
 	if (write(2, msg, sizeof(msg) - 1) < 0) {
 	}
@@ -1247,11 +1525,13 @@ static void watchdog(int sig)
 static void hist_json(FILE *f, const char *name, const struct hist *h)
 {
 	fprintf(f,
-		"\"%s\":{\"count\":%" PRIu64 ",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,"
+		"\"%s\":{\"count\":%" PRIu64
+		",\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,"
 		"\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f}",
 		name, h->n, h->n ? h->sum / (double)h->n / 1e3 : 0,
-		hist_q(h, 0.5) / 1e3, hist_q(h, 0.9) / 1e3, hist_q(h, 0.99) / 1e3,
-		hist_q(h, 0.999) / 1e3, (double)h->max / 1e3);
+		hist_q(h, 0.5) / 1e3, hist_q(h, 0.9) / 1e3,
+		hist_q(h, 0.99) / 1e3, hist_q(h, 0.999) / 1e3,
+		(double)h->max / 1e3);
 }
 
 static void json_str(FILE *f, const char *s)
@@ -1275,7 +1555,9 @@ static int report(void)
 	uint64_t deliv = win1.delivered - win0.delivered;
 	uint64_t acked = win1.acked - win0.acked;
 	uint64_t sent = win1.sent - win0.sent;
-	double scpu = (u0.srv_cpu >= 0 && u1.srv_cpu >= 0) ? u1.srv_cpu - u0.srv_cpu : -1;
+	double scpu = (u0.srv_cpu >= 0 && u1.srv_cpu >= 0)
+			      ? u1.srv_cpu - u0.srv_cpu
+			      : -1;
 	double ocpu = u1.own_cpu - u0.own_cpu;
 	int64_t missing = 0;
 	FILE *f = stdout;
@@ -1289,49 +1571,90 @@ static int report(void)
 	fprintf(f, "{\"mode\":\"%s\",\"label\":", mode_names[cfg.mode]);
 	json_str(f, cfg.label);
 	fprintf(f,
-		",\"ok\":%s,\"conns\":%d,\"senders\":%d,\"inflight\":%d,\"rate\":%g,"
-		"\"payload\":%d,\"window_s\":%.3f,\"setup_s\":%.3f,\"ready\":%d,"
-		"\"conn_failures\":%" PRIu64 ",\"closed\":%" PRIu64 ",\"errors\":%" PRIu64
-		",\"bad_frames\":%" PRIu64 ",\"skipped\":%" PRIu64 ",",
+		",\"ok\":%s,\"conns\":%d,\"senders\":%d,\"inflight\":%d,"
+		"\"rate\":%g,"
+		"\"payload\":%d,\"window_s\":%.3f,\"setup_s\":%.3f,\"ready\":%"
+		"d,"
+		"\"conn_failures\":%" PRIu64 ",\"closed\":%" PRIu64
+		",\"errors\":%" PRIu64 ",\"bad_frames\":%" PRIu64
+		",\"skipped\":%" PRIu64 ",",
 		ok ? "true" : "false", cfg.n,
-		cfg.mode == M_DIRECT ? cfg.senders : (cfg.mode == M_IDLE ? 0 : 1),
+		cfg.mode == M_DIRECT ? cfg.senders
+				     : (cfg.mode == M_IDLE ? 0 : 1),
 		cfg.inflight, cfg.rate > 0 ? cfg.rate : 0, cfg.payload, win,
-		t_setup_done ? (double)(t_setup_done - t_start) / 1e9 : -1, nready,
-		tot.conn_failures, tot.closed, tot.errors, tot.error_frames, tot.skipped);
+		t_setup_done ? (double)(t_setup_done - t_start) / 1e9 : -1,
+		nready, tot.conn_failures, tot.closed, tot.errors,
+		tot.error_frames, tot.skipped);
 	fprintf(f,
-		"\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"delivered\":%" PRIu64
-		",\"sent_per_s\":%.1f,\"acked_per_s\":%.1f,\"delivered_per_s\":%.1f,"
-		"\"total\":{\"sent\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"delivered\":%" PRIu64
-		"},",
-		sent, acked, deliv, win > 0 ? sent / win : 0, win > 0 ? acked / win : 0,
-		win > 0 ? deliv / win : 0, tot.sent, tot.acked, tot.delivered);
+		"\"sent\":%" PRIu64 ",\"acked\":%" PRIu64
+		",\"delivered\":%" PRIu64 ",\"sent_per_s\":%.1f,\"acked_per_"
+					  "s\":%.1f,\"delivered_per_s\":%.1f,"
+		"\"total\":{\"sent\":%" PRIu64 ",\"acked\":%" PRIu64
+		",\"delivered\":%" PRIu64 "},",
+		sent, acked, deliv, win > 0 ? sent / win : 0,
+		win > 0 ? acked / win : 0, win > 0 ? deliv / win : 0, tot.sent,
+		tot.acked, tot.delivered);
 	if (cfg.mode == M_TASK)
-		fprintf(f, "\"last_version\":%" PRId64 ",\"versions_missed\":%" PRIu64
-			   ",\"versions_missing_at_end\":%" PRId64 ",",
+		fprintf(f,
+			"\"last_version\":%" PRId64
+			",\"versions_missed\":%" PRIu64
+			",\"versions_missing_at_end\":%" PRId64 ",",
 			prod_version, tot.versions_missed, missing);
 	hist_json(f, "latency_us", &h_deliv);
 	fputc(',', f);
 	hist_json(f, "ack_latency_us", &h_ack);
-	fprintf(f, ",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_util\":%.3f,"
-		   "\"cpu_us_per_delivery\":%.4f,\"cpu_us_per_ack\":%.4f,"
-		   "\"rss_start_kib\":%ld,\"rss_before_kib\":%ld,\"rss_kib\":%ld,"
-		   "\"hwm_kib\":%ld",
+	fprintf(f,
+		",\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_util\":%.3f,"
+		"\"cpu_us_per_delivery\":%.4f,\"cpu_us_per_ack\":%.4f,"
+		"\"rss_start_kib\":%ld,\"rss_before_kib\":%ld,\"rss_kib\":%ld,"
+		"\"hwm_kib\":%ld",
 		cfg.server_pid, scpu, win > 0 && scpu >= 0 ? scpu / win : -1,
 		deliv && scpu >= 0 ? scpu * 1e6 / (double)deliv : -1,
-		acked && scpu >= 0 ? scpu * 1e6 / (double)acked : -1, srv_rss_start_kib,
-		u0.srv_rss_kib, u1.srv_rss_kib, u1.srv_hwm_kib);
-	if (cfg.mode == M_IDLE && srv_rss_start_kib >= 0 && u1.srv_rss_kib >= 0 &&
-	    nready > 0)
+		acked && scpu >= 0 ? scpu * 1e6 / (double)acked : -1,
+		srv_rss_start_kib, u0.srv_rss_kib, u1.srv_rss_kib,
+		u1.srv_hwm_kib);
+	if (cfg.mode == M_IDLE && srv_rss_start_kib >= 0 &&
+	    u1.srv_rss_kib >= 0 && nready > 0)
 		fprintf(f, ",\"rss_per_conn_kib\":%.3f",
 			(double)(u1.srv_rss_kib - srv_rss_start_kib) / nready);
-	fprintf(f, "},\"loadgen\":{\"cpu_s\":%.3f,\"cpu_util\":%.3f}", ocpu,
+	fputc('}', f);
+	if (cfg.server_pid2 > 0) {
+		double c2 = (u0.srv2_cpu >= 0 && u1.srv2_cpu >= 0)
+				    ? u1.srv2_cpu - u0.srv2_cpu
+				    : -1;
+		fprintf(f,
+			",\"server2\":{\"pid\":%d,\"cpu_s\":%.3f,\"cpu_util\":%"
+			".3f,"
+			"\"cpu_us_per_delivery\":%.4f,\"cpu_us_per_ack\":%.4f,"
+			"\"rss_kib\":%ld,\"hwm_kib\":%ld}",
+			cfg.server_pid2, c2, win > 0 && c2 >= 0 ? c2 / win : -1,
+			deliv && c2 >= 0 ? c2 * 1e6 / (double)deliv : -1,
+			acked && c2 >= 0 ? c2 * 1e6 / (double)acked : -1,
+			u1.srv2_rss_kib, u1.srv2_hwm_kib);
+	}
+	{
+		uint64_t bin = win1.bytes_in - win0.bytes_in;
+		fprintf(f,
+			",\"tls\":%s,\"deflate_negotiated\":%d,\"bytes_in\":"
+			"%" PRIu64 ",\"bytes_in_per_delivery\":%.1f,"
+				   "\"compressed\":%" PRIu64
+			",\"inflated\":%" PRIu64
+			",\"compressed_bytes\":%" PRIu64,
+			cfg.tls ? "true" : "false", ndeflate, bin,
+			deliv ? (double)bin / (double)deliv : -1,
+			win1.compressed - win0.compressed, tot.inflated,
+			win1.zbytes_in - win0.zbytes_in);
+	}
+	fprintf(f, ",\"loadgen\":{\"cpu_s\":%.3f,\"cpu_util\":%.3f}", ocpu,
 		win > 0 ? ocpu / win : 0);
 	if (cfg.watch_file) {
 		long long end = watch_size();
 		if (end > watch_peak)
 			watch_peak = end;
-		fprintf(f, ",\"watch\":{\"peak_bytes\":%lld,\"window_end_bytes\":%lld,"
-			   "\"end_bytes\":%lld}",
+		fprintf(f,
+			",\"watch\":{\"peak_bytes\":%lld,\"window_end_bytes\":%"
+			"lld,"
+			"\"end_bytes\":%lld}",
 			watch_peak, watch_window_end, end);
 	}
 	fputs("}\n", f);
@@ -1339,40 +1662,104 @@ static int report(void)
 
 	note("%s %s: %d conns ready, window %.2f s: sent %.0f/s, acked %.0f/s, "
 	     "delivered %.0f/s; latency p50 %.0f us p99 %.0f us p99.9 %.0f us; "
-	     "server CPU %.2f s (%.3f us/delivery), RSS %ld KiB; loadgen CPU %.2f s; "
+	     "server CPU %.2f s (%.3f us/delivery), RSS %ld KiB; loadgen CPU "
+	     "%.2f s; "
 	     "errors %" PRIu64 ", failures %" PRIu64 ", closed %" PRIu64,
-	     mode_names[cfg.mode], cfg.label, nready, win, win > 0 ? sent / win : 0,
-	     win > 0 ? acked / win : 0, win > 0 ? deliv / win : 0,
-	     hist_q(&h_deliv, 0.5) / 1e3, hist_q(&h_deliv, 0.99) / 1e3,
-	     hist_q(&h_deliv, 0.999) / 1e3, scpu,
-	     deliv && scpu >= 0 ? scpu * 1e6 / (double)deliv : -1, u1.srv_rss_kib,
-	     ocpu, tot.errors, tot.conn_failures, tot.closed);
+	     mode_names[cfg.mode], cfg.label, nready, win,
+	     win > 0 ? sent / win : 0, win > 0 ? acked / win : 0,
+	     win > 0 ? deliv / win : 0, hist_q(&h_deliv, 0.5) / 1e3,
+	     hist_q(&h_deliv, 0.99) / 1e3, hist_q(&h_deliv, 0.999) / 1e3, scpu,
+	     deliv && scpu >= 0 ? scpu * 1e6 / (double)deliv : -1,
+	     u1.srv_rss_kib, ocpu, tot.errors, tot.conn_failures, tot.closed);
 	return ok ? 0 : 1;
 }
 
 /* ---- main ---- */
 
+/* --payload-json: records of the kind an API sends (ids, names, numbers,
+ * states, short texts), made once from the generator's PRNG, as many as
+ * fit in about size - 64 bytes; send_one pads the rest. */
+static void make_json_body(size_t size)
+{
+	static const char *const words[] = {
+		"alpha",   "bravo",  "charlie", "delta",    "echo",
+		"foxtrot", "golf",   "hotel",	"india",    "juliet",
+		"kilo",	   "lima",   "mike",	"november", "oscar",
+		"papa",	   "quebec", "romeo",	"sierra",   "tango"};
+	static const char *const states[] = {"queued", "running", "done",
+					     "failed"};
+	char rec[512];
+	size_t cap = size + 1, n = 1;
+#define W() words[rnd32() % (sizeof(words) / sizeof(words[0]))]
+
+	json_body = xrealloc(NULL, cap + 1);
+	json_body[0] = '[';
+	for (int id = 0;; id++) {
+		int l = snprintf(
+			rec, sizeof(rec),
+			"%s{\"id\":%d,\"user\":\"user-%05u\",\"score\":%u.%02u,"
+			"\"state\":\"%s\",\"tags\":[\"%s\",\"%s\"],"
+			"\"text\":\"%s %s %s %s\"}",
+			id ? "," : "", 1000 + id * 7 + (int)(rnd32() % 7),
+			rnd32() % 100000, rnd32() % 1000, rnd32() % 100,
+			states[rnd32() % 4], W(), W(), W(), W(), W(), W());
+		if (n + (size_t)l + 1 + 64 > size)
+			break;
+		memcpy(json_body + n, rec, (size_t)l);
+		n += (size_t)l;
+	}
+#undef W
+	json_body[n++] = ']';
+	json_body[n] = '\0';
+	json_len = n;
+}
+
 static void usage(void)
 {
 	fputs("usage: loadgen --mode fanout|direct|idle|task [options]\n"
-	      "  --host H --port P --path /ws   server (default 127.0.0.1:8080/ws)\n"
-	      "  --conns N        subscribers / receivers / idle connections (100)\n"
+	      "  --host H --port P --path /ws   server (default "
+	      "127.0.0.1:8080/ws)\n"
+	      "  --conns N        subscribers / receivers / idle connections "
+	      "(100)\n"
 	      "  --senders S      direct: sending connections (100)\n"
-	      "  --inflight K     closed loop: requests awaiting their ack, per sender\n"
+	      "  --inflight K     closed loop: requests awaiting their ack, "
+	      "per sender\n"
 	      "                   (fanout 64, direct 8, task 1)\n"
-	      "  --rate R         open loop: requests per second over all senders\n"
+	      "  --rate R         open loop: requests per second over all "
+	      "senders\n"
 	      "                   (task default 1000; 0 = closed loop)\n"
 	      "  --payload B      bytes of the \"data\" object (128)\n"
-	      "  --duration S --warmup S --drain S --setup-timeout S  (5, 1, 2, 60)\n"
+	      "  --duration S --warmup S --drain S --setup-timeout S  (5, 1, "
+	      "2, 60)\n"
 	      "  --max-sends N    bound on requests sent (50000000)\n"
-	      "  --server-pid PID server to sample (/proc/PID/stat, /proc/PID/status)\n"
-	      "  --jwt-secret S   mint HS256 JWTs; --token-file F: \"uid token\" lines;\n"
+	      "  --server-pid PID server to sample (/proc/PID/stat, "
+	      "/proc/PID/status)\n"
+	      "  --jwt-secret S   mint HS256 JWTs; --token-file F: \"uid "
+	      "token\" lines;\n"
 	      "                   neither: the token is the uid\n"
 	      "  --uid-prefix P --room R --task ID --label TEXT\n"
-	      "  --src-ips N      spread source addresses over 127.0.0.1..N (64)\n"
+	      "  --src-ips N      spread source addresses over 127.0.0.1..N "
+	      "(64)\n"
 	      "  --max-pending N  connections in setup at once (256)\n"
-	      "  --watch-file F   report F's size: peak (sampled every 50 ms), at the\n"
-	      "                   end of the window, at the end (a database's -wal)\n"
+	      "  --watch-file F   report F's size: peak (sampled every 50 ms), "
+	      "at the\n"
+	      "                   end of the window, at the end (a database's "
+	      "-wal)\n"
+	      "  --tls            TLS on every connection (no certificate "
+	      "check)\n"
+	      "  --deflate        offer permessage-deflate "
+	      "(client_max_window_bits)\n"
+	      "  --inflate-every N  inflate every Nth compressed message, "
+	      "count the\n"
+	      "                   others unread (1; all when the server keeps "
+	      "context)\n"
+	      "  --payload-json   \"data\" carries JSON records (compressible "
+	      "like an\n"
+	      "                   API response) before the padding\n"
+	      "  --port2 P        subscribers / receivers connect to P "
+	      "(another node)\n"
+	      "  --server-pid2 PID  the node on --port2, sampled like "
+	      "--server-pid\n"
 	      "  --quiet\n",
 	      stderr);
 	exit(2);
@@ -1385,7 +1772,8 @@ static void raise_nofile(int need)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)need + 16)
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur < (rlim_t)need + 16)
 		note("warning: fd limit %llu < %d connections",
 		     (unsigned long long)rl.rlim_cur, need);
 }
@@ -1393,20 +1781,39 @@ static void raise_nofile(int need)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"mode", 1, 0, 'm'},	     {"host", 1, 0, 'H'},
-		{"port", 1, 0, 'p'},	     {"path", 1, 0, 'P'},
-		{"conns", 1, 0, 'n'},	     {"senders", 1, 0, 's'},
-		{"inflight", 1, 0, 'k'},     {"rate", 1, 0, 'r'},
-		{"payload", 1, 0, 'b'},	     {"duration", 1, 0, 'd'},
-		{"warmup", 1, 0, 'w'},	     {"drain", 1, 0, 'D'},
-		{"setup-timeout", 1, 0, 'T'}, {"max-sends", 1, 0, 'M'},
-		{"server-pid", 1, 0, 'S'},   {"jwt-secret", 1, 0, 'j'},
-		{"token-file", 1, 0, 'f'},   {"uid-prefix", 1, 0, 'u'},
-		{"room", 1, 0, 'R'},	     {"task", 1, 0, 't'},
-		{"label", 1, 0, 'l'},	     {"src-ips", 1, 0, 'i'},
-		{"max-pending", 1, 0, 'x'},  {"quiet", 0, 0, 'q'},
+		{"mode", 1, 0, 'm'},
+		{"host", 1, 0, 'H'},
+		{"port", 1, 0, 'p'},
+		{"path", 1, 0, 'P'},
+		{"conns", 1, 0, 'n'},
+		{"senders", 1, 0, 's'},
+		{"inflight", 1, 0, 'k'},
+		{"rate", 1, 0, 'r'},
+		{"payload", 1, 0, 'b'},
+		{"duration", 1, 0, 'd'},
+		{"warmup", 1, 0, 'w'},
+		{"drain", 1, 0, 'D'},
+		{"setup-timeout", 1, 0, 'T'},
+		{"max-sends", 1, 0, 'M'},
+		{"server-pid", 1, 0, 'S'},
+		{"jwt-secret", 1, 0, 'j'},
+		{"token-file", 1, 0, 'f'},
+		{"uid-prefix", 1, 0, 'u'},
+		{"room", 1, 0, 'R'},
+		{"task", 1, 0, 't'},
+		{"label", 1, 0, 'l'},
+		{"src-ips", 1, 0, 'i'},
+		{"max-pending", 1, 0, 'x'},
+		{"quiet", 0, 0, 'q'},
 		{"watch-file", 1, 0, 'W'},
-		{"help", 0, 0, 'h'},	     {0, 0, 0, 0},
+		{"tls", 0, 0, 'L'},
+		{"deflate", 0, 0, 'Z'},
+		{"inflate-every", 1, 0, 'I'},
+		{"payload-json", 0, 0, 'J'},
+		{"port2", 1, 0, '2'},
+		{"server-pid2", 1, 0, '3'},
+		{"help", 0, 0, 'h'},
+		{0, 0, 0, 0},
 	};
 	int o;
 	struct timeval tv = {0, 1000};
@@ -1425,39 +1832,109 @@ int main(int argc, char **argv)
 			else
 				usage();
 			break;
-		case 'H': cfg.host = optarg; break;
-		case 'p': cfg.port = atoi(optarg); break;
-		case 'P': cfg.path = optarg; break;
-		case 'n': cfg.n = atoi(optarg); break;
-		case 's': cfg.senders = atoi(optarg); break;
-		case 'k': cfg.inflight = atoi(optarg); break;
-		case 'r': cfg.rate = atof(optarg); break;
-		case 'b': cfg.payload = atoi(optarg); break;
-		case 'd': cfg.duration = atof(optarg); break;
-		case 'w': cfg.warmup = atof(optarg); break;
-		case 'D': cfg.drain = atof(optarg); break;
-		case 'T': cfg.setup_timeout = atof(optarg); break;
-		case 'M': cfg.max_sends = atoll(optarg); break;
-		case 'S': cfg.server_pid = atoi(optarg); break;
-		case 'j': cfg.jwt_secret = optarg; break;
-		case 'f': cfg.token_file = optarg; break;
-		case 'u': cfg.uid_prefix = optarg; break;
-		case 'R': cfg.room = optarg; break;
-		case 't': cfg.task = optarg; break;
-		case 'l': cfg.label = optarg; break;
-		case 'i': cfg.src_ips = atoi(optarg); break;
-		case 'x': cfg.max_pending = atoi(optarg); break;
-		case 'q': cfg.quiet = 1; break;
-		case 'W': cfg.watch_file = optarg; break;
-		default: usage();
+		case 'H':
+			cfg.host = optarg;
+			break;
+		case 'p':
+			cfg.port = atoi(optarg);
+			break;
+		case 'P':
+			cfg.path = optarg;
+			break;
+		case 'n':
+			cfg.n = atoi(optarg);
+			break;
+		case 's':
+			cfg.senders = atoi(optarg);
+			break;
+		case 'k':
+			cfg.inflight = atoi(optarg);
+			break;
+		case 'r':
+			cfg.rate = atof(optarg);
+			break;
+		case 'b':
+			cfg.payload = atoi(optarg);
+			break;
+		case 'd':
+			cfg.duration = atof(optarg);
+			break;
+		case 'w':
+			cfg.warmup = atof(optarg);
+			break;
+		case 'D':
+			cfg.drain = atof(optarg);
+			break;
+		case 'T':
+			cfg.setup_timeout = atof(optarg);
+			break;
+		case 'M':
+			cfg.max_sends = atoll(optarg);
+			break;
+		case 'S':
+			cfg.server_pid = atoi(optarg);
+			break;
+		case 'j':
+			cfg.jwt_secret = optarg;
+			break;
+		case 'f':
+			cfg.token_file = optarg;
+			break;
+		case 'u':
+			cfg.uid_prefix = optarg;
+			break;
+		case 'R':
+			cfg.room = optarg;
+			break;
+		case 't':
+			cfg.task = optarg;
+			break;
+		case 'l':
+			cfg.label = optarg;
+			break;
+		case 'i':
+			cfg.src_ips = atoi(optarg);
+			break;
+		case 'x':
+			cfg.max_pending = atoi(optarg);
+			break;
+		case 'q':
+			cfg.quiet = 1;
+			break;
+		case 'W':
+			cfg.watch_file = optarg;
+			break;
+		case 'L':
+			cfg.tls = 1;
+			break;
+		case 'Z':
+			cfg.deflate = 1;
+			break;
+		case 'I':
+			cfg.inflate_every = atoi(optarg);
+			break;
+		case 'J':
+			cfg.payload_json = 1;
+			break;
+		case '2':
+			cfg.port2 = atoi(optarg);
+			break;
+		case '3':
+			cfg.server_pid2 = atoi(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (optind != argc || cfg.n < 0 || cfg.senders < 1 || cfg.port <= 0 ||
-	    cfg.duration <= 0 || cfg.payload < 16 || cfg.payload > 4000 ||
-	    cfg.src_ips < 1 || cfg.max_pending < 1)
+	    cfg.duration <= 0 || cfg.payload < 16 ||
+	    cfg.payload > PAYLOAD_MAX || cfg.src_ips < 1 ||
+	    cfg.max_pending < 1 || cfg.inflate_every < 1 || cfg.port2 < 0)
 		usage();
 	if (cfg.inflight < 0)
-		cfg.inflight = cfg.mode == M_FANOUT ? 64 : cfg.mode == M_DIRECT ? 8 : 1;
+		cfg.inflight = cfg.mode == M_FANOUT   ? 64
+			       : cfg.mode == M_DIRECT ? 8
+						      : 1;
 	if (cfg.rate < 0)
 		cfg.rate = cfg.mode == M_TASK ? 1000 : 0;
 	if (cfg.mode == M_DIRECT && cfg.n < 1)
@@ -1465,13 +1942,35 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGALRM, watchdog);
-	alarm((unsigned)(cfg.setup_timeout + cfg.warmup + cfg.duration + cfg.drain + 15));
+	alarm((unsigned)(cfg.setup_timeout + cfg.warmup + cfg.duration +
+			 cfg.drain + 15));
 
 	memset(&server_addr, 0, sizeof(server_addr));
 	server_addr.sin_family = AF_INET;
 	server_addr.sin_port = htons((uint16_t)cfg.port);
 	if (inet_pton(AF_INET, cfg.host, &server_addr.sin_addr) != 1)
 		die("--host must be an IPv4 address");
+	server_addr2 = server_addr;
+	server_addr2.sin_port = htons((uint16_t)cfg.port2);
+	if (cfg.tls) {
+		tls_ctx = SSL_CTX_new(TLS_client_method());
+		if (tls_ctx == NULL)
+			die("SSL_CTX_new failed");
+		/* the bench's own certificate: nothing to verify; buffers
+		 * released when empty, as the servers do, so that the
+		 * generator's memory stays small at many connections */
+		SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_mode(tls_ctx,
+				 SSL_MODE_RELEASE_BUFFERS |
+					 SSL_MODE_ENABLE_PARTIAL_WRITE |
+					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		SSL_CTX_set_options(tls_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	}
+	zout = xrealloc(NULL, RX_SIZE);
+	if (inflateInit2(&zs_nct, -15) != Z_OK)
+		die("inflateInit2 failed");
+	if (cfg.payload_json)
+		make_json_body((size_t)cfg.payload);
 	if (cfg.token_file)
 		load_token_file(cfg.token_file);
 
@@ -1518,12 +2017,18 @@ int main(int argc, char **argv)
 			c->role = R_IDLE;
 			break;
 		}
+		c->port2 = cfg.port2 > 0 &&
+			   (c->role == R_SUB || c->role == R_RECV);
 		if (nfile) {
 			snprintf(c->uid, sizeof(c->uid), "%s", file_uids[i]);
 		} else {
-			static const char *const pfx[] = {"s", "p", "d", "r", "prod", "i"};
-			snprintf(c->uid, sizeof(c->uid), "%s%s%d", cfg.uid_prefix,
-				 pfx[c->role], c->role == R_SEND ? i - cfg.n : c->role == R_SUB ? i - 1 : i);
+			static const char *const pfx[] = {"s", "p",    "d",
+							  "r", "prod", "i"};
+			snprintf(c->uid, sizeof(c->uid), "%s%s%d",
+				 cfg.uid_prefix, pfx[c->role],
+				 c->role == R_SEND  ? i - cfg.n
+				 : c->role == R_SUB ? i - 1
+						    : i);
 		}
 	}
 
@@ -1541,8 +2046,8 @@ int main(int argc, char **argv)
 
 	proc_mem(cfg.server_pid, &srv_rss_start_kib, &(long){0});
 	t_start = now_ns();
-	note("%s: %d connections to %s:%d", mode_names[cfg.mode], nconns, cfg.host,
-	     cfg.port);
+	note("%s: %d connections to %s:%d", mode_names[cfg.mode], nconns,
+	     cfg.host, cfg.port);
 	kick();
 	event_base_dispatch(base);
 	alarm(0);

@@ -1,11 +1,19 @@
 // Turn bench/run's results into docs/benchmarks.md and the chart data.
 //   node bench/report.mjs RESULTS.jsonl MACHINE.txt OUT.md DATADIR
+//   node bench/report.mjs --sections RESULTS.jsonl MACHINE.txt OUT.md DATADIR
 // The profile section comes verbatim from bench/profile.md (written by hand
-// from bench/profile runs); everything else is generated.
+// from bench/profile runs); everything else is generated. --sections (a run
+// without the core scenarios) rewrites only the section of the TLS, deflate
+// and cluster scenarios inside OUT.md (between its begin/end markers, or
+// before "## Comparisons across changes" when it has none), and the part that
+// comes from bench/history.md, and leaves the main table as it was.
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 
-const [resultsPath, machinePath, outPath, dataDir] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const sectionsOnly = argv[0] === '--sections';
+if (sectionsOnly) argv.shift();
+const [resultsPath, machinePath, outPath, dataDir] = argv;
 const rows = readFileSync(resultsPath, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
 const machine = Object.fromEntries(readFileSync(machinePath, 'utf8').trim().split('\n')
   .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
@@ -49,7 +57,184 @@ function fmt(v, kind) {
 function ratio(a, b) {
   if (a == null || b == null || a < 0 || b <= 0) return '—';
   const x = a / b;
-  return `${x >= 10 ? x.toFixed(0) : x.toFixed(2)}×`;
+  return `${x >= 10 ? x.toFixed(0) : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}×`;
+}
+
+// ---- TLS, permessage-deflate and the cluster (bench/run groups tls,
+// deflate, cluster): one section, with its own run line, so that a run of
+// only these groups can replace it in place (--sections). ----
+const BEGIN = '<!-- begin: tls, deflate and cluster (bench/report.mjs) -->';
+const END = '<!-- end: tls, deflate and cluster -->';
+function row(server, scenario) {
+  const r = rows.find((x) => x.server === server && x.scenario === scenario);
+  return r && r.result && r.result.ok !== false && !r.result.error ? r.result : null;
+}
+function extraSection() {
+  const X = ['idle-tls', 'idle-deflate', 'idle-plain', 'fanout4k', 'fanout4k-deflate', 'cluster-direct',
+    'cluster-fanout', 'cluster-fanout-single', 'cluster-recovery'];
+  if (!rows.some((r) => X.includes(r.scenario))) return '';
+  let o = '';
+  const p = (t = '') => { o += t + '\n'; };
+  const td = ['basestation', 'uws'].filter((s) => rows.some((r) => r.server === s && X.includes(r.scenario)));
+  const cols = td.map((s) => NAMES[s]);
+  const rat = (a, b) => (td.includes('uws') ? ` | ${ratio(a, b)}` : '');
+  const ratHead = td.includes('uws') ? ' | basestation ÷ uWS' : '';
+  const ratSep = td.includes('uws') ? ' | ---:' : '';
+  const head = (first) => {
+    p(`| ${first} | ${cols.join(' | ')}${ratHead} |`);
+    p(`| --- | ${td.map(() => '---:').join(' | ')}${ratSep} |`);
+  };
+  p(BEGIN);
+  p('## TLS, permessage-deflate and the cluster');
+  p();
+  p(`Run ${machine.date}, \`${machine.command}\`${machine.quick === '1' ? ' (**quick**: short windows, small N)' : ''};` +
+    ` load average ${machine.loadavg || '?'} at the end of the run. **The machine was shared** with other work while it ran,`);
+  p('so absolute figures are low and noisy; each comparison is between servers measured one after the other in the');
+  p(`same run. OpenSSL ${machine.openssl || '?'} (basestation and the generator), BoringSSL inside uWebSockets.js;` +
+    ` nats-server ${machine.nats || '?'}, redis-server ${machine.redis || '?'}, Socket.IO ${machine.socketio || '?'} with` +
+    ` \`@socket.io/redis-streams-adapter\` ${machine.adapter || '?'}.`);
+  p();
+  const idle = ['idle-plain', 'idle-deflate', 'idle-tls'].filter((sc) => td.some((s) => row(s, sc)));
+  if (idle.length) {
+    p('### Idle connections: plain, with permessage-deflate negotiated, with TLS');
+    p();
+    p(`RSS per connection as in scenario (3). TLS: an ECDSA P-256 certificate made by \`openssl req\` in the run,`);
+    p('TLS 1.3, the generator\'s OpenSSL client (non-blocking handshake); uWebSockets.js runs `SSLApp`. Deflate: the');
+    p('generator offers `permessage-deflate; client_max_window_bits` as browsers do; uWebSockets.js runs');
+    p('`SHARED_COMPRESSOR`; "negotiated" counts the 101 answers that accepted it.');
+    p();
+    head('connections');
+    const lab = { 'idle-plain': 'plain', 'idle-deflate': 'deflate negotiated', 'idle-tls': 'TLS' };
+    for (const sc of idle) {
+      const rs = td.map((s) => row(s, sc));
+      const cell = (r) => (r ? `${fmt(r.server.rss_per_conn_kib, 'kib')} (${r.ready}${sc === 'idle-deflate' ? `, ${r.deflate_negotiated} negotiated` : ''})` : '—');
+      p(`| ${lab[sc]}: RSS per connection (connections held) | ${rs.map(cell).join(' | ')}${rat(dig(rs[0], 'server.rss_per_conn_kib'), dig(rs[1], 'server.rss_per_conn_kib'))} |`);
+    }
+    p();
+  }
+  const fan = ['fanout4k', 'fanout4k-deflate'].filter((sc) => td.some((s) => row(s, sc)));
+  if (fan.length) {
+    const any = td.map((s) => row(s, fan[0])).find(Boolean);
+    p(`### 4 KiB JSON to ${any ? any.conns : '?'} members, without and with permessage-deflate`);
+    p();
+    p('Scenario (1) with `--payload 4096 --payload-json` (records of ids, names, numbers and short texts, about as');
+    p('compressible as an API response) and 16 publishes in flight. With deflate the generator inflates every 8th');
+    p('compressed message (a check that it is valid deflate and the right message; the others are counted unread, its');
+    p('own CPU would otherwise be the limit). Bytes per delivery: what the generator read per delivered message,');
+    p('WebSocket framing included. basestation: `--compression on --compression-min 256`, one compressed frame per');
+    p('message shared by every member; uWebSockets.js: `SHARED_COMPRESSOR`, `publish(..., compress = true)`.');
+    p();
+    head('measurement');
+    const line = (label, sc, path, kind) => {
+      const rs = td.map((s) => row(s, sc));
+      p(`| ${label} | ${rs.map((r) => fmt(dig(r, path), kind)).join(' | ')}${rat(dig(rs[0], path), dig(rs[1], path))} |`);
+    };
+    for (const [sc, name] of [['fanout4k', 'no deflate'], ['fanout4k-deflate', 'deflate']]) {
+      if (!fan.includes(sc)) continue;
+      line(`${name}: delivered msgs/s`, sc, 'delivered_per_s', 'rate');
+      line(`${name}: server CPU per delivery`, sc, 'server.cpu_us_per_delivery', 'cpu');
+      line(`${name}: bytes on the wire per delivery`, sc, 'bytes_in_per_delivery', 'int');
+    }
+    if (fan.length === 2) {
+      const f = td.map((s) => {
+        const a = row(s, 'fanout4k-deflate'), b = row(s, 'fanout4k');
+        return a && b ? a.server.cpu_us_per_delivery / b.server.cpu_us_per_delivery : null;
+      });
+      p(`| server CPU per delivery, deflate ÷ none | ${f.map((x) => (x == null ? '—' : `${x.toFixed(2)}×`)).join(' | ')}${td.includes('uws') ? ' | ' : ''} |`);
+    }
+    p();
+  }
+  const cd = row('basestation-cluster', 'cluster-direct'), cf = row('basestation-cluster', 'cluster-fanout');
+  const cs = row('basestation', 'cluster-fanout-single');
+  const sf = row('socketio-cluster', 'cluster-fanout');
+  const br = row('basestation-cluster', 'cluster-recovery'), sr = row('socketio-cluster', 'cluster-recovery');
+  if (cd || cf || sf || br || sr) {
+    p('### Two nodes: basestation on JetStream (R3) and Socket.IO on Redis Streams');
+    p();
+    p('basestation: three `nats-server` processes with JetStream (one stream, 3 replicas, as `tests/cluster/nats.mjs`');
+    p('starts them) and two basestation nodes, started by `bench/cluster.mjs`; senders and the publisher on node A,');
+    p('receivers and room members on node B, so every delivery crosses the cluster. Node B is "the server" of the');
+    p('CPU figures (the receiving node). Socket.IO: `bench/peers/socketio-cluster.mjs`, Socket.IO 4 on two Node');
+    p('processes with `@socket.io/redis-streams-adapter` over one `redis-server`, publisher on A, receivers on B.');
+    p('Recovery: 100 receivers on node B, a publisher on node A at 200 messages/s; after 2 s node B gets `kill -9`;');
+    p('the receivers reconnect to node A (basestation: `?since=<last seq>&epoch=`, what the JavaScript client does;');
+    p('Socket.IO: its connection state recovery) and publishing goes on for 6 s; "lost" counts published (acked)');
+    p('messages a receiver never got. In the fan-out, node A acknowledges a publish once it is stored (basestation:');
+    p('in JetStream; Socket.IO: at once), before node B delivers it, so when node B falls behind the generator keeps');
+    p('publishing and the latency grows over the window: deliveries/s on node B is the figure; publishes acked × members');
+    p('above it is the backlog. CPU per delivery is the node\'s CPU over the window ÷ its deliveries; a node that waits');
+    p('(Socket.IO\'s node B used a fraction of a core) gets a high figure.');
+    p();
+    p('| measurement | basestation (2 nodes) | Socket.IO (2 nodes) | basestation ÷ Socket.IO |');
+    p('| --- | ---: | ---: | ---: |');
+    if (cd) {
+      p(`| durable direct messages, ${cd.senders} senders on A → receivers on B: acked msgs/s | ${fmt(cd.acked_per_s, 'rate')} | — | |`);
+      p(`| same: CPU per acked message, node A / node B | ${fmt(dig(cd, 'server2.cpu_us_per_ack'), 'cpu')} / ${fmt(dig(cd, 'server.cpu_us_per_ack'), 'cpu')} | — | |`);
+      p(`| same: ack latency p50 / p99 | ${fmt(dig(cd, 'ack_latency_us.p50'), 'us')} / ${fmt(dig(cd, 'ack_latency_us.p99'), 'us')} | — | |`);
+    }
+    if (cf || sf) {
+      const n = (cf && cf.conns) || (sf && sf.receivers);
+      p(`| cross-node fan-out to ${n} members: publishes acked/s by node A | ${fmt(cf && cf.acked_per_s, 'rate')} | ${fmt(sf && sf.published_per_s, 'rate')} | |`);
+      p(`| same: deliveries/s on node B | ${fmt(cf && cf.delivered_per_s, 'rate')} | ${fmt(sf && sf.delivered_per_s, 'rate')} | ${ratio(cf && cf.delivered_per_s, sf && sf.delivered_per_s)} |`);
+      const sfCpu = sf && sf.delivered ? (sf.server.cpu_s.node_b * 1e6) / sf.delivered : null;
+      p(`| same: receiving node's CPU per delivery | ${fmt(dig(cf, 'server.cpu_us_per_delivery'), 'cpu')} | ${fmt(sfCpu, 'cpu')} | ${ratio(dig(cf, 'server.cpu_us_per_delivery'), sfCpu)} |`);
+      if (cs) {
+        const x = dig(cf, 'server.cpu_us_per_delivery') / cs.server.cpu_us_per_delivery;
+        p(`| same: single basestation node, same load: CPU per delivery (receiving node ÷ single) | ${fmt(cs.server.cpu_us_per_delivery, 'cpu')} (${Number.isFinite(x) ? x.toFixed(2) + '×' : '—'}) | | |`);
+      }
+      p(`| same: latency p50 / p99 | ${fmt(dig(cf, 'latency_us.p50'), 'us')} / ${fmt(dig(cf, 'latency_us.p99'), 'us')} | ${fmt(dig(sf, 'latency_us.p50'), 'us')} / ${fmt(dig(sf, 'latency_us.p99'), 'us')} | |`);
+    }
+    if (br || sr) {
+      const lost = (r) => (r ? `${r.lost_per_receiver.mean} (min ${r.lost_per_receiver.min}, max ${r.lost_per_receiver.max}; ${r.lost_total} in all)` : '—');
+      p(`| after \`kill -9\` of node B: messages lost per receiver, mean | ${lost(br)} | ${lost(sr)} | |`);
+      p(`| same: receivers back on node A / resumed complete (basestation) or recovered (Socket.IO) | ${br ? `${br.reconnected} / ${br.recovered}` : '—'} | ${sr ? `${sr.reconnected} / ${sr.recovered}` : '—'} | |`);
+      p(`| same: duplicates | ${br ? br.duplicates : '—'} | ${sr ? sr.duplicates : '—'} | |`);
+      p(`| same: time to reconnect p50 / max | ${br ? `${br.reconnect_ms.p50} / ${br.reconnect_ms.max} ms` : '—'} | ${sr ? `${sr.reconnect_ms.p50} / ${sr.reconnect_ms.max} ms` : '—'} | |`);
+    }
+    p();
+  }
+  // targets of shared/spec/targets.md for these scenarios
+  const t = [];
+  const bt = row('basestation', 'idle-tls'), ut = row('uws', 'idle-tls');
+  if (bt) {
+    const v = bt.server.rss_per_conn_kib, u = ut && ut.server.rss_per_conn_kib;
+    t.push(['idle connections, TLS', `≤ 6 KiB per connection, and ≤ uWebSockets.js \`SSLApp\` (${fmt(u, 'kib')})`, fmt(v, 'kib'),
+      v <= 6 && (u == null || v <= u) ? '**met**' : `missed: ${(v / 6).toFixed(1)}× the 6 KiB${u != null ? `, ${(v / u).toFixed(1)}× uWS` : ''}`]);
+  }
+  const bd = row('basestation', 'idle-deflate'), bp = row('basestation', 'idle-plain');
+  if (bd && bp) {
+    const v = bd.server.rss_per_conn_kib, q = bp.server.rss_per_conn_kib;
+    t.push(['idle connections, permessage-deflate negotiated', `same as plain (${fmt(q, 'kib')})`, `${fmt(v, 'kib')} (${bd.deflate_negotiated} negotiated)`,
+      bd.deflate_negotiated === bd.ready && v <= q * 1.1 + 0.05 ? '**met** (within 10 %)' : 'missed']);
+  }
+  const b4 = row('basestation', 'fanout4k'), b4d = row('basestation', 'fanout4k-deflate'), u4d = row('uws', 'fanout4k-deflate');
+  if (b4 && b4d) {
+    const x = b4d.server.cpu_us_per_delivery, y = b4.server.cpu_us_per_delivery, u = u4d && u4d.server.cpu_us_per_delivery;
+    t.push(['compression: 4 KiB JSON, deflate on', `CPU per delivery ≤ 2× uncompressed (${fmt(y, 'cpu')}), ≤ uWS \`SHARED_COMPRESSOR\` (${fmt(u, 'cpu')})`,
+      `${fmt(x, 'cpu')} (${(x / y).toFixed(2)}×)`, x <= 2 * y && (u == null || x <= u) ? '**met**' : 'missed']);
+  }
+  if (cd) t.push(['cluster: durable acked msgs/s', '≥ 40,000', fmt(cd.acked_per_s, 'rate'), cd.acked_per_s >= 40000 ? '**met**' : `missed: ${((1 - cd.acked_per_s / 40000) * 100).toFixed(0)} % short`]);
+  if (cf && cs) {
+    const x = cf.server.cpu_us_per_delivery / cs.server.cpu_us_per_delivery;
+    t.push(['cluster: receiving node\'s CPU per delivery', '≤ 1.5× single-node', `${x.toFixed(2)}×`, x <= 1.5 ? '**met**' : 'missed']);
+  }
+  if (cf && sf) {
+    const x = cf.delivered_per_s / sf.delivered_per_s;
+    t.push(['cluster: cross-node deliveries/s', '≥ 10× Socket.IO + Redis Streams', `${x.toFixed(1)}×`, x >= 10 ? '**met**' : 'missed']);
+  }
+  if (br) t.push(['cluster: after `kill -9` of a node', '0 messages lost for resuming clients (Socket.IO\'s losses reported)',
+    `${br.lost_total} lost${sr ? ` (Socket.IO: ${sr.lost_per_receiver.mean} per client)` : ''}`, br.lost_total === 0 && br.reconnected === br.receivers ? '**met**' : 'missed']);
+  if (t.length) {
+    p('### Targets of these scenarios');
+    p();
+    p('| scenario | target | measured | verdict |');
+    p('| --- | --- | --- | --- |');
+    for (const r of t) p(`| ${r.join(' | ')} |`);
+    p();
+  }
+  p(END);
+  p();
+  return o;
 }
 
 const FAN = rows.map((r) => r.scenario).filter((s) => /^fanout-\d+$/.test(s))
@@ -273,6 +458,7 @@ w('  peers *in the same run*, i.e. the columns above. This ws peer sends one pre
 w('  per recipient, which makes it faster than the seeds\' code.');
 w();
 
+md += extraSection();
 const hist = path.join(here, 'history.md');
 if (existsSync(hist)) {
   w(readFileSync(hist, 'utf8').trim());
@@ -293,4 +479,23 @@ w('bench/profile                      # perf profile of basestation under scenar
 w('```');
 w();
 w('Raw results of a run: `bench/results/latest.jsonl` on the machine that ran it (one loadgen JSON line per measurement; not committed).');
-writeFileSync(outPath, md);
+if (sectionsOnly) {
+  const old = readFileSync(outPath, 'utf8');
+  const extra = extraSection();
+  const b = old.indexOf(BEGIN), e = old.indexOf(END);
+  let out;
+  if (b >= 0 && e > b) out = old.slice(0, b) + extra.trimEnd() + '\n' + old.slice(e + END.length).replace(/^\n?/, '\n');
+  else {
+    const at = old.indexOf('## Comparisons across changes');
+    out = at >= 0 ? old.slice(0, at) + extra + old.slice(at) : old.trimEnd() + '\n\n' + extra;
+  }
+  // bench/history.md (written by hand) is refreshed in place too
+  if (existsSync(hist) && existsSync(prof)) {
+    const h0 = out.indexOf('## Comparisons across changes');
+    const h1 = out.indexOf(readFileSync(prof, 'utf8').split('\n')[0]);
+    if (h0 >= 0 && h1 > h0) out = out.slice(0, h0) + readFileSync(hist, 'utf8').trim() + '\n\n' + out.slice(h1);
+  }
+  writeFileSync(outPath, out);
+} else {
+  writeFileSync(outPath, md);
+}

@@ -9,14 +9,29 @@
 // peers are relays, not brokers; docs/benchmarks.md says so next to their
 // numbers).
 
+// --tls-cert F --tls-key F (TLS) and --deflate (permessage-deflate) are
+// for the peers that support them (uws); the others refuse them (tlsDeflate).
 export function parseArgs(argv) {
-  const out = { host: '127.0.0.1', port: 0 };
+  const out = { host: '127.0.0.1', port: 0, tlsCert: null, tlsKey: null, deflate: false };
   for (let i = 2; i < argv.length; i++) {
     if (argv[i] === '--port') out.port = Number(argv[++i]);
     else if (argv[i] === '--host') out.host = argv[++i];
+    else if (argv[i] === '--tls-cert') out.tlsCert = argv[++i];
+    else if (argv[i] === '--tls-key') out.tlsKey = argv[++i];
+    else if (argv[i] === '--deflate') out.deflate = true;
     else throw new Error(`unknown argument ${argv[i]}`);
   }
+  if (!out.tlsCert !== !out.tlsKey) throw new Error('--tls-cert and --tls-key go together');
   return out;
+}
+
+// For a peer without TLS or deflate: refuse the options rather than
+// measure something else than asked.
+export function refuseTlsDeflate(args, name) {
+  if (args.tlsCert || args.deflate) {
+    console.error(`${name}: --tls-cert/--deflate are not supported by this peer`);
+    process.exit(2);
+  }
 }
 
 // Identity from the query string: uid (or the token itself: the peers

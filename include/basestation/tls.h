@@ -93,6 +93,30 @@ void tls_conn_free(struct tls_conn *c);
 /* "TLSv1.3" etc., for logs. */
 const char *tls_conn_version(const struct tls_conn *c);
 
+/* ---- TLS 1.3 records of our own after the handshake (net/tls13.c) ---- */
+
+struct ssl_ctx_st;
+/* Catch the application traffic secrets of each connection of ctx during
+ * its handshake (the keylog callback); -1 when OpenSSL refuses. */
+int tls13_ctx_setup(struct ssl_ctx_st *ctx);
+
+struct tls13;
+/* After tls_conn_handshake returned 0: move c onto tls13's own record
+ * layer and free c (its fd stays open), or NULL: c stays as it was (not
+ * TLS 1.3, another cipher suite, bytes already in OpenSSL, or the KeyUpdate
+ * that starts our keys could not go out at once). */
+struct tls13 *tls13_takeover(struct tls_conn *c, int fd);
+/* As tls_conn_read / _pending / _writev / _shutdown above. */
+ssize_t tls13_read(struct tls13 *t, void *buf, size_t n);
+size_t tls13_pending(const struct tls13 *t);
+ssize_t tls13_writev(struct tls13 *t, const struct iovec *iov, int iovcnt);
+int tls13_shutdown(struct tls13 *t);
+/* Wipe the keys and free it (not the fd). */
+void tls13_free(struct tls13 *t);
+
+/* Set the reason tls_error reports. */
+void tls_set_error(const char *why);
+
 /* The reason for the last TLS_ERROR (OpenSSL's error queue, drained), or
  * "" when there is none. The string is static: valid until the next call. */
 const char *tls_error(void);

@@ -47,6 +47,11 @@ const char *tls_error(void)
 	return last_error;
 }
 
+void tls_set_error(const char *why)
+{
+	snprintf(last_error, sizeof(last_error), "%s", why);
+}
+
 /* A passphrase prompt would block the loop: encrypted keys fail. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
@@ -82,6 +87,11 @@ static SSL_CTX *load(const char *cert_file, const char *key_file, char *err,
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* tickets only: no session cache to hold per-client memory */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/* TLS 1.3 connections leave OpenSSL after the handshake (tls13.c) */
+	if (tls13_ctx_setup(ctx) < 0) {
+		set_error("SSL_get_ex_new_index");
+		goto fail;
+	}
 	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		snprintf(what, sizeof(what), "certificate %s", cert_file);

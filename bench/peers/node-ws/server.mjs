@@ -5,9 +5,10 @@
 //   node bench/peers/node-ws/server.mjs --port P   (prints "listening P")
 import http from 'node:http';
 import { WebSocketServer, WebSocket } from 'ws';
-import { parseArgs, identity, makeBroker } from '../common.mjs';
+import { parseArgs, identity, makeBroker, refuseTlsDeflate } from '../common.mjs';
 
 const args = parseArgs(process.argv);
+refuseTlsDeflate(args, 'node-ws peer');
 const rooms = new Map(); // room -> Set<ws>
 const taskSubs = new Map(); // task -> Set<ws>
 

@@ -5,6 +5,10 @@
 // task update with app.publish(), since the producer holds no subscription
 // (in this build ws.publish() from an unsubscribed socket delivers nothing).
 //   node bench/peers/uws/server.mjs --port P   (prints "listening P")
+//     [--tls-cert F --tls-key F]  SSLApp instead of App
+//     [--deflate]  permessage-deflate with uWS.SHARED_COMPRESSOR (one
+//                  compressor, no per-connection context); room messages
+//                  are published with compress = true, replies are not
 // Refuses to run on the package's pure-JS fallback.
 import { createRequire } from 'node:module';
 import { parseArgs, identity, makeBroker } from '../common.mjs';
@@ -25,7 +29,9 @@ if (fellBack || process.env.UWS_USE_FALLBACK || typeof uWS.us_listen_socket_clos
 
 const args = parseArgs(process.argv);
 const decoder = new TextDecoder();
-const app = uWS.App();
+const app = args.tlsCert
+  ? uWS.SSLApp({ cert_file_name: args.tlsCert, key_file_name: args.tlsKey })
+  : uWS.App();
 
 // uWS frees a socket object at close; keep our state in getUserData().
 function send(ws, payload) {
@@ -38,7 +44,7 @@ const broker = makeBroker({
   roomJoin(conn, room) { conn.ws.subscribe('r:' + room); },
   roomLeave(conn, room, closing) { if (!closing) conn.ws.unsubscribe('r:' + room); },
   roomPublish(conn, room, payload) {
-    conn.ws.publish('r:' + room, payload, false);
+    conn.ws.publish('r:' + room, payload, false, args.deflate);
   },
   taskSub(conn, id) { conn.ws.subscribe('t:' + id); },
   taskUnsub(conn, id, closing) { if (!closing) conn.ws.unsubscribe('t:' + id); },
@@ -46,7 +52,7 @@ const broker = makeBroker({
 });
 
 app.ws('/ws', {
-  compression: uWS.DISABLED,
+  compression: args.deflate ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
   maxPayloadLength: 65536,
   maxBackpressure: 64 * 1024 * 1024,
   idleTimeout: 0,

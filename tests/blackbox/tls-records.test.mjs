@@ -1,0 +1,179 @@
+// TLS 1.3 after the handshake runs on basestation's own records
+// (src/net/tls13.c), without OpenSSL's per-connection SSL object: an idle
+// TLS connection costs a few KiB, not ~15; KeyUpdate works both ways
+// (requested and not, from OpenSSL's s_client); backpressure (the client
+// not reading, partial writes of sealed records) loses and reorders
+// nothing; TLS 1.2 stays on OpenSSL and works.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startServer, Client, needTool, selfSignedPair, jwt, frame, rssBytes, sleep, SANITIZED, MEMORY_ENV } from './lib.mjs';
+
+const skip = needTool('openssl', 'makes the test certificate and is the KeyUpdate client');
+const SECRET = 'tls-records-secret';
+let srv, dir, pair;
+
+before(async () => {
+  if (skip) return;
+  dir = mkdtempSync(path.join(tmpdir(), 'bs-tls13-'));
+  pair = selfSignedPair(dir, 'srv');
+  srv = await startServer({
+    args: ['--tls-cert', pair.cert, '--tls-key', pair.key, '--jwt-secret', SECRET, '--rate', '0',
+      '--max-per-ip', '100000', '--max-outbuf', String(16 << 20)],
+    env: MEMORY_ENV,
+  });
+});
+
+after(async () => {
+  if (srv) await srv.cleanup();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const tok = (uid) => jwt(SECRET, { sub: uid, exp: Math.floor(Date.now() / 1000) + 3600 });
+async function wss(uid, wsOptions = {}) {
+  const c = new Client(`wss://127.0.0.1:${srv.wsPort}/ws?token=${tok(uid)}`,
+    { wsOptions: { ca: readFileSync(pair.cert), ...wsOptions } });
+  await c.opened;
+  c.hello = await c.next('connect');
+  return c;
+}
+
+test('an idle TLS 1.3 connection costs a few KiB of server memory, not OpenSSL\'s ~15', { skip }, async (t) => {
+  const clients = [];
+  try {
+    // warm up (heap, OpenSSL's lazy state, the handshake's peak), then
+    // the growth over 400 more connections
+    for (let i = 0; i < 100; i++) clients.push(await wss(`warm${i}`));
+    await sleep(300);
+    const rss0 = rssBytes(srv);
+    // ten handshakes at a time: their transient memory is reused, not
+    // counted 400 times
+    for (let i = 0; i < 400; i += 10) {
+      const batch = [];
+      for (let j = i; j < i + 10; j++) batch.push(wss(`idle${j}`));
+      clients.push(...await Promise.all(batch));
+    }
+    await sleep(300);
+    const perConn = (rssBytes(srv) - rss0) / 400 / 1024;
+    t.diagnostic(`${perConn.toFixed(2)} KiB per idle TLS connection`);
+    assert.equal(clients[150].ws._socket.getProtocol(), 'TLSv1.3');
+    // OpenSSL's own record layer: 13-15 KiB per connection on top of the
+    // ~1 KiB of a plain one (16.2 KiB measured here); ours ~4.6 KiB, and
+    // ~10.7 under ASan, which pads every block
+    const bound = SANITIZED ? 14 : 7;
+    assert.ok(perConn < bound, `${perConn.toFixed(2)} KiB per idle TLS connection (bound ${bound})`);
+    // and they all still work
+    const a = clients[0], b = clients[499];
+    a.send({ type: 'send', to: 'idle399', data: 'still here', ref: 's' });
+    assert.equal((await a.next('ack')).ref, 's');
+    assert.equal((await b.next('message')).data, 'still here');
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+});
+
+// OpenSSL's s_client as a raw WebSocket client: its stdin commands "k" and
+// "K" (at the start of a read) send a KeyUpdate, without and with
+// update_requested. Returns helpers over its stdout.
+function sClient(port) {
+  const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_3', '-servername', 'localhost'],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  const c = { p, out: Buffer.alloc(0), err: '' };
+  p.stdout.on('data', (d) => { c.out = Buffer.concat([c.out, d]); });
+  p.stderr.on('data', (d) => { c.err += d; });
+  c.exited = new Promise((resolve) => p.on('exit', resolve));
+  c.waitFor = async (s, ms = 5000) => {
+    for (let t = 0; t < ms; t += 20) {
+      if (c.out.includes(s)) return;
+      if (p.exitCode !== null) break;
+      await sleep(20);
+    }
+    throw new Error(`no ${JSON.stringify(s)} from s_client; stdout tail ${JSON.stringify(c.out.toString('latin1').slice(-400))}; stderr ${c.err.slice(-600)}`);
+  };
+  return c;
+}
+
+test('KeyUpdate from the client, requested and not: both directions go on under the new keys', { skip }, async () => {
+  const c = sClient(srv.wsPort);
+  try {
+    await c.waitFor('Verify return code');
+    c.p.stdin.write(`GET /ws?token=${tok('ku')} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    await c.waitFor('101 Switching Protocols');
+    await c.waitFor('"type":"connect"');
+    const ping = (ref) => frame(1, Buffer.from(JSON.stringify({ type: 'ping', ref })));
+    c.p.stdin.write(ping('before'));
+    await c.waitFor('"ref":"before"');
+    for (const [cmd, ref] of [['K\n', 'after-K'], ['k\n', 'after-k'], ['K\n', 'after-K2']]) {
+      c.p.stdin.write(cmd);
+      await sleep(150);
+      c.p.stdin.write(ping(ref));
+      await c.waitFor(`"ref":"${ref}"`);
+    }
+    assert.equal((c.err.match(/KEYUPDATE/g) || []).length, 3, c.err);
+    assert.doesNotMatch(srv.logs, /TLS 1\.3: /);
+  } finally {
+    c.p.kill();
+    await c.exited;
+  }
+});
+
+test('a client that does not read: sealed records wait, nothing is lost or reordered', { skip }, async () => {
+  const a = await wss('bp-alice');
+  const b = await wss('bp-bob');
+  try {
+    b.ws._socket.pause();
+    const chunk = 'y'.repeat(20000);
+    const N = 300; // 6 MB: more than the socket buffers hold
+    for (let i = 0; i < N; i++) a.send({ type: 'send', to: 'bp-bob', data: { i, chunk }, ref: `m${i}` });
+    for (let i = 0; i < N; i++) await a.next((m) => m.type === 'ack' && m.ref === `m${i}`, 15000);
+    await sleep(300);
+    b.ws._socket.resume();
+    for (let i = 0; i < N; i++) {
+      const m = await b.next('message', 15000);
+      assert.equal(m.data.i, i);
+      assert.equal(m.data.chunk, chunk);
+    }
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test('TLS 1.2 stays on OpenSSL and carries traffic', { skip }, async () => {
+  const a = await wss('t12-alice', { maxVersion: 'TLSv1.2' });
+  const b = await wss('t12-bob');
+  try {
+    assert.equal(a.ws._socket.getProtocol(), 'TLSv1.2');
+    const big = 'z'.repeat(50000);
+    a.send({ type: 'send', to: 't12-bob', data: big, ref: 'x' });
+    assert.equal((await a.next('ack')).ref, 'x');
+    assert.equal((await b.next('message')).data, big);
+    b.send({ type: 'send', to: 't12-alice', data: big, ref: 'y' });
+    assert.equal((await a.next('message')).data, big);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test('every TLS 1.3 cipher suite the server offers: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305, many records each way', { skip }, async () => {
+  for (const suite of ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256']) {
+    const a = await wss(`cs-a-${suite}`, { ciphers: suite, minVersion: 'TLSv1.3' });
+    const b = await wss(`cs-b-${suite}`);
+    try {
+      assert.equal(a.ws._socket.getCipher().standardName, suite);
+      const big = 'q'.repeat(60000); // four records (--max-message is 64 KiB)
+      for (let i = 0; i < 3; i++) {
+        a.send({ type: 'send', to: `cs-b-${suite}`, data: { i, big }, ref: `r${i}` });
+        assert.equal((await a.next('ack')).ref, `r${i}`);
+        assert.equal((await b.next('message')).data.big, big);
+        b.send({ type: 'send', to: `cs-a-${suite}`, data: { i, big } });
+        assert.equal((await a.next('message')).data.i, i);
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }
+});

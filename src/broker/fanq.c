@@ -38,6 +38,7 @@
 #include "basestation/xalloc.h"
 
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,12 +54,22 @@
  * before bounded turns: everything committed went out in it). */
 #define FANQ_BACKLOG_MSGS  4096
 #define FANQ_BACKLOG_BYTES (16u << 20)
+/* A room or recipient name held in the entry itself (names are at most
+ * 128 bytes by contract; a longer one is allocated apart). */
+#define FANQ_NAME 129
+/* Spare nodes kept of each kind: a batch queues many before any is freed,
+ * and malloc is then the queue's main cost. */
+#define FANQ_SPARE 1024
 
-/* A completion that waits for the entry it is attached to: a carry() of
- * its result. */
+/* A caller's completion (fanq_wait). Made at submit; when the operation
+ * completes with the queue busy, the same node keeps the result (inline
+ * when it points at nothing, as an ack does; else a carry() of it) and
+ * waits on the entry that was last then. One allocation per operation. */
 struct fan_ack {
 	struct fan_ack *next;
-	struct bk_done done;
+	struct bk_done caller;
+	struct bk_result r;
+	int carried; /* caller is a carry() of the result */
 };
 
 struct fan_post {
@@ -74,6 +85,8 @@ struct fan_post {
 	size_t (*fn)(void *arg);
 	void *arg;
 	struct fan_ack *acks, **acks_tail;
+	char *long_name;      /* a name past FANQ_NAME, allocated */
+	char name[FANQ_NAME]; /* room or to points here */
 };
 
 static struct {
@@ -85,6 +98,60 @@ static struct {
 	int run_n, run_idx;
 	uint64_t run_gen;
 } fq;
+
+/* The spare nodes (a free list of each kind). */
+static struct {
+	struct fan_post *posts;
+	struct fan_ack *acks;
+	size_t nposts, nacks;
+} spare;
+
+static struct fan_post *post_get(void)
+{
+	struct fan_post *p = spare.posts;
+
+	if (p == NULL)
+		return xcalloc(1, sizeof(*p));
+	spare.posts = p->next;
+	spare.nposts--;
+	memset(p, 0, offsetof(struct fan_post, name));
+	return p;
+}
+
+static void post_put(struct fan_post *p)
+{
+	free(p->long_name);
+	if (spare.nposts >= FANQ_SPARE) {
+		free(p);
+		return;
+	}
+	p->next = spare.posts;
+	spare.posts = p;
+	spare.nposts++;
+}
+
+static struct fan_ack *ack_get(void)
+{
+	struct fan_ack *a = spare.acks;
+
+	if (a == NULL)
+		return xcalloc(1, sizeof(*a));
+	spare.acks = a->next;
+	spare.nacks--;
+	memset(a, 0, sizeof(*a));
+	return a;
+}
+
+static void ack_put(struct fan_ack *a)
+{
+	if (spare.nacks >= FANQ_SPARE) {
+		free(a);
+		return;
+	}
+	a->next = spare.acks;
+	spare.acks = a;
+	spare.nacks++;
+}
 
 static void schedule(int now)
 {
@@ -112,7 +179,7 @@ static void settle(const struct fan_post *p)
 
 static struct fan_post *append(int64_t seq, struct msgbuf *m)
 {
-	struct fan_post *p = xcalloc(1, sizeof(*p));
+	struct fan_post *p = post_get();
 
 	p->seq = seq;
 	p->m = m;
@@ -134,15 +201,22 @@ static struct fan_post *append(int64_t seq, struct msgbuf *m)
 void fanq_push(const struct engine_event *ev, struct msgbuf *m)
 {
 	const struct msg_record *mr = &ev->msg;
+	const char *name = mr->room ? mr->room : mr->to;
+	size_t nl = strlen(name) + 1;
 	struct fan_post *p = append(mr->seq, m);
+	char *at = p->name;
 
 	p->origin = ev->session;
+	if (nl <= sizeof(p->name))
+		memcpy(p->name, name, nl);
+	else
+		at = p->long_name = xstrdup(name);
 	if (mr->room) {
 		struct room *r = registry_room(mr->room, 0);
-		p->room = xstrdup(mr->room);
+		p->room = at;
 		p->gen = r ? r->gen : 0;
 	} else {
-		p->to = xstrdup(mr->to);
+		p->to = at;
 	}
 	msgbuf_ref(m);
 	fq.bytes += m->len;
@@ -164,7 +238,9 @@ int fanq_busy(void)
 static void deliver_room(const struct fan_post *p, const struct room *r,
 			 struct session *s)
 {
-	if (s->id == p->origin)
+	/* Cut earlier in this run (its user is gone from it), or the
+	 * publisher's own session. */
+	if (!s->open || s->id == p->origin)
 		return;
 	if (r->gen != p->gen) {
 		/* The session list changed since the commit: a session of a
@@ -211,14 +287,12 @@ static void pop(void)
 		fq.bytes -= p->m->len;
 		msgbuf_unref(p->m);
 	}
-	free(p->room);
-	free(p->to);
 	for (a = p->acks; a; a = next) {
 		next = a->next;
-		bk_complete(&a->done, &ok); /* the carried result */
-		free(a);
+		bk_complete(&a->caller, a->carried ? &ok : &a->r);
+		ack_put(a);
 	}
-	free(p);
+	post_put(p);
 }
 
 static int in_run(const struct fan_post *p, const char *room)
@@ -314,37 +388,41 @@ static void fan_cb(evutil_socket_t fd, short what, void *arg)
 
 static void wait_fn(const struct bk_done *d, const struct bk_result *r)
 {
-	struct bk_done caller = *(const struct bk_done *)d->ptr;
-	struct fan_ack *a;
+	struct fan_ack *a = d->ptr;
 
-	free(d->ptr);
 	if (fq.head == NULL) {
-		bk_complete(&caller, r);
+		bk_complete(&a->caller, r);
+		ack_put(a);
 		return;
 	}
 	/* Behind everything queued so far (its own message, when it is a
 	 * publish: the engine hands the event over before it completes). */
-	a = xmalloc(sizeof(*a));
+	if (r->name || r->body || r->msg) {
+		a->caller = carry(&a->caller, r);
+		a->carried = 1;
+	} else {
+		a->r = *r;
+	}
 	a->next = NULL;
-	a->done = carry(&caller, r);
 	*fq.last->acks_tail = a;
 	fq.last->acks_tail = &a->next;
 }
 
 struct bk_done fanq_wait(const struct bk_done *caller)
 {
-	struct bk_done *c;
+	struct fan_ack *a;
 
 	if (caller == NULL || caller->fn == NULL)
 		return (struct bk_done){0};
-	c = xmalloc(sizeof(*c));
-	*c = *caller;
-	return (struct bk_done){.fn = wait_fn, .ptr = c};
+	a = ack_get();
+	a->caller = *caller;
+	return (struct bk_done){.fn = wait_fn, .ptr = a};
 }
 
 void fanq_wait_drop(const struct bk_done *d)
 {
-	free(d->ptr);
+	if (d->ptr)
+		ack_put(d->ptr);
 }
 
 int fanq_submit(const struct engine_event *ev, const struct bk_done *done,
@@ -386,4 +464,15 @@ void fanq_stop(void)
 		event_free(fq.ev);
 	fq.ev = NULL;
 	fq.scheduled = 0;
+	while (spare.posts) {
+		struct fan_post *p = spare.posts;
+		spare.posts = p->next;
+		free(p);
+	}
+	while (spare.acks) {
+		struct fan_ack *a = spare.acks;
+		spare.acks = a->next;
+		free(a);
+	}
+	spare.nposts = spare.nacks = 0;
 }

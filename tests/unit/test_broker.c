@@ -6,8 +6,9 @@
  * acked with the original seq and delivered once); replay in seq order,
  * live messages held meanwhile and sent after "resumed" without repeats;
  * the held list bounded by --max-outbuf; tasks pushed after their commit;
- * bounded turns (the fan queue: the inbox cursor, commit order across
- * messages and task pushes, acks after their fan-out);
+ * bounded turns (the fan queue: the inbox cursor, also when the budget
+ * cuts a run short; commit order across messages and task pushes; acks
+ * after their fan-out);
  * presence fed with other nodes' sessions (broker_presence_remote).
  */
 #include "check.h"
@@ -437,6 +438,58 @@ static void test_turns(void)
 	commit_turn(eng, 1);
 }
 
+/* A fan-out cut short by the budget (4,096 member writes per turn): a
+ * session the run already reached closes with its inbox cursor past what
+ * it was sent (its next inbox repeats nothing); one it had not reached
+ * closes with the cursor before the run (its next inbox has all of it). */
+#define FILLER 4101
+static void test_turn_budget(void)
+{
+	static struct tsession *f[FILLER];
+	struct tsession *x = open_session("qx", ROLE_USER);
+	struct tsession *s = open_session("qs", ROLE_USER);
+	struct tsession *t;
+	struct got_result g;
+	int64_t first;
+
+	broker_join(&x->s, "big", -1, NULL);
+	broker_join(&s->s, "big", -1, NULL);
+	f[0] = open_session("qf", ROLE_USER);
+	broker_join(&f[0]->s, "big", -1, NULL);
+	commit_turn(eng, 1);
+	for (int i = 1; i < FILLER; i++)
+		f[i] = open_session("qf", ROLE_USER); /* in the room at once */
+	t = open_session("qt", ROLE_USER);
+	broker_join(&t->s, "big", -1, NULL);
+	commit_turn(eng, 1);
+	/* The room's sessions: x, s, the filler, t. */
+	send_to(s, NULL, "big", "1", NULL, &g);
+	send_to(s, NULL, "big", "2", NULL, &g);
+	fake_engine_commit(eng, 1);
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK); /* one chunk */
+	CHECK(x->ngot == 2 && t->ngot == 0 && g.calls == 0);
+	first = msg_seq(x, 0);
+	free_session(x);
+	free_session(t);
+	run_loop(); /* the rest of the run, then the acks */
+	CHECK(g.calls == 2 && g.seq == first + 1);
+	CHECK(f[FILLER - 1]->ngot == 2);
+	x = open_session("qx", ROLE_USER);
+	broker_resume(&x->s, -1, 0, 1, NULL, NULL);
+	t = open_session("qt", ROLE_USER);
+	broker_resume(&t->s, -1, 0, 1, NULL, NULL);
+	run_loop();
+	CHECK(x->ngot == 0);
+	CHECK(t->ngot == 2 && msg_seq(t, 0) == first &&
+	      msg_seq(t, 1) == first + 1);
+	for (int i = 0; i < FILLER; i++)
+		free_session(f[i]);
+	free_session(x);
+	free_session(t);
+	free_session(s);
+	commit_turn(eng, 1);
+}
+
 /* Run the loop for ms (the presence grace timer). */
 static void run_for(int ms)
 {
@@ -509,6 +562,7 @@ int main(void)
 	test_replay();
 	test_tasks();
 	test_turns();
+	test_turn_budget();
 	test_presence_remote();
 
 	broker_finish();

@@ -67,7 +67,9 @@ function sameShape(doc, real, where = '$') {
 
 let srv, alice;
 before(async () => {
-  srv = await startServer();
+  // --node: the name the guide's /admin/nodes example shows (the default
+  // is this machine's hostname and the port).
+  srv = await startServer({ args: ['--node', 'web1-8080'] });
   // The guide's setting: alice is connected (with a token from the CLI) and
   // is a member of lobby.
   alice = new Client(srv.url('?token=' + token(srv.db, 'alice')));

@@ -81,8 +81,9 @@ int replay_start(struct session *s, int64_t since, int report, int epoch_ok,
 	s->replay_report = report;
 	s->replay_complete = 1;
 	if (since < 0) {
-		/* Offline inbox: only for the user's first session. */
-		if (s->user->nsessions > 1)
+		/* Offline inbox: only for the user's first session, on any
+		 * node (remote: other nodes' sessions, cluster mode). */
+		if (s->user->nsessions > 1 || s->user->remote > 0)
 			return 0;
 		since = s->user->cursor;
 	}

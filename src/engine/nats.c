@@ -1521,11 +1521,9 @@ struct engine *engine_nats_create(struct event_base *base,
 		return NULL;
 	}
 	figures(n);
-	log_info("cluster.start",
-		 "node=%s stream=%s replicas=%d applied=%llu "
-		 "not_cluster_wide=%s",
+	log_info("cluster.start", "node=%s stream=%s replicas=%d applied=%llu",
 		 log_val(cfg->node), log_val(cfg->stream), jc.replicas,
-		 (unsigned long long)n->applied, "offline-inbox");
+		 (unsigned long long)n->applied);
 	return &n->e;
 }
 

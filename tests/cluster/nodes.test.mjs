@@ -4,6 +4,7 @@
 //   - two tabs of one user on two nodes: one presence.join and, after both
 //     closed, one presence.leave, seen by room members on both nodes; the
 //     `presence` query on each node lists a user online on the other;
+//   - the offline inbox only for a user's first connection on any node;
 //   - a tab moving from node A to node B within the grace: no event;
 //   - GET /admin/nodes lists both nodes with their figures;
 //   - kill -9 of a node: its user's presence.leave on the other node once
@@ -133,6 +134,32 @@ test('two tabs of one user on two nodes: one join, one leave, on both nodes', { 
   assert.ok(await wa.none(isPresence('alice'), 1000));
   assert.ok(await wb.none(isPresence('alice'), 100));
   assert.deepEqual(await online(wa), ['wa', 'wb']);
+});
+
+test('the offline inbox is judged cluster-wide: none for a second tab on another node', { skip }, async () => {
+  const s = await tab(B, 'dsender');
+  const send = async (data) => { s.send({ type: 'send', to: 'dora', data }); return (await s.next('ack')).seq; };
+  const d1 = await tab(A, 'dora');
+  await sleep(300); // nodes learn of each other's connections within 200 ms
+  await send('m1');
+  assert.equal((await d1.next('message')).data, 'm1');
+  // a second tab on B: dora is online on A, so no inbox (m1 again) there
+  const d2 = await tab(B, 'dora');
+  assert.ok(await d2.none((m) => m.type === 'message', 1000), 'the second tab got an inbox');
+  await send('m2');
+  assert.equal((await d2.next('message')).data, 'm2');
+  assert.equal((await d1.next('message')).data, 'm2');
+  // both gone: what comes meanwhile is her inbox on either node, once
+  await d1.close();
+  await d2.close();
+  await sleep(500);
+  const s3 = await send('m3');
+  const d3 = await tab(A, 'dora');
+  const m = await d3.next('message');
+  assert.deepEqual([m.data, m.seq], ['m3', s3]);
+  assert.ok(await d3.none((x) => x.type === 'message', 500), 'more than m3 in the inbox');
+  await d3.close();
+  await s.close();
 });
 
 test('a tab moving from node A to node B within the grace: no event', { skip }, async () => {

@@ -12,7 +12,11 @@
 //     within 5 s while the WebSocket stays open; thawed: acked again;
 //   - kill -9 of node A mid-burst: its sender reconnects to B and resends
 //     what was not acked with the same refs: every acked message reaches the
-//     receiver exactly once, in seq order, at its acked seq.
+//     receiver exactly once, in seq order, at its acked seq;
+//   - kill -9 of the nats-server leading the stream mid-burst: sends made
+//     after it are acked again within 15 s (protocol §7), what was answered
+//     `unavailable` is resent with its ref, and every acked message reaches
+//     the receiver once, in order, and is there for a resume.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -254,4 +258,87 @@ test('kill -9 of a node mid-burst: resend on the other node, every acked message
   for (const [ref, seq] of acked) assert.equal(byI.get(Number(ref.slice(1))), seq, ref);
   await alice.close(); await bob.close();
   await B.cleanup();
+});
+
+// The stream's leader, from a live server's monitoring port.
+async function streamLeader(stream) {
+  for (const s of cluster.servers) {
+    if (!s.proc || s.exited !== null) continue;
+    try {
+      const j = await (await fetch(`http://127.0.0.1:${s.httpPort}/jsz?streams=true`)).json();
+      for (const a of j.account_details || []) {
+        for (const d of a.stream_detail || []) if (d.name === stream && d.cluster && d.cluster.leader) return d.cluster.leader;
+      }
+    } catch {}
+  }
+  return null;
+}
+
+test('kill -9 of the stream leader (one nats-server of three) mid-burst: nothing acked lost, acked again within 15 s', { skip, timeout: 120000 }, async () => {
+  const A = await node('a4', 'four');
+  const B = await node('b4', 'four');
+  const bob = await join(B, 'bob');
+  const alice = await join(A, 'alice');
+  const N = 400;
+  const acked = new Map(); // ref -> seq
+  const waiting = new Map(); // ref -> when sent, not answered yet
+  let unavailable = 0;
+  let killedAt = 0;
+  let firstAckAfterKill = 0;
+  alice.ws.on('message', (d) => {
+    const m = JSON.parse(d.toString());
+    if (!m.ref || !waiting.has(m.ref)) return;
+    if (m.type === 'ack') {
+      acked.set(m.ref, m.seq);
+      // the first ack of a send made after the kill
+      if (killedAt && !firstAckAfterKill && waiting.get(m.ref) > killedAt) firstAckAfterKill = Date.now();
+      waiting.delete(m.ref);
+    } else if (m.type === 'error') {
+      assert.equal(m.code, 'unavailable', JSON.stringify(m));
+      unavailable++;
+      waiting.delete(m.ref); // resent below, with the same ref
+    }
+  });
+  const leader = await streamLeader('four');
+  assert.ok(leader, 'the stream has a leader');
+  const li = cluster.servers.findIndex((s) => s.name === leader);
+  const t0 = Date.now();
+  while (acked.size < N && Date.now() - t0 < 90000) {
+    // at most 32 in flight; what was answered `unavailable` goes again
+    for (let i = 0; i < N && waiting.size < 32; i++) {
+      const ref = 'l' + i;
+      if (acked.has(ref) || waiting.has(ref)) continue;
+      waiting.set(ref, Date.now());
+      alice.send({ type: 'send', to: 'bob', data: { i }, ref });
+    }
+    if (!killedAt && acked.size >= N / 4) {
+      killedAt = Date.now();
+      await cluster.kill(li);
+    }
+    await sleep(20);
+  }
+  assert.ok(killedAt, 'the leader was killed mid-burst');
+  assert.equal(acked.size, N, `${acked.size} of ${N} acked (${unavailable} unavailable answers)`);
+  const gap = firstAckAfterKill - killedAt;
+  console.log(`# leader ${leader} killed after ${N / 4} acks; first ack after ${gap} ms; ${unavailable} unavailable answers`);
+  assert.ok(gap <= 15000, `acked again ${gap} ms after the kill`);
+  // bob on B: every acked message once, at its acked seq, in seq order
+  const got = [];
+  for (let i = 0; i < N; i++) got.push(await bob.next('message', 15000));
+  assert.ok(await bob.none('message', 500), 'a message twice');
+  for (let i = 1; i < got.length; i++) assert.ok(got[i].seq > got[i - 1].seq, 'in order');
+  const byI = new Map(got.map((m) => [m.data.i, m.seq]));
+  assert.equal(byI.size, N, 'each once');
+  for (const [ref, seq] of acked) assert.equal(byI.get(Number(ref.slice(1))), seq, ref);
+  // the cluster keeps serving: a resume on A from 0 has them all
+  const bob2 = await join(A, 'bob', { query: { since: '0' } });
+  const replayed = [];
+  for (;;) {
+    const m = await bob2.next((x) => x.type === 'message' || x.type === 'resumed', 15000);
+    if (m.type === 'resumed') break;
+    replayed.push(m.seq);
+  }
+  assert.deepEqual(replayed, got.map((m) => m.seq));
+  await alice.close(); await bob.close(); await bob2.close();
+  await A.cleanup(); await B.cleanup();
 });

@@ -14,7 +14,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Duplex } from 'node:stream';
 
-const SUITES = {
+export const SUITES = {
   TLS_AES_128_GCM_SHA256: { cipher: 'aes-128-gcm', hash: 'sha256', klen: 16 },
   TLS_AES_256_GCM_SHA384: { cipher: 'aes-256-gcm', hash: 'sha384', klen: 32 },
   TLS_CHACHA20_POLY1305_SHA256: { cipher: 'chacha20-poly1305', hash: 'sha256', klen: 32 },
@@ -26,7 +26,7 @@ function expandLabel(hash, secret, label, n) {
   return crypto.createHmac(hash, secret).update(info).digest().subarray(0, n);
 }
 
-class Dir {
+export class Dir {
   constructor(s, secret) { this.s = s; this.set(secret); }
   set(secret) {
     this.secret = secret;

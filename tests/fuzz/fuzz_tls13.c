@@ -174,15 +174,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					break;
 				memcpy(out + olen, data + i, n);
 			} else {
+				/* the type the server finds: with type 0 the
+				 * last non-zero byte of the content */
+				uint8_t et = type;
+				size_t en = n;
 				r = seal(&w, type, data + i, n, pad, rec);
 				if (olen + r > OUT_MAX)
 					break;
 				memcpy(out + olen, rec, r);
-				if (type == 23) {
-					memcpy(appdata + alen, data + i, n);
-					alen += n;
+				if (type == 0) {
+					while (en && data[i + en - 1] == 0)
+						en--;
+					et = en ? data[i + --en] : 0;
 				}
-				if (type == 22 && n == 5 && data[i] == 24) {
+				if (et == 23) {
+					memcpy(appdata + alen, data + i, en);
+					alen += en;
+				}
+				if (et == 22 && en == 5 && data[i] == 24) {
 					uint8_t s[48];
 					expand(&w, w.secret, "traffic upd", s,
 					       w.hlen);

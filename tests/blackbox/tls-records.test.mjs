@@ -6,8 +6,8 @@
 // nothing; TLS 1.2 stays on OpenSSL and works.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServer, Client, needTool, selfSignedPair, jwt, frame, rssBytes, sleep, SANITIZED, MEMORY_ENV } from './lib.mjs';
@@ -312,5 +312,25 @@ test('close_notify from the client: the server answers with its own and closes',
     assert.deepEqual(c.alerts, [[1, 0]]);
   } finally {
     c.close();
+  }
+});
+
+test('no 0-RTT: the session tickets allow no early data', { skip }, async () => {
+  const sess = path.join(dir, 'sess.pem');
+  const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${srv.wsPort}`, '-tls1_3', '-sess_out', sess, '-ign_eof'],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  const exited = new Promise((resolve) => p.on('exit', resolve));
+  try {
+    // s_client writes the session when the server's ticket arrives
+    for (let i = 0; i < 250 && !existsSync(sess); i++) await sleep(20);
+    await sleep(100);
+    assert.ok(existsSync(sess), `no session ticket: ${out.slice(-300)}`);
+    const text = spawnSync('openssl', ['sess_id', '-in', sess, '-text', '-noout'], { encoding: 'utf8' }).stdout;
+    assert.match(text, /Max Early Data: 0\b/, text);
+  } finally {
+    p.kill();
+    await exited;
   }
 });

@@ -13,12 +13,14 @@
  *
  * OpenSSL keeps the handshake, the certificates and the AEAD primitives
  * (EVP). Ours: record framing and size limits, nonces (IV xor sequence
- * number), the inner content type and padding, alerts (close_notify ends the
- * stream, any other alert is fatal), KeyUpdate (a requested one is
- * answered), and refusing anything else a client may not send after its
- * Finished. The traffic secrets come from OpenSSL's keylog callback (3.0
- * has no other way to read them); they never leave memory and are wiped
- * when the connection goes.
+ * number), the inner content type and padding, alerts (the peer's
+ * close_notify ends the stream and is answered with ours, any other alert is
+ * fatal; each error of the peer's gets its fatal alert, RFC 8446 §6.2),
+ * KeyUpdate (requests answered once per read, our write key renewed every
+ * TLS13_REKEY_RECORDS records), and refusing anything else a client may not
+ * send after its Finished. The traffic secrets come from OpenSSL's keylog
+ * callback (3.0 has no other way to read them); they never leave memory and are
+ * wiped when the connection goes.
  *
  * The write sequence number must start where OpenSSL's ended, and OpenSSL
  * has sent its NewSessionTickets under the first key (how many is its

@@ -106,6 +106,13 @@ struct tls13;
  * TLS 1.3, another cipher suite, bytes already in OpenSSL, or the KeyUpdate
  * that starts our keys could not go out at once). */
 struct tls13 *tls13_takeover(struct tls_conn *c, int fd);
+/* The record layer alone, on fd, for cipher suite (0x1301..0x1303) with
+ * the traffic secrets (the hash's length each) read and written from
+ * sequence number 0: the second half of tls13_takeover, and the fuzz
+ * harness's way in (tests/fuzz/fuzz_tls13.c). NULL: another suite, a
+ * wrong length, out of memory. */
+struct tls13 *tls13_new(int fd, unsigned suite, const unsigned char *rsecret,
+			size_t rlen, const unsigned char *wsecret, size_t wlen);
 /* As tls_conn_read / _pending / _writev / _shutdown above. */
 ssize_t tls13_read(struct tls13 *t, void *buf, size_t n);
 size_t tls13_pending(const struct tls13 *t);

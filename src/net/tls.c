@@ -87,6 +87,9 @@ static SSL_CTX *load(const char *cert_file, const char *key_file, char *err,
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* tickets only: no session cache to hold per-client memory */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/* no 0-RTT (OpenSSL's default, said here): early data is replayable,
+	 * and tls13.c takes the records over from the client's Finished on */
+	SSL_CTX_set_max_early_data(ctx, 0);
 	/* TLS 1.3 connections leave OpenSSL after the handshake (tls13.c) */
 	if (tls13_ctx_setup(ctx) < 0) {
 		set_error("SSL_get_ex_new_index");

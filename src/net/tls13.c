@@ -13,12 +13,14 @@
  *
  * OpenSSL keeps the handshake, the certificates and the AEAD primitives
  * (EVP). Ours: record framing and size limits, nonces (IV xor sequence
- * number), the inner content type and padding, alerts (close_notify ends the
- * stream, any other alert is fatal), KeyUpdate (a requested one is
- * answered), and refusing anything else a client may not send after its
- * Finished. The traffic secrets come from OpenSSL's keylog callback (3.0
- * has no other way to read them); they never leave memory and are wiped
- * when the connection goes.
+ * number), the inner content type and padding, alerts (the peer's
+ * close_notify ends the stream and is answered with ours, any other alert is
+ * fatal; each error of the peer's gets its fatal alert, RFC 8446 §6.2),
+ * KeyUpdate (requests answered once per read, our write key renewed every
+ * TLS13_REKEY_RECORDS records), and refusing anything else a client may not
+ * send after its Finished. The traffic secrets come from OpenSSL's keylog
+ * callback (3.0 has no other way to read them); they never leave memory and are
+ * wiped when the connection goes.
  *
  * The write sequence number must start where OpenSSL's ended, and OpenSSL
  * has sent its NewSessionTickets under the first key (how many is its
@@ -47,6 +49,24 @@
 #define PLAIN_MAX TLS_RECORD_MAX    /* 2^14 */
 #define CT_MAX	  (PLAIN_MAX + 256) /* RFC 8446 §5.2 */
 #define SEC_MAX	  EVP_MAX_MD_SIZE
+/* Our write key is renewed (a KeyUpdate of our own) after this many
+ * records: RFC 8446 §5.5 allows AES-GCM about 2^24.5 full-size records per
+ * key; this keeps a wide margin and makes the 64-bit sequence number unable
+ * to wrap. */
+#ifndef TLS13_REKEY_RECORDS /* tests/unit/test_tls13.c lowers it */
+#define TLS13_REKEY_RECORDS (1ull << 23)
+#endif
+
+/* Alert descriptions (RFC 8446 §6). */
+enum {
+	AL_CLOSE_NOTIFY = 0,
+	AL_UNEXPECTED_MESSAGE = 10,
+	AL_BAD_RECORD_MAC = 20,
+	AL_RECORD_OVERFLOW = 22,
+	AL_ILLEGAL_PARAMETER = 47,
+	AL_DECODE_ERROR = 50,
+	AL_INTERNAL_ERROR = 80,
+};
 
 /* ---- the secrets, caught during the handshake ---- */
 
@@ -139,7 +159,14 @@ struct dir {
 
 struct tls13 {
 	int fd;
-	uint8_t hlen, klen, eof;
+	uint8_t hlen, klen;
+	/* 1 the peer's TCP close, 2 its close_notify (answered with ours when
+	 * the end is reported) */
+	uint8_t eof;
+	/* a KeyUpdate(update_not_requested) of ours is due before our next
+	 * data record: asked for by the peer (however many times: one answer,
+	 * RFC 8446 §4.6.3) or our key's record limit */
+	uint8_t ku_owed;
 	const EVP_MD *md;
 	const EVP_CIPHER *cipher;
 	struct dir rd, wr;
@@ -226,20 +253,14 @@ void tls13_free(struct tls13 *t)
 	free(t);
 }
 
-struct tls13 *tls13_takeover(struct tls_conn *c, int fd)
+struct tls13 *tls13_new(int fd, unsigned suite, const unsigned char *rsecret,
+			size_t rlen, const unsigned char *wsecret, size_t wlen)
 {
-	SSL *s = (SSL *)c;
-	struct secrets *k = ex_index < 0 ? NULL : SSL_get_ex_data(s, ex_index);
-	struct tls13 *t = NULL;
-	const SSL_CIPHER *ci = SSL_get_current_cipher(s);
+	struct tls13 *t = calloc(1, sizeof(*t));
 
-	if (k == NULL || ci == NULL || SSL_version(s) != TLS1_3_VERSION ||
-	    SSL_has_pending(s) || SSL_in_init(s))
-		return NULL;
-	t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return NULL;
-	switch (SSL_CIPHER_get_id(ci) & 0xffff) {
+	switch (suite) {
 	case 0x1301:
 		t->cipher = EVP_aes_128_gcm();
 		t->md = EVP_sha256();
@@ -259,16 +280,37 @@ struct tls13 *tls13_takeover(struct tls_conn *c, int fd)
 		goto fail;
 	}
 	t->hlen = (uint8_t)EVP_MD_get_size(t->md);
-	if (k->clen != t->hlen || k->slen != t->hlen)
+	if (rlen != t->hlen || wlen != t->hlen)
 		goto fail;
 	t->fd = fd;
 	t->rd.x = EVP_CIPHER_CTX_new();
 	t->wr.x = EVP_CIPHER_CTX_new();
 	if (t->rd.x == NULL || t->wr.x == NULL)
 		goto fail;
-	memcpy(t->rd.secret, k->c, t->hlen);
-	memcpy(t->wr.secret, k->s, t->hlen);
-	if (rekey(t, &t->rd, 0) < 0 || next_key(t, &t->wr, 1) < 0)
+	memcpy(t->rd.secret, rsecret, t->hlen);
+	memcpy(t->wr.secret, wsecret, t->hlen);
+	if (rekey(t, &t->rd, 0) < 0 || rekey(t, &t->wr, 1) < 0)
+		goto fail;
+	return t;
+fail:
+	tls13_free(t);
+	return NULL;
+}
+
+struct tls13 *tls13_takeover(struct tls_conn *c, int fd)
+{
+	SSL *s = (SSL *)c;
+	struct secrets *k = ex_index < 0 ? NULL : SSL_get_ex_data(s, ex_index);
+	struct tls13 *t = NULL;
+	const SSL_CIPHER *ci = SSL_get_current_cipher(s);
+
+	if (k == NULL || ci == NULL || SSL_version(s) != TLS1_3_VERSION ||
+	    SSL_has_pending(s) || SSL_in_init(s))
+		return NULL;
+	t = tls13_new(fd, SSL_CIPHER_get_id(ci) & 0xffff, k->c, k->clen, k->s,
+		      k->slen);
+	/* we write on the key after the KeyUpdate OpenSSL sends below */
+	if (t == NULL || next_key(t, &t->wr, 1) < 0)
 		goto fail;
 	/* OpenSSL moves its write side to the key we just made; until that
 	 * went out whole the connection stays OpenSSL's */
@@ -301,8 +343,13 @@ static long seal(struct tls13 *t, uint8_t type, const struct iovec *iov,
 	size_t ct = n + 1 + TAG;
 	int l, ok;
 
-	if (t->wr.x == NULL) { /* close_notify went out: nothing after it */
+	if (t->wr.x == NULL) { /* our last alert went out: nothing after it */
 		tls_set_error("TLS 1.3: write after close_notify");
+		return -1;
+	}
+	if (t->wr.seq ==
+	    UINT64_MAX) { /* never: TLS13_REKEY_RECORDS comes first */
+		tls_set_error("TLS 1.3: write sequence number exhausted");
 		return -1;
 	}
 	out[0] = 23;
@@ -408,6 +455,57 @@ static int send_control(struct tls13 *t, uint8_t type, const uint8_t *b,
 	return flush_kept(t);
 }
 
+/* The KeyUpdate we owe, if any, while nothing waits for the socket (it
+ * goes after what is kept otherwise, from writev): 0, TLS_WANT_WRITE (it is
+ * kept), TLS_ERROR. At most one is ever kept. */
+static int answer_ku(struct tls13 *t)
+{
+	static const uint8_t upd[5] = {24, 0, 0, 1, 0};
+	int r;
+
+	if (!t->ku_owed || t->wr.x == NULL || t->olen > t->ooff)
+		return 0;
+	/* sealed under the old key, then we move on */
+	r = send_control(t, 22, upd, sizeof(upd));
+	if (r == TLS_ERROR)
+		return r;
+	t->ku_owed = 0;
+	if (next_key(t, &t->wr, 1) < 0) {
+		tls_set_error("TLS 1.3: key update failed");
+		return TLS_ERROR;
+	}
+	return r;
+}
+
+/* A fatal error (RFC 8446 §6.2): our alert goes out after what is kept, as
+ * far as the socket takes it now, and nothing after it; TLS_ERROR with why
+ * as the reason. */
+static int fatal(struct tls13 *t, uint8_t desc, const char *why)
+{
+	const uint8_t a[2] = {2, desc};
+
+	if (t->wr.x != NULL) {
+		(void)send_control(t, 21, a, sizeof(a));
+		EVP_CIPHER_CTX_free(t->wr.x);
+		t->wr.x = NULL;
+	}
+	tls_set_error(why);
+	return TLS_ERROR;
+}
+
+/* The peer's close_notify has been reported as the end: ours, once (RFC
+ * 8446 §6.1: each side sends one before closing its write side). */
+static void answer_close(struct tls13 *t)
+{
+	static const uint8_t close_notify[2] = {1, AL_CLOSE_NOTIFY};
+
+	if (t->eof != 2 || t->wr.x == NULL)
+		return;
+	(void)send_control(t, 21, close_notify, sizeof(close_notify));
+	EVP_CIPHER_CTX_free(t->wr.x);
+	t->wr.x = NULL;
+}
+
 ssize_t tls13_writev(struct tls13 *t, const struct iovec *iov, int iovcnt)
 {
 	ssize_t total = 0;
@@ -429,6 +527,7 @@ ssize_t tls13_writev(struct tls13 *t, const struct iovec *iov, int iovcnt)
 		size_t n = 0, o = off;
 		long len;
 		ssize_t w;
+		int r;
 
 		for (int j = i; j < iovcnt && n < PLAIN_MAX; j++, o = 0)
 			n += iov[j].iov_len - o;
@@ -436,6 +535,15 @@ ssize_t tls13_writev(struct tls13 *t, const struct iovec *iov, int iovcnt)
 			break;
 		if (n > PLAIN_MAX)
 			n = PLAIN_MAX;
+		/* a KeyUpdate due goes before the data (kept at most: the
+		 * data waits for it) */
+		if (t->wr.seq >= TLS13_REKEY_RECORDS)
+			t->ku_owed = 1;
+		r = answer_ku(t);
+		if (r == TLS_ERROR)
+			return total ? total : TLS_ERROR;
+		if (r == TLS_WANT_WRITE)
+			return total ? total : TLS_WANT_WRITE;
 		len = seal(t, 23, iov, iovcnt, &i, &off, n, sealed);
 		if (len < 0)
 			return total ? total : TLS_ERROR;
@@ -484,28 +592,93 @@ static int deliver(struct tls13 *t, const uint8_t *p, size_t n, uint8_t *buf,
 }
 
 /* A handshake message after the handshake: KeyUpdate only. */
+/* A handshake message after the handshake: KeyUpdate only, whole and
+ * alone in its record (a message after it would span the key change,
+ * RFC 8446 §5.1; we take no KeyUpdate split over records). Anything else
+ * (NewSessionTicket, post-handshake auth, ...) is unexpected_message. A
+ * requested update is owed, not sent here: many requests, one answer. */
 static int on_handshake(struct tls13 *t, const uint8_t *p, size_t n)
 {
-	static const uint8_t upd[5] = {24, 0, 0, 1, 0};
-
-	if (n != 5 || p[0] != 24 || p[1] || p[2] || p[3] != 1 || p[4] > 1) {
-		tls_set_error("TLS 1.3: unexpected handshake message");
-		return -1;
-	}
-	if (next_key(t, &t->rd, 0) < 0) {
-		tls_set_error("TLS 1.3: key update failed");
-		return -1;
-	}
-	if (p[4] == 1) {
-		/* answer under the old key, then move on */
-		int r = send_control(t, 22, upd, sizeof(upd));
-		if (r == TLS_ERROR || next_key(t, &t->wr, 1) < 0)
-			return -1;
-	}
+	if (n < 4 || p[0] != 24)
+		return fatal(t, AL_UNEXPECTED_MESSAGE,
+			     "TLS 1.3: unexpected handshake message");
+	if (n != 5 || p[1] || p[2] || p[3] != 1)
+		return fatal(t, AL_DECODE_ERROR, "TLS 1.3: bad KeyUpdate");
+	if (p[4] > 1)
+		return fatal(t, AL_ILLEGAL_PARAMETER,
+			     "TLS 1.3: bad KeyUpdate request");
+	if (next_key(t, &t->rd, 0) < 0)
+		return fatal(t, AL_INTERNAL_ERROR,
+			     "TLS 1.3: key update failed");
+	if (p[4] == 1)
+		t->ku_owed = 1;
 	return 0;
 }
 
 static uint8_t rx[65536 + HDR + CT_MAX];
+
+/* One whole record at h (header and len bytes), decrypted in place and
+ * acted on: 0 or TLS_ERROR (after our alert, fatal()). */
+static int on_record(struct tls13 *t, uint8_t *h, size_t len, uint8_t *buf,
+		     size_t cap, size_t *got)
+{
+	uint8_t *p = h + HDR, iv[12];
+	size_t n = len - TAG;
+	int l, ok;
+
+	nonce(&t->rd, iv);
+	ok = EVP_CipherInit_ex(t->rd.x, NULL, NULL, NULL, iv, 0) == 1 &&
+	     EVP_CIPHER_CTX_ctrl(t->rd.x, EVP_CTRL_AEAD_SET_TAG, TAG, p + n) ==
+		     1 &&
+	     EVP_CipherUpdate(t->rd.x, NULL, &l, h, HDR) == 1 &&
+	     EVP_CipherUpdate(t->rd.x, p, &l, p, (int)n) == 1 &&
+	     EVP_CipherFinal_ex(t->rd.x, p + l, &l) == 1;
+	if (!ok) {
+		ERR_clear_error();
+		return fatal(t, AL_BAD_RECORD_MAC, "TLS 1.3: bad record MAC");
+	}
+	/* the next record would reuse nonce 0 (2^64 records: never) */
+	if (++t->rd.seq == 0)
+		return fatal(t, AL_INTERNAL_ERROR,
+			     "TLS 1.3: read sequence number exhausted");
+	/* TLSInnerPlaintext, padding included, is at most 2^14 + 1 (§5.4) */
+	if (n > PLAIN_MAX + 1)
+		return fatal(t, AL_RECORD_OVERFLOW,
+			     "TLS 1.3: inner plaintext too long");
+	/* the inner type is the last non-zero byte */
+	while (n && p[n - 1] == 0)
+		n--;
+	if (n == 0)
+		return fatal(t, AL_UNEXPECTED_MESSAGE,
+			     "TLS 1.3: no inner content type");
+	n--;
+	switch (p[n]) {
+	case 23:
+		return deliver(t, p, n, buf, cap, got) < 0 ? TLS_ERROR : 0;
+	case 21:
+		if (n != 2)
+			return fatal(t, AL_DECODE_ERROR, "TLS 1.3: bad alert");
+		if (p[1] == AL_CLOSE_NOTIFY) {
+			t->eof = 2;
+			return 0;
+		}
+		{
+			char why[64];
+			snprintf(why, sizeof(why),
+				 "TLS 1.3: alert %d from the peer", p[1]);
+			tls_set_error(why);
+		}
+		/* nothing goes out after a peer's error alert */
+		EVP_CIPHER_CTX_free(t->wr.x);
+		t->wr.x = NULL;
+		return TLS_ERROR;
+	case 22:
+		return on_handshake(t, p, n);
+	default:
+		return fatal(t, AL_UNEXPECTED_MESSAGE,
+			     "TLS 1.3: unexpected inner content type");
+	}
+}
 
 ssize_t tls13_read(struct tls13 *t, void *vbuf, size_t cap)
 {
@@ -524,8 +697,10 @@ ssize_t tls13_read(struct tls13 *t, void *vbuf, size_t cap)
 		}
 		return (ssize_t)k;
 	}
-	if (t->eof)
+	if (t->eof) {
+		answer_close(t);
 		return 0;
+	}
 	have = t->rlen;
 	if (have)
 		memcpy(rx, t->rin, have);
@@ -549,70 +724,29 @@ ssize_t tls13_read(struct tls13 *t, void *vbuf, size_t cap)
 	}
 	have += (size_t)r;
 	while (!t->eof && have - off >= HDR) {
-		uint8_t *h = rx + off, *p = h + HDR, iv[12];
-		size_t len = (size_t)h[3] << 8 | h[4], n;
-		int l, ok;
+		uint8_t *h = rx + off;
+		size_t len = (size_t)h[3] << 8 | h[4];
 
-		if (h[0] != 23) {
-			tls_set_error("TLS 1.3: unexpected record type");
-			return TLS_ERROR;
-		}
-		if (len > CT_MAX || len < TAG + 1) {
-			tls_set_error("TLS 1.3: bad record length");
-			return TLS_ERROR;
-		}
+		/* after the handshake only protected records (§5: a
+		 * change_cipher_spec now is unexpected_message) */
+		if (h[0] != 23)
+			return fatal(t, AL_UNEXPECTED_MESSAGE,
+				     "TLS 1.3: unexpected record type");
+		if (len > CT_MAX)
+			return fatal(t, AL_RECORD_OVERFLOW,
+				     "TLS 1.3: record too long");
+		if (len < TAG + 1)
+			return fatal(t, AL_DECODE_ERROR,
+				     "TLS 1.3: record too short");
 		if (have - off < HDR + len)
 			break;
-		n = len - TAG;
-		nonce(&t->rd, iv);
-		ok = EVP_CipherInit_ex(t->rd.x, NULL, NULL, NULL, iv, 0) == 1 &&
-		     EVP_CIPHER_CTX_ctrl(t->rd.x, EVP_CTRL_AEAD_SET_TAG, TAG,
-					 p + n) == 1 &&
-		     EVP_CipherUpdate(t->rd.x, NULL, &l, h, HDR) == 1 &&
-		     EVP_CipherUpdate(t->rd.x, p, &l, p, (int)n) == 1 &&
-		     EVP_CipherFinal_ex(t->rd.x, p + l, &l) == 1;
-		if (!ok) {
-			ERR_clear_error();
-			tls_set_error("TLS 1.3: bad record MAC");
+		if (on_record(t, h, len, buf, cap, &got) < 0)
 			return TLS_ERROR;
-		}
-		t->rd.seq++;
-		/* the inner type is the last non-zero byte */
-		while (n && p[n - 1] == 0)
-			n--;
-		if (n == 0 || n - 1 > PLAIN_MAX) {
-			tls_set_error("TLS 1.3: bad inner plaintext");
-			return TLS_ERROR;
-		}
-		n--;
-		switch (p[n]) {
-		case 23:
-			if (deliver(t, p, n, buf, cap, &got) < 0)
-				return TLS_ERROR;
-			break;
-		case 21:
-			if (n == 2 && p[1] == 0) { /* close_notify */
-				t->eof = 1;
-				break;
-			}
-			{
-				char why[64];
-				snprintf(why, sizeof(why),
-					 "TLS 1.3: alert %d from the peer",
-					 n == 2 ? p[1] : -1);
-				tls_set_error(why);
-			}
-			return TLS_ERROR;
-		case 22:
-			if (on_handshake(t, p, n) < 0)
-				return TLS_ERROR;
-			break;
-		default:
-			tls_set_error("TLS 1.3: unexpected content type");
-			return TLS_ERROR;
-		}
 		off += HDR + len;
 	}
+	/* the peer's requested KeyUpdates of this batch: one answer */
+	if (answer_ku(t) == TLS_ERROR)
+		return TLS_ERROR;
 	/* keep an unfinished record's start */
 	free(t->rin);
 	t->rin = NULL;
@@ -628,6 +762,8 @@ ssize_t tls13_read(struct tls13 *t, void *vbuf, size_t cap)
 	}
 	if (got)
 		return (ssize_t)got;
+	if (t->eof)
+		answer_close(t);
 	return t->eof ? 0 : TLS_WANT_READ;
 }
 
@@ -638,7 +774,7 @@ size_t tls13_pending(const struct tls13 *t)
 
 int tls13_shutdown(struct tls13 *t)
 {
-	static const uint8_t close_notify[2] = {1, 0};
+	static const uint8_t close_notify[2] = {1, AL_CLOSE_NOTIFY};
 
 	if (t->olen > t->ooff) {
 		int r = flush_kept(t);

@@ -6,11 +6,12 @@
 // nothing; TLS 1.2 stays on OpenSSL and works.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startServer, Client, needTool, selfSignedPair, jwt, frame, rssBytes, sleep, SANITIZED, MEMORY_ENV } from './lib.mjs';
+import { rawTls13 } from './tls13raw.mjs';
 
 const skip = needTool('openssl', 'makes the test certificate and is the KeyUpdate client');
 const SECRET = 'tls-records-secret';
@@ -175,5 +176,161 @@ test('every TLS 1.3 cipher suite the server offers: AES-128-GCM, AES-256-GCM, Ch
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
+  }
+});
+
+// ---- hostile records, through tls13raw.mjs (our own client records) ----
+
+const upgrade = (uid) => Buffer.from(`GET /ws?token=${tok(uid)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n` +
+  'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+const wsPing = (ref) => frame(1, Buffer.from(JSON.stringify({ type: 'ping', ref })));
+
+async function opened(uid, opts = {}) {
+  const c = await rawTls13(srv.wsPort, opts);
+  if (!opts.firstData) c.send(c.record(23, upgrade(uid)));
+  assert.ok(await c.until(() => c.data.includes('"type":"connect"')), `no connect: ${c.data.toString('latin1')}`);
+  return c;
+}
+
+// The server's answer to a hostile record: this fatal alert, then the end.
+async function expectAlert(c, desc, what) {
+  await c.until(() => c.ended);
+  assert.ok(c.ended, `${what}: the connection stays open`);
+  assert.deepEqual(c.alerts.at(-1), [2, desc], `${what}: alerts ${JSON.stringify(c.alerts)}`);
+}
+
+test('the first application record in the same write as the client Finished: not lost, and read by our records', { skip }, async () => {
+  for (const suite of ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256']) {
+    const c = await opened(`ra-${suite}`, { suite, firstData: Buffer.concat([upgrade(`ra-${suite}`), wsPing('early')]) });
+    try {
+      assert.ok(c.heldFlights >= 1);
+      assert.ok(await c.until(() => c.data.includes('"ref":"early"')), suite);
+      // the takeover's KeyUpdate: the server runs our record layer
+      assert.ok(c.keyUpdates >= 1, `${suite}: no KeyUpdate from the server`);
+    } finally {
+      c.close();
+    }
+  }
+});
+
+test('a record with a bad tag: bad_record_mac, then the end', { skip }, async () => {
+  const c = await opened('badtag');
+  try {
+    c.send(c.record(23, wsPing('x'), { tamper: true }));
+    await expectAlert(c, 20, 'bad tag');
+  } finally {
+    c.close();
+  }
+  // logged as an error, not an end of stream
+  for (let i = 0; i < 100 && !/uid=badtag reason=error/.test(srv.logs); i++) await sleep(20);
+  assert.match(srv.logs, /uid=badtag reason=error/);
+});
+
+test('over-long records: record_overflow, for the ciphertext and for the inner plaintext with its padding', { skip }, async () => {
+  const cases = [
+    // a header announcing 2^14 + 257 bytes: refused before they come
+    ['ciphertext 2^14+257', (c) => Buffer.from([23, 3, 3, (16641 >> 8), 16641 & 255, 0, 0, 0])],
+    // 2^14 bytes of content, the type and 10 zeros: 2^14 + 11 > 2^14 + 1
+    ['inner plaintext 2^14+11', (c) => c.record(23, Buffer.alloc(16384, 0x41), { pad: 10 })],
+    // 2^14 + 1 bytes of content
+    ['content 2^14+1', (c) => c.record(23, Buffer.alloc(16385, 0x41))],
+  ];
+  for (const [what, rec] of cases) {
+    const c = await opened(`ovf${what.length}`);
+    try {
+      c.send(rec(c));
+      await expectAlert(c, 22, what);
+    } finally {
+      c.close();
+    }
+  }
+  // the largest legal ones pass: 2^14 content, and 2^14 - 100 with 101 padding
+  const c = await opened('maxrec');
+  try {
+    const big = JSON.stringify({ type: 'ping', ref: 'big', pad: 'p'.repeat(16000) });
+    const f = frame(1, Buffer.from(big));
+    assert.ok(f.length <= 16384);
+    c.send(c.record(23, f.subarray(0, 8000), { pad: 16384 - 8000 }));
+    c.send(c.record(23, f.subarray(8000)));
+    assert.ok(await c.until(() => c.data.includes('"ref":"big"')), 'max-size records refused');
+  } finally {
+    c.close();
+  }
+});
+
+test('after the handshake: change_cipher_spec, a NewSessionTicket, a bad KeyUpdate, an all-zero inner plaintext are fatal with the right alert', { skip }, async () => {
+  const cases = [
+    ['change_cipher_spec', 10, (c) => Buffer.from([20, 3, 3, 0, 1, 1])],
+    ['plaintext alert', 10, (c) => Buffer.from([21, 3, 3, 0, 2, 1, 0])],
+    ['client NewSessionTicket', 10, (c) => c.record(22, [4, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0])],
+    ['CertificateRequest', 10, (c) => c.record(22, [13, 0, 0, 0])],
+    ['KeyUpdate request 2', 47, (c) => c.record(22, [24, 0, 0, 1, 2])],
+    ['two KeyUpdates in one record', 50, (c) => c.record(22, [24, 0, 0, 1, 0, 24, 0, 0, 1, 0])],
+    ['no content type', 10, (c) => c.wr.seal(Buffer.alloc(20))],
+    ['content type 99', 10, (c) => c.record(99, [1, 2, 3])],
+    ['alert of 3 bytes', 50, (c) => c.record(21, [2, 40, 0])],
+  ];
+  for (const [what, desc, rec] of cases) {
+    const c = await opened(`post-${desc}-${what.length}`);
+    try {
+      c.send(rec(c));
+      await expectAlert(c, desc, what);
+    } finally {
+      c.close();
+    }
+  }
+});
+
+test('a flood of KeyUpdates with update_requested: one answer per batch, the connection goes on', { skip }, async (t) => {
+  const c = await opened('kuflood');
+  try {
+    const before = c.keyUpdates;
+    const N = 2000;
+    const recs = [];
+    for (let i = 0; i < N; i++) recs.push(c.keyUpdate(true));
+    recs.push(c.record(23, wsPing('after-flood')));
+    c.send(Buffer.concat(recs));
+    assert.ok(await c.until(() => c.data.includes('"ref":"after-flood"'), 10000), 'no pong after the flood');
+    const answers = c.keyUpdates - before;
+    t.diagnostic(`${answers} KeyUpdates answered ${N} requests`);
+    // one per read batch (64 KiB of records, ~2400 KeyUpdates), not one each
+    assert.ok(answers >= 1 && answers <= 20, `${answers} KeyUpdates for ${N} requests`);
+    // and both sides still agree on the keys
+    c.send(c.record(23, wsPing('still')));
+    assert.ok(await c.until(() => c.data.includes('"ref":"still"')));
+    assert.equal(c.ended, false);
+  } finally {
+    c.close();
+  }
+});
+
+test('close_notify from the client: the server answers with its own and closes', { skip }, async () => {
+  const c = await opened('closer');
+  try {
+    c.send(c.record(21, [1, 0]));
+    assert.ok(await c.until(() => c.ended), 'the server did not close');
+    assert.deepEqual(c.alerts, [[1, 0]]);
+  } finally {
+    c.close();
+  }
+});
+
+test('no 0-RTT: the session tickets allow no early data', { skip }, async () => {
+  const sess = path.join(dir, 'sess.pem');
+  const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${srv.wsPort}`, '-tls1_3', '-sess_out', sess, '-ign_eof'],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  p.stdout.on('data', (d) => { out += d; });
+  const exited = new Promise((resolve) => p.on('exit', resolve));
+  try {
+    // s_client writes the session when the server's ticket arrives
+    for (let i = 0; i < 250 && !existsSync(sess); i++) await sleep(20);
+    await sleep(100);
+    assert.ok(existsSync(sess), `no session ticket: ${out.slice(-300)}`);
+    const text = spawnSync('openssl', ['sess_id', '-in', sess, '-text', '-noout'], { encoding: 'utf8' }).stdout;
+    assert.match(text, /Max Early Data: 0\b/, text);
+  } finally {
+    p.kill();
+    await exited;
   }
 });

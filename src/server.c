@@ -86,8 +86,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 		net_listen_pause(proc.listener, 1);
 	/* Pending writes (cursors, membership) go to disk now. */
 	event_base_loopexit(proc.base, &grace);
+	broker_drain();
 	conns_stop();
 	engine_flush(proc.engine);
+	broker_drain();
 }
 
 /* SIGHUP: the certificate and key are read again (a renewal). New
@@ -332,6 +334,7 @@ out:
 	auth_hook_destroy(proc.hook); /* after the connections: none waits */
 	proc.hook = NULL;
 	engine_flush(proc.engine);
+	broker_drain(); /* its acks, while HTTP requests are still here */
 	http_stop();
 	if (proc.listener) {
 		net_listen_forget(proc.listener);

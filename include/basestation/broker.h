@@ -30,6 +30,9 @@ int broker_init(struct event_base *base, const struct config *cfg,
 		struct engine *e);
 /* Free every user, room and task (the sessions are gone by then). */
 void broker_finish(void);
+/* Deliver everything still waiting for its bounded turn (fanq.c), now: at
+ * stop, the last messages go out before the connections close. */
+void broker_drain(void);
 
 /* Who a token's text names: a JWT (--jwt-secret) or an opaque token (the
  * engine's store). 0 valid (fills *id); -1 cannot be a token (empty, too

@@ -1,6 +1,7 @@
 /*
  * The broker's start and stop, and the one door the engine comes in by:
- * every committed event, in seq order (engine.h).
+ * every committed event, in seq order (engine.h). What they make the
+ * broker send goes out in that order through the fan queue (fanq.c).
  */
 #include "broker_int.h"
 #include "basestation/log.h"
@@ -18,9 +19,7 @@ static void on_event(void *arg, const struct engine_event *ev)
 
 	switch (ev->kind) {
 	case ENGINE_MESSAGE:
-		bk.fanned = ev->seq - 1;
 		router_on_message(ev);
-		bk.fanned = ev->seq;
 		break;
 	case ENGINE_JOIN:
 	case ENGINE_LEAVE:
@@ -80,6 +79,7 @@ int broker_init(struct event_base *base, const struct config *cfg,
 	engine_listen(e, on_event, NULL);
 	replay_init();
 	presence_init();
+	fanq_init(base);
 	engine_listen_presence(e, on_presence, NULL);
 	bk.prune_ev = event_new(base, -1, EV_PERSIST, prune_cb, NULL);
 	if (bk.prune_ev == NULL)
@@ -97,10 +97,16 @@ void broker_finish(void)
 	if (bk.prune_ev)
 		event_free(bk.prune_ev);
 	bk.prune_ev = NULL;
+	fanq_stop(); /* the last deliveries, while tasks and rooms are here */
 	replay_stop();
 	presence_stop();
 	tasks_free();
 	registry_free();
+}
+
+void broker_drain(void)
+{
+	fanq_drain();
 }
 
 int broker_authenticate(const char *tok, size_t len, int64_t now,

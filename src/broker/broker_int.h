@@ -6,13 +6,15 @@
  *                                                   presence
  *   session.c  a session's life, tokens          -> registry, replay, tasks,
  *                                                   presence
- *   router.c   messages, rooms                   -> registry, replay,
- *                                                   payload, fanout, carry,
+ *   router.c   messages, rooms                   -> registry, fanq,
+ *                                                   payload, carry,
  *                                                   presence
  *   presence.c presence events, the grace timer  -> registry, payload,
  *                                                   fanout
  *   tasks.c    tasks                             -> fanout, carry,
- *                                                   payload
+ *                                                   payload, fanq
+ *   fanq.c     the fan queue: bounded turns      -> registry, replay,
+ *                                                   carry
  *   replay.c   resume, inbox, held messages      -> payload
  *   registry.c users, rooms, sessions by id      (nothing)
  *   payload.c  message JSON                      (nothing)
@@ -47,6 +49,7 @@ struct room {
 	int nmembers;
 	struct session **sessions; /* live sessions of members */
 	int nsessions, capsessions;
+	uint64_t gen; /* changes with sessions[]; unique over all rooms */
 	/* sessions of members that joined with "presence":true */
 	struct session **psubs;
 	int npsubs, cappsubs;
@@ -84,10 +87,11 @@ struct broker {
 	int users_online;
 	struct session *replay_head, *replay_tail;
 	struct event *replay_ev, *prune_ev;
-	/* The seq up to which committed messages have gone to their live
-	 * sessions: while the engine hands a batch over, the messages after
-	 * the one being fanned out have not (engine_committed counts them). */
+	/* The seq up to which committed messages have gone to all their
+	 * live sessions (fanq.c keeps it): the seq before the oldest entry
+	 * still in the fan queue. engine_committed counts queued ones too. */
 	int64_t fanned;
+	uint64_t room_gen; /* the last room generation handed out */
 	struct user *gone_head, *gone_tail; /* presence grace, by gone_at */
 	struct event *gone_ev;
 };
@@ -113,6 +117,8 @@ int registry_join(struct user *u, struct room *r, int64_t joined_seq);
 /* 1 removed, 0 not a member. Frees r when u was its last member. */
 int registry_leave(struct user *u, struct room *r);
 int registry_is_member(const struct user *u, const struct room *r);
+/* u's membership of r, or NULL. */
+const struct member *registry_member(struct user *u, const struct room *r);
 /* s (a session of a member of r) subscribed to r's presence events, or
  * not; detach and leave end it too. */
 void registry_presence_sub(struct room *r, struct session *s, int on);
@@ -145,6 +151,36 @@ void carry_drop(const struct bk_done *d);
  * moving on, so none is skipped or visited twice. */
 void fanout(void *const *v, size_t size, const int *n,
 	    void (*one)(void *elem, void *arg), void *arg);
+
+/* ---- fanq.c ---- */
+/* Bounded turns. Everything the broker sends because of a commit goes
+ * through one FIFO, in commit order, a budget per loop turn: messages
+ * (fanq_push), task pushes (fanq_call), and the completions of the
+ * broker's engine operations (fanq_submit, fanq_sync), which wait behind
+ * what was queued before them, so a reply never overtakes a delivery
+ * committed ahead of it. */
+/* Queue a committed message (m is referenced) for its recipients, looked
+ * up when it goes out. */
+void fanq_push(const struct engine_event *ev, struct msgbuf *m);
+/* 1 while something waits in the queue. */
+int fanq_busy(void);
+/* Queue fn(arg) (the event's seq): it runs in its turn, also at stop, and
+ * returns the deliveries it made (counted against the budget). */
+void fanq_call(int64_t seq, size_t (*fn)(void *arg), void *arg);
+/* A completion that hands caller its result once everything queued
+ * when it completes has gone out (at once when the queue is empty). When
+ * the engine refuses the operation at once, fanq_wait_drop() releases it. */
+struct bk_done fanq_wait(const struct bk_done *caller);
+void fanq_wait_drop(const struct bk_done *d);
+/* engine_submit / engine_sync with fanq_wait(done). */
+int fanq_submit(const struct engine_event *ev, const struct bk_done *done,
+		const char **why);
+void fanq_sync(const struct bk_done *done);
+/* Everything queued, now. */
+void fanq_drain(void);
+void fanq_init(struct event_base *base);
+/* Drains, then frees the event. */
+void fanq_stop(void);
 
 /* ---- replay.c ---- */
 /* Deliver m (seq) to s live: held while s replays, never twice, never

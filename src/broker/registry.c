@@ -46,6 +46,7 @@ struct room *registry_room(const char *name, int create)
 		return r;
 	r = xcalloc(1, sizeof(*r));
 	r->name = xstrdup(name);
+	r->gen = ++bk.room_gen;
 	HASH_ADD_KEYPTR(hh, bk.rooms, r->name, strlen(r->name), r);
 	return r;
 }
@@ -102,12 +103,14 @@ static int sessions_del(struct session **v, int *n, struct session *s)
 static void room_add(struct room *r, struct session *s)
 {
 	sessions_add(&r->sessions, &r->nsessions, &r->capsessions, s);
+	r->gen = ++bk.room_gen;
 }
 
 /* s is out of r: its presence subscription ends with it. */
 static void room_del(struct room *r, struct session *s)
 {
-	sessions_del(r->sessions, &r->nsessions, s);
+	if (sessions_del(r->sessions, &r->nsessions, s))
+		r->gen = ++bk.room_gen;
 	if (r->npsubs)
 		sessions_del(r->psubs, &r->npsubs, s);
 }
@@ -174,6 +177,14 @@ int registry_is_member(const struct user *u, const struct room *r)
 		if (u->rooms[i] == r)
 			return 1;
 	return 0;
+}
+
+const struct member *registry_member(struct user *u, const struct room *r)
+{
+	struct member *m;
+
+	HASH_FIND_PTR(r->members, &u, m);
+	return m;
 }
 
 int registry_join(struct user *u, struct room *r, int64_t joined_seq)

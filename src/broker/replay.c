@@ -30,8 +30,11 @@ void replay_deliver(struct session *s, int64_t seq, struct msgbuf *m)
 	if (!s->open || seq <= s->last_seq)
 		return;
 	if (!s->replaying) {
-		s->last_seq = seq;
-		session_send(s, m);
+		/* last_seq moves once m is queued: the send may cut s, or
+		 * drain its output first (session_drained), and neither may
+		 * count m as given (the inbox cursor, session.c). */
+		if (session_send(s, m) == 0)
+			s->last_seq = seq;
 		return;
 	}
 	/* Held messages count against the output limit: a session whose

@@ -1,12 +1,12 @@
 /*
  * Where a message goes: direct messages and rooms. A message is an
  * ENGINE_MESSAGE event: the engine gives it its seq and makes it durable;
- * once it hands the event back committed, router_on_message fans it out
- * (one payload, shared by every recipient), and then the sender's
- * operation completes (its ack). Nobody ever sees a seq that a crash could
- * undo. Joining and leaving are events too; the broker applies its own at
- * once (a publish right after a join finds the member) and another node's
- * when the engine hands it over.
+ * once it hands the event back committed, router_on_message queues it for
+ * fan-out in bounded turns (fanq.c: one payload, shared by every
+ * recipient), and once it is out the sender's operation completes (its
+ * ack). Nobody ever sees a seq that a crash could undo. Joining and leaving are
+ * events too; the broker applies its own at once (a publish right after a join
+ * finds the member) and another node's when the engine hands it over.
  */
 #include "broker_int.h"
 #include "basestation/log.h"
@@ -44,52 +44,20 @@ void broker_send(struct session *from, const char *from_uid, const char *to,
 	ev.msg.room = room;
 	ev.msg.data = data;
 	ev.msg.data_len = len;
-	if (engine_submit(bk.engine, &ev, done, &why) < 0)
+	if (fanq_submit(&ev, done, &why) < 0)
 		bk_refuse(done, BK_UNAVAILABLE, why);
 	free(key);
 }
 
-struct room_fanout {
-	int64_t seq;
-	uint64_t origin;
-	struct msgbuf *m;
-};
-
-static void room_one(void *elem, void *arg)
-{
-	struct session *s = *(struct session **)elem;
-	const struct room_fanout *f = arg;
-
-	if (s->id != f->origin)
-		replay_deliver(s, f->seq, f->m);
-}
-
 void router_on_message(const struct engine_event *ev)
 {
-	const struct msg_record *mr = &ev->msg;
-	struct msgbuf *m = payload_message(mr);
+	struct msgbuf *m = payload_message(&ev->msg);
 
 	metrics.stored++;
-	/* Recipients are looked up now, not when the message was submitted:
-	 * a session that opened in between has replayed up to the last
-	 * commit, and a room or user record may have come or gone. */
-	if (mr->room) {
-		struct room *r = registry_room(mr->room, 0);
-		struct room_fanout f = {mr->seq, ev->session, m};
-		if (r)
-			fanout((void *const *)&r->sessions,
-			       sizeof(struct session *), &r->nsessions,
-			       room_one, &f);
-	} else if (mr->to) {
-		/* A cut slow consumer may free u with its last session; then
-		 * next is NULL. */
-		struct user *u = registry_user(mr->to, 0);
-		struct session *s = u ? u->sessions : NULL, *next;
-		for (; s; s = next) {
-			next = s->unext;
-			replay_deliver(s, mr->seq, m);
-		}
-	}
+	/* Recipients are looked up when the message goes out, not when it
+	 * was submitted: a session that opened in between has replayed up to
+	 * the last commit, and a room or user record may have come or gone. */
+	fanq_push(ev, m);
 	msgbuf_unref(m);
 }
 
@@ -129,7 +97,7 @@ static int member_submit(enum engine_kind kind, struct session *s,
 
 	ev.member.uid = s->user->uid;
 	ev.member.room = name;
-	if (engine_submit(bk.engine, &ev, &d, &why) == 0)
+	if (fanq_submit(&ev, &d, &why) == 0)
 		return 0;
 	carry_drop(&d);
 	bk_refuse(done, BK_UNAVAILABLE, why);
@@ -149,7 +117,7 @@ void broker_join(struct session *s, const char *name, int presence,
 			registry_presence_sub(r, s, presence);
 		/* Nothing to store; the reply still keeps request order. */
 		struct bk_done d = carry(done, &ok);
-		engine_sync(bk.engine, &d);
+		fanq_sync(&d);
 		return;
 	}
 	/* Refusals make no record: the room exists once it has a member. */

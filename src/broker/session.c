@@ -37,10 +37,15 @@ void session_open(struct session *s, const struct auth_identity *id)
 }
 
 /* The seq up to which every message for s has been queued to it: its
- * replay position, else every message fanned out so far. */
+ * replay position; else every message fanned out so far (bk.fanned: the
+ * fan queue's oldest entry has not gone to anyone yet), or further when s
+ * was sent a later one (a member-major run reaches some sessions of a
+ * room first; the queue is in seq order, so s was sent all before it). */
 static int64_t queued_upto(const struct session *s)
 {
-	return s->replaying ? s->last_seq : bk.fanned;
+	if (s->replaying)
+		return s->last_seq;
+	return s->last_seq > bk.fanned ? s->last_seq : bk.fanned;
 }
 
 /* The seq up to which s has been given its messages whole: they left its

@@ -963,10 +963,9 @@ static int task_submit(struct task *t, int created, const struct bk_done *done,
 	ev.task.snap = snap.p;
 	ev.task.snap_len = snap.n;
 	p = xmalloc(sizeof(*p) + snap.n + 1);
-	if (done)
-		p->caller = *done;
-	else
-		memset(&p->caller, 0, sizeof(p->caller));
+	/* The task's state settles at the commit; the producer's answer
+	 * waits behind the fan queue like the push (fanq.c). */
+	p->caller = fanq_wait(done);
 	p->t = t;
 	t->refs++;
 	p->version = t->version;
@@ -986,6 +985,7 @@ static int task_submit(struct task *t, int created, const struct bk_done *done,
 	rc = engine_submit(bk.engine, &ev, &d, why);
 	if (rc < 0) {
 		t->refs--;
+		fanq_wait_drop(&p->caller);
 		json_decref(p->body);
 		free(p->owner);
 		free(p);
@@ -1051,10 +1051,45 @@ static struct task *apply_remote(struct task *t, const struct task_record *r)
 	return t;
 }
 
+/* Version `version` (snapshot snap) to t's subscribers; the deliveries. */
+static size_t push_version(struct task *t, int64_t version, const char *snap,
+			   size_t snap_len)
+{
+	struct push p = {t, version, snap, snap_len, NULL, NULL};
+	size_t n = (size_t)t->nsubs;
+
+	fanout((void *const *)&t->subs, sizeof(struct tsub), &t->nsubs,
+	       push_one, &p);
+	msgbuf_unref(p.plain);
+	msgbuf_unref(p.seed);
+	return n;
+}
+
+/* A push waiting in the fan queue behind messages committed before it. */
+struct queued_push {
+	struct task *t; /* a reference */
+	int64_t version;
+	size_t snap_len;
+	char snap[];
+};
+
+static size_t queued_push_fn(void *arg)
+{
+	struct queued_push *q = arg;
+	size_t n = 0;
+
+	/* Removed meanwhile: its subscriptions went with it. */
+	if (!q->t->gone)
+		n = push_version(q->t, q->version, q->snap, q->snap_len);
+	task_unref(q->t);
+	free(q);
+	return n;
+}
+
 void tasks_on_event(const struct engine_event *ev)
 {
 	const struct task_record *r = &ev->task.rec;
-	struct push p = {0};
+	struct queued_push *q;
 	struct task *t;
 
 	if (ev->kind == ENGINE_TASK_DELETE) {
@@ -1074,14 +1109,22 @@ void tasks_on_event(const struct engine_event *ev)
 		return;
 	if (r->version > t->committed)
 		t->committed = r->version;
-	p.t = t;
-	p.version = r->version;
-	p.snap = ev->task.snap;
-	p.snap_len = ev->task.snap_len;
-	fanout((void *const *)&t->subs, sizeof(struct tsub), &t->nsubs,
-	       push_one, &p);
-	msgbuf_unref(p.plain);
-	msgbuf_unref(p.seed);
+	/* Subscribers get versions and messages in commit order: behind
+	 * the messages still in the fan queue, if any. Who is subscribed is
+	 * looked at when it goes out; a subscriber's version skips what its
+	 * snapshot already showed. */
+	if (!fanq_busy()) {
+		push_version(t, r->version, ev->task.snap, ev->task.snap_len);
+		return;
+	}
+	q = xmalloc(sizeof(*q) + ev->task.snap_len + 1);
+	q->t = t;
+	t->refs++;
+	q->version = r->version;
+	q->snap_len = ev->task.snap_len;
+	memcpy(q->snap, ev->task.snap, ev->task.snap_len);
+	q->snap[q->snap_len] = '\0';
+	fanq_call(ev->seq, queued_push_fn, q);
 }
 
 /* ---- operations ---- */
@@ -1391,12 +1434,14 @@ static void subscribe_try(struct session *s, const char *id, int seed,
 	}
 	/* Nobody sees a version a crash could undo: with a change of t still
 	 * pending, after its commit (a linear engine's snapshot is the
-	 * stored one already). */
-	if (t->committed >= t->version || bk.engine->linear_tasks) {
+	 * stored one already); and not ahead of deliveries committed
+	 * before it (the fan queue). */
+	if ((t->committed >= t->version || bk.engine->linear_tasks) &&
+	    !fanq_busy()) {
 		bk_complete(done, &r);
 	} else {
 		struct bk_done d = carry(done, &r);
-		engine_sync(bk.engine, &d);
+		fanq_sync(&d);
 	}
 	free(text);
 	sb_free(&snap);

@@ -124,3 +124,36 @@ test('a step left running stops counting when the task is over', async () => {
   const d2 = (await api(srv, 'GET', '/api/tasks/frozen')).json.steps[0].duration;
   assert.equal(d2, d1);
 });
+
+// Messages and task versions committed in one turn reach a client in
+// commit order, and each request's answer comes after what it made went
+// out (the fan queue: task pushes wait behind the messages queued before
+// them). Before, a version was pushed in the commit's callback while the
+// messages committed ahead of it still waited for their fan-out turn.
+test('a message and a task version committed together arrive in commit order', async () => {
+  await api(srv, 'POST', '/api/tasks', { id: 'order', title: 'O', total: 100, owner: 'wanda' });
+  const w = await connect(srv, 'wanda');
+  w.send({ type: 'subscribe', task: 'order' });
+  assert.equal((await w.next('task')).task.version, 1);
+  const prod = await connect(srv, 'orderly', { role: 'producer' });
+  const N = 20;
+  const sock = prod.ws._socket;
+  sock.cork(); // one read, one commit
+  for (let i = 1; i <= N; i++) {
+    prod.send({ type: 'send', to: 'wanda', data: { i }, ref: 'm' + i });
+    prod.send({ type: 'task.update', task: 'order', done: i, ref: 't' + i });
+  }
+  sock.uncork();
+  const got = [];
+  while (got.length < 2 * N) {
+    const m = await w.next((x) => x.type === 'message' || x.type === 'task', 10000);
+    got.push(m.type === 'message' ? 'm' + m.data.i : 'v' + m.task.version);
+  }
+  const want = [];
+  for (let i = 1; i <= N; i++) want.push('m' + i, 'v' + (i + 1));
+  assert.deepEqual(got, want);
+  const refs = [];
+  for (let i = 0; i < 2 * N; i++) refs.push((await prod.next('ack', 10000)).ref);
+  assert.deepEqual(refs, want.map((x, k) => (k % 2 ? 't' : 'm') + (Math.floor(k / 2) + 1)));
+  await Promise.all([w.close(), prod.close()]);
+});

@@ -6,6 +6,9 @@
  * acked with the original seq and delivered once); replay in seq order,
  * live messages held meanwhile and sent after "resumed" without repeats;
  * the held list bounded by --max-outbuf; tasks pushed after their commit;
+ * bounded turns (the fan queue: the inbox cursor, also when the budget
+ * cuts a run short; commit order across messages and task pushes; acks
+ * after their fan-out);
  * presence fed with other nodes' sessions (broker_presence_remote).
  */
 #include "check.h"
@@ -101,6 +104,14 @@ static void run_loop(void)
 		event_base_loop(base, EVLOOP_NONBLOCK);
 }
 
+/* The engine's commit, then the loop turn that fans its messages out
+ * (bounded turns: fanq.c) and completes their acks. */
+static void commit_turn(struct engine *e, int ok)
+{
+	fake_engine_commit(e, ok);
+	run_loop();
+}
+
 /* The seq of the n-th payload if it is a message, else -1. */
 static long long msg_seq(const struct tsession *t, int n)
 {
@@ -160,7 +171,7 @@ static void test_direct(void)
 	/* Nothing before the commit: no delivery, no ack. */
 	CHECK(b->ngot == 0 && g.calls == 0);
 	CHECK(fake_engine_pending(eng) == 1);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(g.calls == 1 && g.status == BK_OK && g.seq == 1);
 	CHECK(b->ngot == 1 && msg_seq(b, 0) == 1);
 	CHECK(has(b, 0, "\"from\":\"alice\"") && has(b, 0, "\"to\":\"bob\""));
@@ -169,11 +180,11 @@ static void test_direct(void)
 
 	/* A failed commit: refused, nothing delivered, the seq not used. */
 	send_to(a, "bob", NULL, "2", NULL, &g);
-	fake_engine_commit(eng, 0);
+	commit_turn(eng, 0);
 	CHECK(g.calls == 1 && g.status == BK_UNAVAILABLE);
 	CHECK(b->ngot == 1);
 	send_to(a, "bob", NULL, "3", NULL, &g);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(g.status == BK_OK && g.seq == 2 && msg_seq(b, 1) == 2);
 
 	/* Refused by the engine at once: completed at once. */
@@ -183,7 +194,7 @@ static void test_direct(void)
 	CHECK(fake_engine_pending(eng) == 0);
 	free_session(a);
 	free_session(b);
-	fake_engine_commit(eng, 1); /* the cursors */
+	commit_turn(eng, 1); /* the cursors */
 }
 
 static void test_idempotency(void)
@@ -194,22 +205,22 @@ static void test_idempotency(void)
 	int64_t first;
 
 	send_to(a, "ben", NULL, "\"once\"", "k1", &g1);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	first = g1.seq;
 	CHECK(g1.status == BK_OK && first > 0);
 	/* A resend with the same ref: the original seq, delivered once. */
 	send_to(a, "ben", NULL, "\"once\"", "k1", &g2);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(g2.calls == 1 && g2.status == BK_OK && g2.seq == first);
 	CHECK(b->ngot == 1);
 	/* Another ref is another message. */
 	send_to(a, "ben", NULL, "\"twice\"", "k2", &g3);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(g3.seq == first + 1 && b->ngot == 2);
 	CHECK(fake_engine_submitted(eng, ENGINE_MESSAGE) >= 3);
 	free_session(a);
 	free_session(b);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 }
 
 static void test_rooms(void)
@@ -228,7 +239,7 @@ static void test_rooms(void)
 	broker_join(&b->s, "r1", -1, NULL);
 	send_to(a, NULL, "r1", "\"hi\"", NULL, &g);
 	CHECK(g.calls == 0 && j.calls == 0);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(j.calls == 1 && j.status == BK_OK);
 	CHECK(g.calls == 1 && g.status == BK_OK);
 	/* The sender is not sent its own room message. */
@@ -236,7 +247,7 @@ static void test_rooms(void)
 	CHECK(b->ngot == 1 && has(b, 0, "\"room\":\"r1\""));
 	free_session(a);
 	free_session(b);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 }
 
 static void test_replay(void)
@@ -248,7 +259,7 @@ static void test_replay(void)
 	/* Five messages for "cy", who is offline. */
 	for (int i = 0; i < 5; i++)
 		send_to(a, "cy", NULL, "0", NULL, &g);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	s0 = g.seq - 5;
 	c = open_session("cy", ROLE_USER);
 	broker_resume(&c->s, s0 + 2, 1, 1, NULL, NULL);
@@ -267,14 +278,14 @@ static void test_replay(void)
 	free_session(c);
 	for (int i = 0; i < 3; i++)
 		send_to(a, "cy", NULL, "1", NULL, &g);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	c = open_session("cy", ROLE_USER);
 	c->buffered = cfg.max_outbuf; /* nothing replayed yet */
 	broker_resume(&c->s, s0 + 5, 1, 1, NULL, NULL);
 	run_loop();
 	CHECK(c->ngot == 0 && c->s.replaying && c->s.wait_drain);
 	send_to(a, "cy", NULL, "2", NULL, &g); /* live: s0 + 9 */
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(c->ngot == 0 && c->s.held_head != NULL);
 	c->buffered = 0;
 	session_drained(&c->s);
@@ -302,13 +313,16 @@ static void test_replay(void)
 	cfg.max_outbuf = 200;
 	for (int i = 0; i < 4; i++)
 		send_to(a, "cy", NULL, "\"a long enough payload\"", NULL, &g);
+	/* Delivered while the replay still runs (not a loop turn, which
+	 * would let the replay finish first). */
 	fake_engine_commit(eng, 1);
+	broker_drain();
 	CHECK(c->closed == 1008);
 	CHECK(!c->s.open);
 	cfg.max_outbuf = 1 << 20;
 	free_session(a);
 	free_session(c);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 }
 
 static void test_tasks(void)
@@ -328,7 +342,7 @@ static void test_tasks(void)
 	d = done_for(&s);
 	tasks_subscribe(&p->s, "t1", 0, &d);
 	CHECK(s.calls == 1 && s.status == BK_NOT_FOUND);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(g.calls == 1 && g.status == BK_CREATED && g.seq == 1);
 	CHECK(strstr(g.body, "\"id\":\"t1\"") != NULL);
 	d = done_for(&s);
@@ -340,7 +354,7 @@ static void test_tasks(void)
 	tasks_update("t1", body, &d);
 	json_decref(body);
 	CHECK(p->ngot == 0 && u.calls == 0);
-	fake_engine_commit(eng, 1);
+	commit_turn(eng, 1);
 	CHECK(u.calls == 1 && u.status == BK_OK && u.seq == 2);
 	CHECK(p->ngot == 1 && has(p, 0, "\"type\":\"task\"") &&
 	      has(p, 0, "\"version\":2"));
@@ -355,11 +369,125 @@ static void test_tasks(void)
 	d = done_for(&g);
 	tasks_create(body, "prod", &d);
 	json_decref(body);
-	fake_engine_commit(eng, 0);
+	commit_turn(eng, 0);
 	CHECK(g.calls == 1 && g.status == BK_UNAVAILABLE);
 	CHECK(!tasks_exists("t2"));
 	free_session(p);
+	commit_turn(eng, 1);
+}
+
+/* Bounded turns (fanq.c): what a commit sends waits in the fan queue
+ * until the loop turn after it. A message still queued when its
+ * recipient's last session closes was not delivered: it is in the next
+ * inbox, once. A task version committed after a message goes out after
+ * it, and the producer's ack after both. */
+static void test_turns(void)
+{
+	struct tsession *a = open_session("ta", ROLE_USER);
+	struct tsession *b = open_session("tb", ROLE_USER);
+	struct tsession *p = open_session("tp", ROLE_PRODUCER);
+	struct got_result g, s, u;
+	struct bk_done d;
+	json_t *body;
+	int64_t s0;
+
+	/* The cursor: three messages committed, not yet fanned out. */
+	send_to(a, "tb", NULL, "1", NULL, &g);
+	commit_turn(eng, 1);
+	s0 = g.seq;
+	CHECK(b->ngot == 1 && msg_seq(b, 0) == s0);
+	for (int i = 0; i < 3; i++)
+		send_to(a, "tb", NULL, "2", NULL, &g);
 	fake_engine_commit(eng, 1);
+	CHECK(b->ngot == 1 && g.calls == 0); /* queued: no ack yet */
+	free_session(b);		     /* tb's last session goes */
+	commit_turn(eng, 1);
+	CHECK(g.calls == 3 && g.seq == s0 + 3);
+	b = open_session("tb", ROLE_USER);
+	broker_resume(&b->s, -1, 0, 1, NULL, NULL); /* the offline inbox */
+	run_loop();
+	CHECK(b->ngot == 3);
+	CHECK(msg_seq(b, 0) == s0 + 1 && msg_seq(b, 1) == s0 + 2 &&
+	      msg_seq(b, 2) == s0 + 3);
+	free_session(b);
+	commit_turn(eng, 1);
+
+	/* A message, then a task version, to the same user. */
+	body = json_pack("{s:s, s:s, s:[s]}", "id", "tt", "title", "T", "steps",
+			 "a");
+	d = done_for(&g);
+	tasks_create(body, "tp", &d);
+	json_decref(body);
+	commit_turn(eng, 1);
+	d = done_for(&s);
+	tasks_subscribe(&p->s, "tt", 0, &d);
+	CHECK(s.calls == 1 && s.status == BK_OK);
+	send_to(a, "tp", NULL, "3", NULL, &g);
+	body = json_pack("{s:i, s:s}", "step", 0, "status", "running");
+	d = done_for(&u);
+	tasks_update("tt", body, &d);
+	json_decref(body);
+	fake_engine_commit(eng, 1);
+	CHECK(p->ngot == 0 && g.calls == 0 && u.calls == 0);
+	run_loop();
+	CHECK(p->ngot == 2 && msg_seq(p, 0) == g.seq);
+	CHECK(has(p, 1, "\"type\":\"task\"") && has(p, 1, "\"version\":2"));
+	CHECK(g.calls == 1 && u.calls == 1 && u.seq == 2);
+	free_session(a);
+	free_session(p);
+	commit_turn(eng, 1);
+}
+
+/* A fan-out cut short by the budget (4,096 member writes per turn): a
+ * session the run already reached closes with its inbox cursor past what
+ * it was sent (its next inbox repeats nothing); one it had not reached
+ * closes with the cursor before the run (its next inbox has all of it). */
+#define FILLER 4101
+static void test_turn_budget(void)
+{
+	static struct tsession *f[FILLER];
+	struct tsession *x = open_session("qx", ROLE_USER);
+	struct tsession *s = open_session("qs", ROLE_USER);
+	struct tsession *t;
+	struct got_result g;
+	int64_t first;
+
+	broker_join(&x->s, "big", -1, NULL);
+	broker_join(&s->s, "big", -1, NULL);
+	f[0] = open_session("qf", ROLE_USER);
+	broker_join(&f[0]->s, "big", -1, NULL);
+	commit_turn(eng, 1);
+	for (int i = 1; i < FILLER; i++)
+		f[i] = open_session("qf", ROLE_USER); /* in the room at once */
+	t = open_session("qt", ROLE_USER);
+	broker_join(&t->s, "big", -1, NULL);
+	commit_turn(eng, 1);
+	/* The room's sessions: x, s, the filler, t. */
+	send_to(s, NULL, "big", "1", NULL, &g);
+	send_to(s, NULL, "big", "2", NULL, &g);
+	fake_engine_commit(eng, 1);
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK); /* one chunk */
+	CHECK(x->ngot == 2 && t->ngot == 0 && g.calls == 0);
+	first = msg_seq(x, 0);
+	free_session(x);
+	free_session(t);
+	run_loop(); /* the rest of the run, then the acks */
+	CHECK(g.calls == 2 && g.seq == first + 1);
+	CHECK(f[FILLER - 1]->ngot == 2);
+	x = open_session("qx", ROLE_USER);
+	broker_resume(&x->s, -1, 0, 1, NULL, NULL);
+	t = open_session("qt", ROLE_USER);
+	broker_resume(&t->s, -1, 0, 1, NULL, NULL);
+	run_loop();
+	CHECK(x->ngot == 0);
+	CHECK(t->ngot == 2 && msg_seq(t, 0) == first &&
+	      msg_seq(t, 1) == first + 1);
+	for (int i = 0; i < FILLER; i++)
+		free_session(f[i]);
+	free_session(x);
+	free_session(t);
+	free_session(s);
+	commit_turn(eng, 1);
 }
 
 /* Run the loop for ms (the presence grace timer). */
@@ -471,6 +599,8 @@ int main(void)
 	test_rooms();
 	test_replay();
 	test_tasks();
+	test_turns();
+	test_turn_budget();
 	test_presence_remote();
 	test_presence_engine();
 

@@ -334,12 +334,18 @@ function openSection() {
   for (const sc of loads) {
     const [b, u] = bsU(sc);
     if (!b || !u) continue;
+    // a server that did not carry the offered load is named: its figures
+    // are those of a saturated (or starved) server, not of the load
+    const off = connsOf(sc) * rateOf(sc);
+    const behind = [[b, 'basestation'], [u, 'uWebSockets.js']].filter(([r]) => r.delivered_per_s < 0.95 * off)
+      .map(([r, n]) => `${n} fell behind: ${fmt(r.delivered_per_s, 'rate')} of ${fmt(off, 'rate')} deliveries/s`);
+    const note = behind.length ? ` (${behind.join('; ')})` : '';
     const x = b.server.cpu_us_per_delivery / u.server.cpu_us_per_delivery;
     t.push([`${desc(sc)}: server CPU per delivery`, `≤ 0.5× uWebSockets.js's (${fmt(u.server.cpu_us_per_delivery, 'cpu')})`,
-      `${fmt(b.server.cpu_us_per_delivery, 'cpu')} (${x.toFixed(2)}×)`, x <= 0.5 ? `**met** (${((1 - x / 0.5) * 100).toFixed(0)} % below the bound)` : `missed: ${(x / 0.5).toFixed(2)}× the bound`]);
+      `${fmt(b.server.cpu_us_per_delivery, 'cpu')} (${x.toFixed(2)}×)`, (x <= 0.5 ? `**met** (${((1 - x / 0.5) * 100).toFixed(0)} % below the bound)` : `missed: ${(x / 0.5).toFixed(2)}× the bound`) + note]);
     const y = b.latency_us.p99 / u.latency_us.p99;
     t.push([`${desc(sc)}: latency p99`, `≤ 0.7× uWebSockets.js's (${fmt(u.latency_us.p99, 'us')})`,
-      `${fmt(b.latency_us.p99, 'us')} (${y.toFixed(2)}×)`, y <= 0.7 ? `**met** (${((1 - y / 0.7) * 100).toFixed(0)} % below the bound)` : `missed: ${(y / 0.7).toFixed(2)}× the bound`]);
+      `${fmt(b.latency_us.p99, 'us')} (${y.toFixed(2)}×)`, (y <= 0.7 ? `**met** (${((1 - y / 0.7) * 100).toFixed(0)} % below the bound)` : `missed: ${(y / 0.7).toFixed(2)}× the bound`) + note]);
   }
   const own = row('basestation', 'open-ownhalf');
   if (own) {

@@ -2,11 +2,14 @@
 //   node bench/report.mjs RESULTS.jsonl MACHINE.txt OUT.md DATADIR
 //   node bench/report.mjs --sections RESULTS.jsonl MACHINE.txt OUT.md DATADIR
 // The profile section comes verbatim from bench/profile.md (written by hand
-// from bench/profile runs); everything else is generated. --sections (a run
-// without the core scenarios) rewrites only the section of the TLS, deflate
-// and cluster scenarios inside OUT.md (between its begin/end markers, or
-// before "## Comparisons across changes" when it has none), and the part that
-// comes from bench/history.md, and leaves the main table as it was.
+// from bench/profile runs), the end of the open-loop section from
+// bench/open-profile.md (by hand, from bench/open-profile and the group's
+// runs); everything else is generated. --sections (a run
+// without the core scenarios) rewrites only the sections of the groups that
+// have results in RESULTS (TLS/deflate/cluster; open loop) inside OUT.md
+// (between their begin/end markers, or before "## Comparisons across
+// changes" when it has none), and the part that comes from bench/history.md,
+// and leaves the main table and the other sections as they were.
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 
@@ -58,6 +61,13 @@ function ratio(a, b) {
   if (a == null || b == null || a < 0 || b <= 0) return '—';
   const x = a / b;
   return `${x >= 10 ? x.toFixed(0) : x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}×`;
+}
+
+// a section's targets: rows [scenario, target, measured, verdict]; '' if none
+function targetTable(title, measured, t) {
+  if (!t.length) return '';
+  return [title, '', `| scenario | target | ${measured} | verdict |`, '| --- | --- | --- | --- |',
+    ...t.map((r) => `| ${r.join(' | ')} |`), ''].join('\n');
 }
 
 // ---- TLS, permessage-deflate and the cluster (bench/run groups tls,
@@ -224,15 +234,145 @@ function extraSection() {
   }
   if (br) t.push(['cluster: after `kill -9` of a node', '0 messages lost for resuming clients (Socket.IO\'s losses reported)',
     `${br.lost_total} lost${sr ? ` (Socket.IO: ${sr.lost_per_receiver.mean} per client)` : ''}`, br.lost_total === 0 && br.reconnected === br.receivers ? '**met**' : 'missed']);
-  if (t.length) {
-    p('### Targets of these scenarios');
-    p();
-    p('| scenario | target | measured | verdict |');
-    p('| --- | --- | --- | --- |');
-    for (const r of t) p(`| ${r.join(' | ')} |`);
+  p(targetTable('### Targets of these scenarios', 'measured', t));
+  p(END);
+  p();
+  return o;
+}
+
+// ---- open loop at equal offered load (bench/run group open, issue 17):
+// its own section between markers, rewritten in place by --sections; the
+// hand-written part on where the time goes comes from bench/open-profile.md ----
+const OBEGIN = '<!-- begin: open loop (bench/report.mjs) -->';
+const OEND = '<!-- end: open loop -->';
+const OPEN_RE = /^open-/;
+function openSection() {
+  if (!rows.some((r) => OPEN_RE.test(r.scenario))) return '';
+  let o = '';
+  const p = (t = '') => { o += t + '\n'; };
+  const srv = SERVERS.filter((s) => rows.some((r) => r.server === s && OPEN_RE.test(r.scenario)));
+  const hasU = srv.includes('uws');
+  const ratHead = hasU && srv.includes('basestation') ? ' | basestation ÷ uWS' : '';
+  const ratSep = ratHead ? ' | ---:' : '';
+  const rat = (a, b) => (ratHead ? ` | ${ratio(a, b)}` : '');
+  const sa = (sc) => args('basestation', sc) || args('uws', sc) || args('node-ws', sc);
+  const rateOf = (sc) => { const m = / --rate (\d+)/.exec(' ' + sa(sc)); return m ? Number(m[1]) : null; };
+  const connsOf = (sc) => { const m = / --conns (\d+)/.exec(' ' + sa(sc)); return m ? Number(m[1]) : null; };
+  p(OBEGIN);
+  p('## Open loop at equal offered load');
+  p();
+  p(`Run ${machine.date}, \`${machine.command}\`${machine.quick === '1' ? ' (**quick**: short windows)' : ''};` +
+    ` load average ${machine.loadavg || '?'} at the end of the run. **The machine was shared** with other work while it ran`);
+  p('(2 cores, several sessions building and testing): latencies include waiting for a CPU, and the servers were');
+  p('measured one after the other in the same run, each started fresh, so drift affects them alike.');
+  p();
+  p('`build/bench/loadgen --mode fanout --rate R --payload 128`: one room, one publisher sending R publishes/s spread');
+  p('evenly over each millisecond tick whatever the server does (open loop), every other connection a member; latency');
+  p('from the publisher\'s send to a member\'s read. Every server gets the same offered load, so the columns compare');
+  p('directly. basestation runs with its default `--io uring` unless the row says epoll. Server CPU per delivery is');
+  p('utime + stime of the server over the window ÷ the deliveries counted. "Deliveries/s" below the offered rate × members');
+  p('means the server fell behind (its latency then grows over the window).');
+  p();
+  const loads = [...new Set(rows.map((r) => r.scenario).filter((x) => /^open-\d+x\d+$/.test(x) || x === 'open-uwshalf'))];
+  const line = (label, sc, path, kind, server = null) => {
+    const rs = srv.map((s) => (server && s !== server ? null : row(s, sc)));
+    p(`| ${label} | ${rs.map((r) => (kind === 'lat3' ? (r ? `${fmt(dig(r, path + '.p50'), 'us')} / ${fmt(dig(r, path + '.p99'), 'us')} / ${fmt(dig(r, path + '.p999'), 'us')}` : '—') : fmt(dig(r, path), kind))).join(' | ')}` +
+      `${kind === 'lat3' ? rat(dig(rs[0], path + '.p99'), dig(rs[1], path + '.p99')) : rat(dig(rs[0], path), dig(rs[1], path))} |`);
+  };
+  const desc = (sc) => {
+    const n = connsOf(sc), r = rateOf(sc);
+    const what = sc === 'open-uwshalf' ? ' (half of uWebSockets.js\'s closed-loop peak at 1,000 members)' : '';
+    return `${n != null ? n.toLocaleString('en') : '?'} members × ${r != null ? r.toLocaleString('en') : '?'} publishes/s${what}`;
+  };
+  if (loads.length) {
+    p(`| measurement | ${srv.map((s) => NAMES[s]).join(' | ')}${ratHead} |`);
+    p(`| --- | ${srv.map(() => '---:').join(' | ')}${ratSep} |`);
+    for (const sc of loads) {
+      const n = connsOf(sc), r = rateOf(sc);
+      const rs = srv.map((s) => row(s, sc));
+      const dl = (x) => (x ? `${fmt(x.delivered_per_s, 'rate')}${x.delivered_per_s < 0.95 * n * r ? ' (fell behind)' : ''}` : '—');
+      p(`| **${desc(sc)}**: deliveries/s (offered ${fmt(n * r, 'rate')}) | ${rs.map(dl).join(' | ')}${rat(dig(rs[0], 'delivered_per_s'), dig(rs[1], 'delivered_per_s'))} |`);
+      line('same: server CPU per delivery', sc, 'server.cpu_us_per_delivery', 'cpu');
+      line('same: server CPU use (1 core = 100 %)', sc, 'server.cpu_util', 'pct');
+      line('same: latency p50 / p99 / p99.9 (ratio: p99)', sc, 'latency_us', 'lat3');
+      if (row('basestation', `${sc}-epoll`)) {
+        const e = row('basestation', `${sc}-epoll`);
+        const cells = srv.map((s) => (s === 'basestation' ? fmt(e.server.cpu_us_per_delivery, 'cpu') : ''));
+        p(`| same, basestation \`--io epoll\`: server CPU per delivery | ${cells.join(' | ')}${ratHead ? ' | ' : ''} |`);
+        const lc = srv.map((s) => (s === 'basestation' ? `${fmt(e.latency_us.p50, 'us')} / ${fmt(e.latency_us.p99, 'us')} / ${fmt(e.latency_us.p999, 'us')} (${fmt(e.delivered_per_s, 'rate')} deliveries/s)` : ''));
+        p(`| same, basestation \`--io epoll\`: latency p50 / p99 / p99.9 | ${lc.join(' | ')}${ratHead ? ' | ' : ''} |`);
+      }
+    }
+    const own = row('basestation', 'open-ownhalf');
+    if (own) {
+      const cells = (f) => srv.map((s) => (s === 'basestation' ? f : '—')).join(' | ');
+      p(`| **basestation at half of its own peak: ${desc('open-ownhalf')}**: deliveries/s (offered ${fmt(connsOf('open-ownhalf') * rateOf('open-ownhalf'), 'rate')}) | ${cells(fmt(own.delivered_per_s, 'rate'))}${ratHead ? ' | ' : ''} |`);
+      p(`| same: server CPU per delivery / CPU use | ${cells(`${fmt(own.server.cpu_us_per_delivery, 'cpu')} / ${fmt(own.server.cpu_util, 'pct')}`)}${ratHead ? ' | ' : ''} |`);
+      p(`| same: latency p50 / p99 / p99.9 | ${cells(`${fmt(own.latency_us.p50, 'us')} / ${fmt(own.latency_us.p99, 'us')} / ${fmt(own.latency_us.p999, 'us')}`)}${ratHead ? ' | ' : ''} |`);
+    }
+    if (srv.some((s) => row(s, 'open-task'))) {
+      const t0 = srv.map((s) => row(s, 'open-task')).find(Boolean);
+      const ack = (x) => (x ? `${fmt(x.acked_per_s, 'int')}${x.acked_per_s < 0.95 * x.rate ? ' (fell behind)' : ''}` : '—');
+      p(`| **task: 1 task, ${t0.conns.toLocaleString('en')} subscribers, ${t0.rate.toLocaleString('en')} updates/s**: updates acked/s | ${srv.map((s) => ack(row(s, 'open-task'))).join(' | ')}${ratHead ? ' | ' : ''} |`);
+      line('same: deliveries/s', 'open-task', 'delivered_per_s', 'rate');
+      line('same: server CPU per delivery', 'open-task', 'server.cpu_us_per_delivery', 'cpu');
+      line('same: latency p50 / p99 / p99.9 (ratio: p99)', 'open-task', 'latency_us', 'lat3');
+      line('same: load generator CPU use', 'open-task', 'loadgen.cpu_util', 'pct');
+      const missed = (r) => (r ? `${(r.versions_missed || 0).toLocaleString('en')} / ${(r.versions_missing_at_end || 0).toLocaleString('en')} (last version ${r.last_version})` : '—');
+      p(`| same: versions missed: gaps / acked but not delivered by the end of the drain (a backlog), over all subscribers | ${srv.map((s) => missed(row(s, 'open-task'))).join(' | ')}${ratHead ? ' | ' : ''} |`);
+    }
     p();
   }
-  p(END);
+  const peaks = ['uws', 'basestation'].map((s) => [s, row(s, 'fanout-1000') ? 'fanout-1000' : 'open-peak-1000'])
+    .filter(([s, sc]) => row(s, sc));
+  if (peaks.length) {
+    p(`Closed-loop peaks the half-peak loads come from (scenario 1, 1,000 members, 64 in flight${peaks.some(([, sc]) => sc === 'open-peak-1000') ? '; measured in this group, the core group did not run' : ''}): ` +
+      peaks.map(([s, sc]) => `${NAMES[s]} ${fmt(row(s, sc).delivered_per_s, 'rate')} deliveries/s`).join(', ') + '.');
+    p();
+  }
+  // targets: shared/spec/targets.md v2, latency rows; issue 17
+  const t = [];
+  const bsU = (sc) => [row('basestation', sc), row('uws', sc)];
+  for (const sc of loads) {
+    const [b, u] = bsU(sc);
+    if (!b || !u) continue;
+    // a server that did not carry the offered load is named: its figures
+    // are those of a saturated (or starved) server, not of the load
+    const off = connsOf(sc) * rateOf(sc);
+    const behind = [[b, 'basestation'], [u, 'uWebSockets.js']].filter(([r]) => r.delivered_per_s < 0.95 * off)
+      .map(([r, n]) => `${n} fell behind: ${fmt(r.delivered_per_s, 'rate')} of ${fmt(off, 'rate')} deliveries/s`);
+    const note = behind.length ? ` (${behind.join('; ')})` : '';
+    const x = b.server.cpu_us_per_delivery / u.server.cpu_us_per_delivery;
+    t.push([`${desc(sc)}: server CPU per delivery`, `≤ 0.5× uWebSockets.js's (${fmt(u.server.cpu_us_per_delivery, 'cpu')})`,
+      `${fmt(b.server.cpu_us_per_delivery, 'cpu')} (${x.toFixed(2)}×)`, (x <= 0.5 ? `**met** (${((1 - x / 0.5) * 100).toFixed(0)} % below the bound)` : `missed: ${(x / 0.5).toFixed(2)}× the bound`) + note]);
+    const y = b.latency_us.p99 / u.latency_us.p99;
+    t.push([`${desc(sc)}: latency p99`, `≤ 0.7× uWebSockets.js's (${fmt(u.latency_us.p99, 'us')})`,
+      `${fmt(b.latency_us.p99, 'us')} (${y.toFixed(2)}×)`, (y <= 0.7 ? `**met** (${((1 - y / 0.7) * 100).toFixed(0)} % below the bound)` : `missed: ${(y / 0.7).toFixed(2)}× the bound`) + note]);
+  }
+  const own = row('basestation', 'open-ownhalf');
+  if (own) {
+    const l = own.latency_us.p99, n = connsOf('open-ownhalf'), r = rateOf('open-ownhalf');
+    const behind = own.delivered_per_s < 0.95 * n * r;
+    t.push([`half of basestation's own peak (${desc('open-ownhalf')})`, 'p99 ≤ 10 ms', `${fmt(l, 'us')}${behind ? ` (fell behind: ${fmt(own.delivered_per_s, 'rate')} of ${fmt(n * r, 'rate')} deliveries/s)` : ''}`,
+      l <= 10000 && !behind ? `**met** (${((1 - l / 10000) * 100).toFixed(0)} % below)` : `missed: ${(l / 10000).toFixed(1)}× the bound`]);
+  }
+  const bt = row('basestation', 'open-task'), ut = row('uws', 'open-task');
+  if (bt) {
+    const miss = (bt.versions_missed || 0) + (bt.versions_missing_at_end || 0), tp = bt.latency_us.p99;
+    const slow = bt.acked_per_s < 0.95 * bt.rate;
+    const why = [bt.versions_missed ? `${bt.versions_missed.toLocaleString('en')} versions skipped (gaps)` : '',
+      bt.versions_missing_at_end ? `${bt.versions_missing_at_end.toLocaleString('en')} acked versions not delivered by the end of the drain` : '', tp > 5000 ? `p99 ${(tp / 5000).toFixed(1)}× the bound` : '', slow ? `only ${Math.round(bt.acked_per_s)} updates/s acked` : ''].filter(Boolean).join(', ');
+    t.push([`task: 1 task, ${bt.conns.toLocaleString('en')} subscribers, ${bt.rate.toLocaleString('en')} updates/s`, 'every version delivered, p99 ≤ 5 ms',
+      `${(bt.versions_missed || 0).toLocaleString('en')} gaps, ${(bt.versions_missing_at_end || 0).toLocaleString('en')} not delivered by the end (last version ${bt.last_version}), p99 ${fmt(tp, 'us')}${ut ? ` (uWebSockets.js ${fmt(ut.latency_us.p99, 'us')})` : ''}`,
+      miss === 0 && tp <= 5000 && !slow ? `**met** (${((1 - tp / 5000) * 100).toFixed(0)} % below)` : `missed: ${why}`]);
+  }
+  p(targetTable('### Targets of these scenarios (shared/spec/targets.md v2, issue 17)', 'basestation', t));
+  const op = path.join(here, 'open-profile.md');
+  if (existsSync(op)) {
+    p(readFileSync(op, 'utf8').trim());
+    p();
+  }
+  p(OEND);
   p();
   return o;
 }
@@ -289,7 +429,7 @@ const w = (s = '') => { md += s + '\n'; };
 
 w('# Benchmarks');
 w();
-w('<!-- Generated by bench/run (bench/report.mjs); the comparisons across changes from bench/history.md, the profile section from bench/profile.md. Edit those, not this file. -->');
+w('<!-- Generated by bench/run (bench/report.mjs); the comparisons across changes from bench/history.md, the profile section from bench/profile.md, the end of the open-loop section from bench/open-profile.md. Edit those, not this file. -->');
 w();
 w('basestation against two peers that speak the same small protocol subset: a relay on');
 w('[uWebSockets.js](https://github.com/uNetworking/uWebSockets.js) and one on Node\'s');
@@ -459,6 +599,7 @@ w('  per recipient, which makes it faster than the seeds\' code.');
 w();
 
 md += extraSection();
+md += openSection();
 const hist = path.join(here, 'history.md');
 if (existsSync(hist)) {
   w(readFileSync(hist, 'utf8').trim());
@@ -480,15 +621,20 @@ w('```');
 w();
 w('Raw results of a run: `bench/results/latest.jsonl` on the machine that ran it (one loadgen JSON line per measurement; not committed).');
 if (sectionsOnly) {
-  const old = readFileSync(outPath, 'utf8');
-  const extra = extraSection();
-  const b = old.indexOf(BEGIN), e = old.indexOf(END);
-  let out;
-  if (b >= 0 && e > b) out = old.slice(0, b) + extra.trimEnd() + '\n' + old.slice(e + END.length).replace(/^\n?/, '\n');
-  else {
-    const at = old.indexOf('## Comparisons across changes');
-    out = at >= 0 ? old.slice(0, at) + extra + old.slice(at) : old.trimEnd() + '\n\n' + extra;
-  }
+  let out = readFileSync(outPath, 'utf8');
+  // replace a group's section in place (or put it before the comparisons
+  // across changes); a group without rows in this run keeps its section
+  const put = (text, begin, end) => {
+    if (!text) return;
+    const b = out.indexOf(begin), e = out.indexOf(end);
+    if (b >= 0 && e > b) out = out.slice(0, b) + text.trimEnd() + '\n' + out.slice(e + end.length).replace(/^\n?/, '\n');
+    else {
+      const at = out.indexOf('## Comparisons across changes');
+      out = at >= 0 ? out.slice(0, at) + text + out.slice(at) : out.trimEnd() + '\n\n' + text;
+    }
+  };
+  put(extraSection(), BEGIN, END);
+  put(openSection(), OBEGIN, OEND);
   // bench/history.md (written by hand) is refreshed in place too
   if (existsSync(hist) && existsSync(prof)) {
     const h0 = out.indexOf('## Comparisons across changes');

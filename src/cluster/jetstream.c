@@ -1512,18 +1512,31 @@ void bsjs_consume_stop(struct bsjs *l)
 	event_del(l->watch_timer);
 }
 
-/* Delivers consecutive IT_CONS items from the backlog's head. */
+/* Delivers the IT_CONS items from the backlog's head as one batch, taken
+ * past the IT_ACK items among them (those stay, in order, and are handled
+ * next): a PubAck and a consumer message are independent (a publisher
+ * waits for both, in either order), and PubAcks interleaved with the
+ * consumer's messages would otherwise cut every batch (one replica
+ * transaction each) to a few messages. Any other item ends the batch. */
 static void cons_deliver(struct bsjs *l)
 {
 	struct bsjs_msg batch[BATCH_MAX];
 	natsMsg *msgs[BATCH_MAX];
 	size_t n = 0, handled = 0;
 	uint64_t gen = l->cons ? l->cons->gen : 0;
-	while (l->backlog && l->backlog->kind == IT_CONS && n < BATCH_MAX) {
-		struct item *it = l->backlog;
-		l->backlog = it->next;
-		if (!l->backlog)
-			l->backlog_tail = NULL;
+	struct item **pp = &l->backlog, *kept = NULL;
+	while (*pp && n < BATCH_MAX) {
+		struct item *it = *pp;
+		if (it->kind == IT_ACK) {
+			kept = it;
+			pp = &it->next;
+			continue;
+		}
+		if (it->kind != IT_CONS)
+			break;
+		*pp = it->next;
+		if (l->backlog_tail == it)
+			l->backlog_tail = kept;
 		handled++;
 		if (!l->cons || it->u.cons.gen != gen) {
 			natsMsg_Destroy(it->msg);

@@ -385,6 +385,11 @@ struct bsjs {
 	pthread_cond_t scond;
 	struct op *shead, *stail;
 	bool squit;
+	/* JetStream publishes of this loop turn (loop only): handed to the
+	 * sender at once by out_ev, one lock and at most one wakeup per turn
+	 * instead of one per publish. */
+	struct op *ohead, *otail;
+	struct event *out_ev;
 
 	/* admin thread; connect_done (under amu) once the sender thread has
 	 * set nc and js */
@@ -582,6 +587,47 @@ static void sender_enqueue(struct bsjs *l, struct op *op)
 	if (was_empty)
 		pthread_cond_signal(&l->scond);
 	pthread_mutex_unlock(&l->smu);
+}
+
+/* The turn's publishes go to the sender, in order. */
+static void sender_flush(struct bsjs *l)
+{
+	if (!l->ohead)
+		return;
+	pthread_mutex_lock(&l->smu);
+	bool was_empty = l->shead == NULL;
+	if (l->stail)
+		l->stail->next = l->ohead;
+	else
+		l->shead = l->ohead;
+	l->stail = l->otail;
+	if (was_empty)
+		pthread_cond_signal(&l->scond);
+	pthread_mutex_unlock(&l->smu);
+	l->ohead = l->otail = NULL;
+}
+
+static void out_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sender_flush(arg);
+}
+
+/* Loop: a JetStream publish goes to the sender at the end of this loop
+ * turn (out_ev runs after the events already active: every client read of
+ * the turn). Core publishes and subscriptions go at once (sender_enqueue):
+ * a node's goodbye must not wait for a turn that may not come. */
+static void sender_enqueue_pub(struct bsjs *l, struct op *op)
+{
+	op->next = NULL;
+	if (l->otail) {
+		l->otail->next = op;
+	} else {
+		l->ohead = op;
+		event_active(l->out_ev, EV_TIMEOUT, 0);
+	}
+	l->otail = op;
 }
 
 static void send_pub(struct bsjs *l, struct pubreq *r)
@@ -1145,7 +1191,7 @@ static void pub_send(struct bsjs *l, struct pubreq *r)
 	l->inflight++;
 	r->op.kind = OP_PUB;
 	r->op.p = r;
-	sender_enqueue(l, &r->op);
+	sender_enqueue_pub(l, &r->op);
 }
 
 /* Hands waiting publishes to the sender while there is room. */
@@ -1466,18 +1512,31 @@ void bsjs_consume_stop(struct bsjs *l)
 	event_del(l->watch_timer);
 }
 
-/* Delivers consecutive IT_CONS items from the backlog's head. */
+/* Delivers the IT_CONS items from the backlog's head as one batch, taken
+ * past the IT_ACK items among them (those stay, in order, and are handled
+ * next): a PubAck and a consumer message are independent (a publisher
+ * waits for both, in either order), and PubAcks interleaved with the
+ * consumer's messages would otherwise cut every batch (one replica
+ * transaction each) to a few messages. Any other item ends the batch. */
 static void cons_deliver(struct bsjs *l)
 {
 	struct bsjs_msg batch[BATCH_MAX];
 	natsMsg *msgs[BATCH_MAX];
 	size_t n = 0, handled = 0;
 	uint64_t gen = l->cons ? l->cons->gen : 0;
-	while (l->backlog && l->backlog->kind == IT_CONS && n < BATCH_MAX) {
-		struct item *it = l->backlog;
-		l->backlog = it->next;
-		if (!l->backlog)
-			l->backlog_tail = NULL;
+	struct item **pp = &l->backlog, *kept = NULL;
+	while (*pp && n < BATCH_MAX) {
+		struct item *it = *pp;
+		if (it->kind == IT_ACK) {
+			kept = it;
+			pp = &it->next;
+			continue;
+		}
+		if (it->kind != IT_CONS)
+			break;
+		*pp = it->next;
+		if (l->backlog_tail == it)
+			l->backlog_tail = kept;
 		handled++;
 		if (!l->cons || it->u.cons.gen != gen) {
 			natsMsg_Destroy(it->msg);
@@ -1875,9 +1934,11 @@ struct bsjs *bsjs_create(struct event_base *base, const struct bsjs_config *cfg,
 	struct timeval dl = tv_ms(l->publish_timeout_ms);
 	l->deadline_tv = event_base_init_common_timeout(base, &dl);
 	b->ev = event_new(base, -1, 0, on_wake, l);
+	l->out_ev = event_new(base, -1, 0, out_cb, l);
 	l->pump_timer = evtimer_new(base, pump_timer_cb, l);
 	l->watch_timer = event_new(base, -1, EV_PERSIST, watch_tick, l);
-	if (!b->ev || !l->deadline_tv || !l->pump_timer || !l->watch_timer) {
+	if (!b->ev || !l->deadline_tv || !l->pump_timer || !l->watch_timer ||
+	    !l->out_ev) {
 		snprintf(err, errsz, "libevent: cannot make the link's events");
 		goto fail;
 	}
@@ -1940,7 +2001,9 @@ void bsjs_destroy(struct bsjs *l)
 	pthread_mutex_unlock(&b->mu);
 
 	/* The sender first (it may be in the first connect attempt), then
-	 * close: that fails the admin thread's pending requests. */
+	 * close: that fails the admin thread's pending requests. Publishes of
+	 * this turn join its queue (never run: ours again, below). */
+	sender_flush(l);
 	if (l->sender_started) {
 		pthread_mutex_lock(&l->smu);
 		l->squit = true;
@@ -2036,6 +2099,8 @@ void bsjs_destroy(struct bsjs *l)
 	b->ev = NULL;
 	if (l->pump_timer)
 		event_free(l->pump_timer);
+	if (l->out_ev)
+		event_free(l->out_ev);
 	if (l->watch_timer)
 		event_free(l->watch_timer);
 	pthread_mutex_destroy(&l->smu);

@@ -194,12 +194,36 @@ static void tsubj_gc(struct nats *n, struct tsubj *ts)
 	free(ts);
 }
 
-/* Complete the operations at the head that are resolved. */
+/* Resolves op if what it waits for is there: acked and its seq applied by
+ * the replica, or stale and what beat it applied. Both conditions only
+ * ever become true (applied grows, acked stays), so checking an op late
+ * gives the answer an early check would have given. 1 resolved. */
+static int op_settle(struct nats *n, struct op *op)
+{
+	if (op->resolved)
+		return 1;
+	if (op->acked && op->seq <= n->applied) {
+		op->resolved = 1;
+		op->status = BK_OK;
+	} else if (op->stale && !op->inflight && op->wait_seq <= n->applied) {
+		op->resolved = 1;
+		op->status = BK_STALE;
+		op->why = "changed concurrently";
+	}
+	return op->resolved;
+}
+
+/* Complete the operations at the head that are resolved (or resolve now).
+ * Operations complete in submission order, so one that cannot resolve yet
+ * stops the walk: what is behind it is looked at once it completes. Each
+ * call costs the operations it completes plus one, not the whole list (a
+ * walk per PubAck and per batch was O(in flight) each: O(n^2) under
+ * load). */
 static void drain(struct nats *n)
 {
 	struct op *op;
 
-	while ((op = n->head) && op->resolved) {
+	while ((op = n->head) && op_settle(n, op)) {
 		struct bk_result r = {.status = op->status,
 				      .seq = (int64_t)op->seq,
 				      .msg = op->why};
@@ -228,20 +252,10 @@ static void drain(struct nats *n)
 }
 
 /* Acked operations whose seq the replica has applied are done, and so are
- * stale ones once it has applied what beat them. */
+ * stale ones once it has applied what beat them (op_settle, from the
+ * head). */
 static void resolve_applied(struct nats *n)
 {
-	for (struct op *op = n->head; op; op = op->next) {
-		if (op->acked && !op->resolved && op->seq <= n->applied) {
-			op->resolved = 1;
-			op->status = BK_OK;
-		} else if (op->stale && !op->resolved && !op->inflight &&
-			   op->wait_seq <= n->applied) {
-			op->resolved = 1;
-			op->status = BK_STALE;
-			op->why = "changed concurrently";
-		}
-	}
 	drain(n);
 }
 
@@ -1289,8 +1303,9 @@ static void nats_flush(struct engine *eng)
 		ts->whead = NULL;
 		ts->wtail = &ts->whead;
 	}
+	/* what could complete keeps its answer; the rest is "stopping" */
 	for (struct op *op = n->head; op; op = op->next)
-		if (!op->resolved) {
+		if (!op_settle(n, op)) {
 			op->resolved = 1;
 			op->status = BK_UNAVAILABLE;
 			op->why = "stopping";

@@ -241,7 +241,10 @@ typedef void (*bsjs_batch_cb)(void *arg, const struct bsjs_msg *msgs, size_t n);
  * when libnats reports the subscription as a slow consumer (it would have
  * dropped messages), and when it delivered nothing for 3-6 s while the
  * stream has newer messages (a watchdog: one stream-info request per 3 s
- * without progress).
+ * without progress, once the consumer was created: a create that fails is
+ * retried as said above). Each create waits up to 6 s for JetStream. A
+ * consumer the link replaces is not deleted (JetStream removes an ephemeral
+ * consumer without interest by itself).
  * Returns -1 if a consumer is already running. */
 int bsjs_consume(struct bsjs *l, uint64_t start_seq, bsjs_batch_cb cb,
 		 void *arg);

@@ -56,6 +56,15 @@
 #define RECONNECT_MAX_MS  2000
 #define TEXT_MAX	  200
 #define WATCH_MS	  3000 /* consumer progress check */
+/* Creating (or deleting) the ordered consumer: a clustered consumer create
+ * goes through the meta leader's and the consumer's Raft groups, which took
+ * up to 2.5 s on a loaded machine (load 10-20 on 2 cores); at 3 s creates
+ * timed out and were retried over and over (and a create that succeeds
+ * after the client gave up leaves a consumer nobody reads). Right after a
+ * server died, a create can also go unanswered for good (the new
+ * consumer's server is the dead one, presumably): longer waits cost more
+ * there. */
+#define CONS_WAIT_MS 6000
 
 /* ---- small helpers ---- */
 
@@ -104,12 +113,15 @@ static int64_t backoff_ms(int tries, int64_t lo, int64_t hi)
 	return ms < hi ? ms : hi;
 }
 
-/* The calling thread's last libnats error, or the status's text. */
+/* The calling thread's last libnats error if it is about s (libnats keeps
+ * a thread's last error until the next one: an older error, say a failed
+ * consumer delete, must not be reported as this one), else s's text. */
 static void nats_text(natsStatus s, char *buf, size_t bufsz)
 {
-	const char *last = nats_GetLastError(NULL);
+	natsStatus ls = NATS_OK;
+	const char *last = nats_GetLastError(&ls);
 	snprintf(buf, bufsz, "%s",
-		 last && *last ? last : natsStatus_GetText(s));
+		 last && *last && ls == s ? last : natsStatus_GetText(s));
 }
 
 const char *bsjs_status_name(int status)
@@ -142,7 +154,8 @@ enum item_kind {
 	IT_READY,     /* the stream is there */
 	IT_FATAL,
 	IT_WARN,
-	IT_INFO, /* a stream-info answer */
+	IT_INFO,    /* a stream-info answer */
+	IT_CONS_UP, /* the consumer of generation u.cons.gen is subscribed */
 };
 
 struct inforeq;
@@ -477,6 +490,7 @@ struct job {
 	int64_t not_before_ms;
 	int tries;
 	struct cons *cons;
+	bool delete_consumer; /* J_CONS_STOP */
 	struct inforeq *info;
 };
 
@@ -485,7 +499,8 @@ struct bsjs {
 	struct bridge *b;
 	natsOptions *opts;
 	natsConnection *nc;
-	jsCtx *js;
+	jsCtx *js;  /* publishes, stream lookups: API_WAIT_MS */
+	jsCtx *jsc; /* the ordered consumer: CONS_WAIT_MS */
 
 	char *stream, *subjects; /* "<stream>.>" */
 	int replicas;
@@ -512,6 +527,7 @@ struct bsjs {
 	struct event *pump_timer;
 
 	struct cons *cons;
+	bool cons_up; /* l->cons is subscribed (IT_CONS_UP) */
 	bsjs_batch_cb cons_cb;
 	void *cons_arg;
 	uint64_t cons_last; /* last seq delivered */
@@ -818,7 +834,7 @@ static void run_op(struct bsjs *l, struct op *op)
 static void sender_connect(struct bsjs *l)
 {
 	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
+	jsCtx *js = NULL, *jsc = NULL;
 	natsStatus s = natsConnection_Connect(&nc, l->opts);
 	if (s == NATS_OK)
 		conn_state_cb(nc, l->b, BSJS_CONNECTED); /* no on_connected */
@@ -834,6 +850,15 @@ static void sender_connect(struct bsjs *l)
 		jo.PublishAsync.AckHandler = on_puback;
 		jo.PublishAsync.AckHandlerClosure = l->b;
 		s = natsConnection_JetStream(&js, nc, &jo);
+		jo.Wait = CONS_WAIT_MS;
+		jo.PublishAsync.AckHandler = NULL;
+		jo.PublishAsync.AckHandlerClosure = NULL;
+		if (s == NATS_OK)
+			s = natsConnection_JetStream(&jsc, nc, &jo);
+		if (s != NATS_OK && js) {
+			jsCtx_Destroy(js);
+			js = NULL;
+		}
 	}
 	if (s != NATS_OK) {
 		char why[TEXT_MAX];
@@ -843,6 +868,7 @@ static void sender_connect(struct bsjs *l)
 	pthread_mutex_lock(&l->amu);
 	l->nc = nc;
 	l->js = js;
+	l->jsc = jsc;
 	l->connect_done = true;
 	pthread_cond_signal(&l->acond);
 	pthread_mutex_unlock(&l->amu);
@@ -1042,7 +1068,7 @@ static int cons_start(struct bsjs *l, struct cons *c, char *why, size_t whysz)
 	pthread_mutex_lock(&b->mu);
 	c->refs++; /* libnats's, dropped by on_cons_done */
 	pthread_mutex_unlock(&b->mu);
-	natsStatus s = js_Subscribe(&nsub, l->js, l->subjects, on_cons_msg, c,
+	natsStatus s = js_Subscribe(&nsub, l->jsc, l->subjects, on_cons_msg, c,
 				    NULL, &so, &jerr);
 	if (s != NATS_OK) {
 		cons_unref(c);
@@ -1064,11 +1090,21 @@ static int cons_start(struct bsjs *l, struct cons *c, char *why, size_t whysz)
 		natsSubscription_Destroy(nsub);
 	} else {
 		c->nsub = nsub;
+		struct item *it = item_new(IT_CONS_UP);
+		it->u.cons.gen = c->gen;
+		post(b, it);
 	}
 	return ADM_OK;
 }
 
-static void cons_stop(struct bsjs *l, struct cons *c)
+/* With delete, natsSubscription_Unsubscribe deletes the ephemeral
+ * consumer: a request, hence here. Without (a consumer replaced because it
+ * stalled or libnats dropped messages), only the subscription goes:
+ * JetStream removes an ephemeral consumer without interest by itself, and
+ * a delete of a consumer that stalled, often because its server died,
+ * waited out CONS_WAIT_MS while its replacement's create waited behind it
+ * on this thread. */
+static void cons_stop(struct bsjs *l, struct cons *c, bool delete)
 {
 	if (!c->nsub)
 		return;
@@ -1076,9 +1112,9 @@ static void cons_stop(struct bsjs *l, struct cons *c)
 	if (l->b->cons_nsub == c->nsub)
 		l->b->cons_nsub = NULL;
 	pthread_mutex_unlock(&l->b->mu);
-	/* Deletes the ephemeral consumer: a request, hence here. */
-	(void)natsSubscription_Unsubscribe(c->nsub);
-	natsSubscription_Destroy(c->nsub);
+	if (delete)
+		(void)natsSubscription_Unsubscribe(c->nsub);
+	natsSubscription_Destroy(c->nsub); /* UNSUB only, no delete */
 	c->nsub = NULL;
 }
 
@@ -1128,7 +1164,7 @@ static bool run_job(struct bsjs *l, struct job *j, bool *ready)
 			l->stream, j->cons->start, j->tries + 1, why);
 		return false;
 	case J_CONS_STOP:
-		cons_stop(l, j->cons);
+		cons_stop(l, j->cons, j->delete_consumer);
 		cons_unref(j->cons);
 		return true;
 	}
@@ -1495,23 +1531,26 @@ static void cons_begin(struct bsjs *l, uint64_t start)
 	c->gen = ++l->b->cons_gen;
 	pthread_mutex_unlock(&l->b->mu);
 	l->cons = c;
+	l->cons_up = false;
 	struct job *j = job_new(J_CONS_START);
 	j->cons = c;
 	admin_enqueue(l, j);
 }
 
-static void cons_end(struct bsjs *l)
+static void cons_end(struct bsjs *l, bool delete)
 {
 	struct cons *c = l->cons;
 	if (!c)
 		return;
 	l->cons = NULL;
+	l->cons_up = false;
 	pthread_mutex_lock(&l->b->mu);
 	l->b->cons_gen++; /* its queued and future messages are stale */
 	pthread_cond_broadcast(&l->b->cons_cond);
 	pthread_mutex_unlock(&l->b->mu);
 	struct job *j = job_new(J_CONS_STOP);
 	j->cons = c; /* the loop's ref */
+	j->delete_consumer = delete;
 	admin_enqueue(l, j);
 }
 
@@ -1523,7 +1562,7 @@ static void cons_restart(struct bsjs *l, const char *why)
 	void *arg = l->cons_arg;
 	uint64_t from = l->cons_last + 1;
 	l->st.consumer_restarts++;
-	cons_end(l);
+	cons_end(l, false);
 	l->cons_cb = cb;
 	l->cons_arg = arg;
 	cons_begin(l, from);
@@ -1545,7 +1584,8 @@ static void watch_info(void *arg, int status, const struct bsjs_stream_info *si)
 {
 	struct bsjs *l = arg;
 	l->watch_asked = false;
-	if (status != BSJS_OK || !l->cons || l->cons_last != l->watch_prev)
+	if (status != BSJS_OK || !l->cons || !l->cons_up ||
+	    l->cons_last != l->watch_prev)
 		return;
 	if (si->last_seq > l->cons_last && si->last_seq >= si->first_seq)
 		cons_restart(l, "stalled");
@@ -1556,8 +1596,13 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
 	struct bsjs *l = arg;
 	(void)fd;
 	(void)what;
-	if (!l->cons || !l->ready || l->watch_asked)
+	/* Not before the consumer is subscribed: its creation is retried on
+	 * the admin thread already, and replacing it there only queues one
+	 * more create (and a delete) behind the one under way. */
+	if (!l->cons || !l->ready || l->watch_asked || !l->cons_up) {
+		l->watch_prev = l->cons_last;
 		return;
+	}
 	if (l->cons_last == l->watch_prev &&
 	    bsjs_stream_info(l, watch_info, l) == 0)
 		l->watch_asked = true;
@@ -1581,7 +1626,7 @@ int bsjs_consume(struct bsjs *l, uint64_t start_seq, bsjs_batch_cb cb,
 
 void bsjs_consume_stop(struct bsjs *l)
 {
-	cons_end(l);
+	cons_end(l, true);
 	l->cons_cb = NULL;
 	event_del(l->watch_timer);
 }
@@ -1656,6 +1701,10 @@ static void handle(struct bsjs *l, struct item *it)
 	case IT_CONS_SLOW:
 		if (l->cons && it->u.cons.gen == l->cons->gen)
 			cons_restart(l, "slow_consumer");
+		break;
+	case IT_CONS_UP:
+		if (l->cons && it->u.cons.gen == l->cons->gen)
+			l->cons_up = true;
 		break;
 	case IT_CORE: {
 		struct bsjs_sub *s = it->u.core;
@@ -2139,6 +2188,8 @@ void bsjs_destroy(struct bsjs *l)
 	/* jsCtx_Destroy frees the messages still in libnats. */
 	if (l->js)
 		jsCtx_Destroy(l->js);
+	if (l->jsc)
+		jsCtx_Destroy(l->jsc);
 	struct pubreq *r, *tmp;
 	HASH_ITER(hh, l->by_msg, r, tmp)
 	{

@@ -201,6 +201,7 @@ struct bridge {
 	uint64_t cons_gen;	     /* items of another generation are stale */
 	natsSubscription *cons_nsub; /* to recognise its async errors */
 	uint64_t cons_waits;
+	struct cons *held; /* cons_hold: freed by global_finish */
 	struct event_base *base;
 	atomic_int io_stall_ms; /* bsjs_test_stall_io */
 	struct bridge *gnext;	/* all bridges, freed by global_finish */
@@ -426,6 +427,8 @@ struct cons {
 	uint64_t gen;
 	uint64_t start;
 	int refs;		/* under b->mu */
+	bool held;		/* under b->mu: in b->held */
+	struct cons *hnext;	/* b->held */
 	natsSubscription *nsub; /* admin thread only */
 };
 
@@ -435,6 +438,29 @@ static void sub_unref_locked(struct bsjs_sub *s)
 		free(s->subject);
 		free(s);
 	}
+}
+
+/* libnats may still call on_cons_msg with c although it will never call
+ * on_cons_done: js_Subscribe failed after it had subscribed the delivery
+ * inbox (a consumer create that timed out: libnats destroys that
+ * subscription without waiting for a callback under way, and a create
+ * answered late may already push messages), or the subscription was closed
+ * before its on-complete callback could be set. libnats's reference then
+ * stays until bsjs_global_finish has joined libnats's threads; freeing c at
+ * once was a use-after-free in on_cons_msg. At most one c per consumer
+ * (re)start. */
+static void cons_hold(struct cons *c)
+{
+	struct bridge *b = c->b;
+	pthread_mutex_lock(&b->mu);
+	if (c->held) {
+		c->refs--; /* one held reference is enough */
+	} else {
+		c->held = true;
+		c->hnext = b->held;
+		b->held = c;
+	}
+	pthread_mutex_unlock(&b->mu);
 }
 
 static void cons_unref(struct cons *c)
@@ -1071,15 +1097,15 @@ static int cons_start(struct bsjs *l, struct cons *c, char *why, size_t whysz)
 	natsStatus s = js_Subscribe(&nsub, l->jsc, l->subjects, on_cons_msg, c,
 				    NULL, &so, &jerr);
 	if (s != NATS_OK) {
-		cons_unref(c);
 		nats_text(s, why, whysz);
+		cons_hold(c);
 		return ADM_RETRY;
 	}
 	/* Unlimited: libnats must never drop what its ordered check counted
 	 * (flow control bounds what the server sends). */
 	natsSubscription_SetPendingLimits(nsub, -1, -1);
 	if (natsSubscription_SetOnCompleteCB(nsub, on_cons_done, c) != NATS_OK)
-		cons_unref(c);
+		cons_hold(c);
 	pthread_mutex_lock(&b->mu);
 	stale = b->dead || c->gen != b->cons_gen;
 	if (!stale)
@@ -1928,6 +1954,10 @@ void bsjs_global_finish(void)
 			n = it->next;
 			natsMsg_Destroy(it->msg);
 			free(it);
+		}
+		for (struct cons *c = b->held, *n; c; c = n) {
+			n = c->hnext;
+			free(c);
 		}
 		pthread_mutex_destroy(&b->mu);
 		pthread_cond_destroy(&b->cons_cond);

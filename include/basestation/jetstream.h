@@ -33,7 +33,8 @@
  * connection lock while it reconnects, up to the connect timeout), and the
  * JetStream API requests (stream lookup and creation, stream info, ordered
  * consumer creation) run on an admin thread. The libnats socket itself is
- * read and written by the loop through libnats's libevent adapter.
+ * read and written by the loop through an event-loop adapter of the link's
+ * own (jetstream.c: the stock libevent one can deadlock on a reconnect).
  *
  * Callbacks must not call bsjs_destroy. Every other function may be called
  * from a callback.
@@ -50,9 +51,8 @@ struct bsjs;
 struct bsjs_sub;
 
 /* Once per process, BEFORE the event_base is created: switches libevent
- * to pthread locking (evthread_use_pthreads, through natsLibevent_Init) so
- * that other threads may wake the loop, and opens libnats. 0, or -1 when
- * either fails. */
+ * to pthread locking (evthread_use_pthreads) so that other threads may wake
+ * the loop, and opens libnats. 0, or -1 when either fails. */
 int bsjs_global_init(void);
 /* Once, after every link is destroyed: waits (at most 5 s) for libnats's
  * threads to end and frees what they could still have touched. */
@@ -241,7 +241,10 @@ typedef void (*bsjs_batch_cb)(void *arg, const struct bsjs_msg *msgs, size_t n);
  * when libnats reports the subscription as a slow consumer (it would have
  * dropped messages), and when it delivered nothing for 3-6 s while the
  * stream has newer messages (a watchdog: one stream-info request per 3 s
- * without progress).
+ * without progress, once the consumer was created: a create that fails is
+ * retried as said above). Each create waits up to 6 s for JetStream. A
+ * consumer the link replaces is not deleted (JetStream removes an ephemeral
+ * consumer without interest by itself).
  * Returns -1 if a consumer is already running. */
 int bsjs_consume(struct bsjs *l, uint64_t start_seq, bsjs_batch_cb cb,
 		 void *arg);
@@ -278,6 +281,12 @@ void bsjs_unsubscribe(struct bsjs_sub *s);
  * reconnect buffer). 0, or -1 on a bad subject or oversized data. */
 int bsjs_core_publish(struct bsjs *l, const char *subject, const void *data,
 		      size_t len);
+
+/* Tests only (tests/cluster, scenario "reconnect"): the loop's next event
+ * on the libnats socket first sleeps ms on the loop, as a loop descheduled
+ * under load would, so that a reconnect happens while the loop is inside
+ * that socket's callback. */
+void bsjs_test_stall_io(struct bsjs *l, int ms);
 
 /* ---- figures for /metrics ---- */
 

@@ -25,10 +25,9 @@
 #include "basestation/jetstream.h"
 
 #include <nats/nats.h>
-/* The adapter defines its functions in the header: include it once. */
-#include <nats/adapters/libevent.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <openssl/rand.h>
 #include <uthash.h>
 
@@ -37,6 +36,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +57,15 @@
 #define TEXT_MAX	  200
 #define WATCH_MS	  3000	/* consumer progress check */
 #define CORE_MAX_QUEUED	  16384 /* core messages waiting for the loop */
+/* Creating (or deleting) the ordered consumer: a clustered consumer create
+ * goes through the meta leader's and the consumer's Raft groups, which took
+ * up to 2.5 s on a loaded machine (load 10-20 on 2 cores); at 3 s creates
+ * timed out and were retried over and over (and a create that succeeds
+ * after the client gave up leaves a consumer nobody reads). Right after a
+ * server died, a create can also go unanswered for good (the new
+ * consumer's server is the dead one, presumably): longer waits cost more
+ * there. */
+#define CONS_WAIT_MS 6000
 
 /* ---- small helpers ---- */
 
@@ -105,12 +114,15 @@ static int64_t backoff_ms(int tries, int64_t lo, int64_t hi)
 	return ms < hi ? ms : hi;
 }
 
-/* The calling thread's last libnats error, or the status's text. */
+/* The calling thread's last libnats error if it is about s (libnats keeps
+ * a thread's last error until the next one: an older error, say a failed
+ * consumer delete, must not be reported as this one), else s's text. */
 static void nats_text(natsStatus s, char *buf, size_t bufsz)
 {
-	const char *last = nats_GetLastError(NULL);
+	natsStatus ls = NATS_OK;
+	const char *last = nats_GetLastError(&ls);
 	snprintf(buf, bufsz, "%s",
-		 last && *last ? last : natsStatus_GetText(s));
+		 last && *last && ls == s ? last : natsStatus_GetText(s));
 }
 
 const char *bsjs_status_name(int status)
@@ -143,7 +155,8 @@ enum item_kind {
 	IT_READY,     /* the stream is there */
 	IT_FATAL,
 	IT_WARN,
-	IT_INFO, /* a stream-info answer */
+	IT_INFO,    /* a stream-info answer */
+	IT_CONS_UP, /* the consumer of generation u.cons.gen is subscribed */
 };
 
 struct inforeq;
@@ -193,7 +206,10 @@ struct bridge {
 	 * other processes publish is dropped (counted), not queued. */
 	size_t core_queued;
 	uint64_t core_dropped;
-	struct bridge *gnext; /* all bridges, freed by global_finish */
+	struct cons *held; /* cons_hold: freed by global_finish */
+	struct event_base *base;
+	atomic_int io_stall_ms; /* bsjs_test_stall_io */
+	struct bridge *gnext;	/* all bridges, freed by global_finish */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -241,6 +257,155 @@ static void post_text(struct bridge *b, enum item_kind kind, const char *fmt,
 	post(b, it);
 }
 
+/* ---- libnats's socket on the loop: an event-loop adapter that never waits
+ *
+ * libnats reads and writes its socket from the loop through four callbacks
+ * (natsOptions_SetEventLoop). The stock libevent adapter
+ * (nats/adapters/libevent.h) is not used: on a reconnect its attach frees
+ * the old socket's events with event_free(), and libnats calls attach from
+ * its reconnect thread while it holds the connection lock. event_free() from
+ * a thread other than the loop's waits until the event's callback is no
+ * longer running on the loop, and that callback
+ * (natsConnection_ProcessRead/WriteEvent) takes the connection lock: loop
+ * and reconnect thread wait for each other forever, the link stops (no ack,
+ * no consumer message, the loop itself is stuck). It happens when a server
+ * dies (kill -9): the loop's read callback sees EOF, starts the reconnect
+ * thread and then takes the lock once more to drop a reference; if the
+ * reconnect thread has the lock by then (a loop descheduled under load) and
+ * reaches attach, neither moves again. Same when the ping timer declares the
+ * connection stale while the loop is inside a socket callback.
+ *
+ * Here old events go to event_free_finalize(), which never waits: libevent
+ * frees them on the loop once their callback returned. A callback of an old
+ * event that is already running goes on into libnats, which then reads or
+ * writes the current socket (or sees none): harmless, it returns at
+ * EAGAIN. The struct outlives its events (refs). e->read and e->write are
+ * changed under e->mu: attach runs on the reconnect thread, read/write on
+ * whichever thread publishes. */
+
+struct evio {
+	struct bridge *b;
+	pthread_mutex_t mu;
+	struct event *read, *write, *keep;
+	atomic_int refs; /* 1 while attached + 1 per event not finalized */
+	natsConnection *nc;
+};
+
+static void evio_unref(struct evio *e)
+{
+	if (atomic_fetch_sub(&e->refs, 1) == 1) {
+		pthread_mutex_destroy(&e->mu);
+		free(e);
+	}
+}
+
+static void evio_finalized(struct event *ev, void *arg)
+{
+	(void)ev;
+	evio_unref(arg);
+}
+
+/* Hands an event to the loop to free once its callback is not running. */
+static void evio_retire(struct event **evp)
+{
+	if (*evp)
+		event_free_finalize(0, *evp, evio_finalized);
+	*evp = NULL;
+}
+
+static void evio_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evio *e = arg;
+	(void)fd;
+	int stall = atomic_exchange(&e->b->io_stall_ms, 0);
+	if (stall > 0) {
+		struct timespec ts = {.tv_sec = stall / 1000,
+				      .tv_nsec =
+					      (long)(stall % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	if (what & EV_READ)
+		natsConnection_ProcessReadEvent(e->nc);
+	if (what & EV_WRITE)
+		natsConnection_ProcessWriteEvent(e->nc);
+}
+
+/* Nothing to do: keeps the loop from running out of events while libnats
+ * has no socket (reconnecting). */
+static void evio_keep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+static struct event *evio_event(struct evio *e, evutil_socket_t fd, short what,
+				event_callback_fn cb)
+{
+	struct event *ev = event_new(e->b->base, fd, what, cb, e);
+	if (!ev)
+		abort();
+	atomic_fetch_add(&e->refs, 1);
+	return ev;
+}
+
+/* loop is the link's bridge (natsOptions_SetEventLoop in make_options). */
+static natsStatus evio_attach(void **userData, void *loop, natsConnection *nc,
+			      natsSock fd)
+{
+	struct evio *e = *userData;
+	if (!e) {
+		e = xcalloc1(sizeof(*e));
+		e->b = loop;
+		e->nc = nc;
+		pthread_mutex_init(&e->mu, NULL);
+		atomic_init(&e->refs, 1);
+		e->keep = evio_event(e, -1, EV_PERSIST, evio_keep_cb);
+		struct timeval day = {.tv_sec = 100000};
+		event_add(e->keep, &day);
+	}
+	pthread_mutex_lock(&e->mu);
+	evio_retire(&e->read);
+	evio_retire(&e->write);
+	e->read = evio_event(e, fd, EV_READ | EV_PERSIST, evio_cb);
+	e->write = evio_event(e, fd, EV_WRITE | EV_PERSIST, evio_cb);
+	int rc = event_add(e->read, NULL);
+	pthread_mutex_unlock(&e->mu);
+	*userData = e;
+	return rc == 0 ? NATS_OK : NATS_ERR;
+}
+
+static natsStatus evio_poll(struct evio *e, bool write, bool add)
+{
+	pthread_mutex_lock(&e->mu);
+	struct event *ev = write ? e->write : e->read;
+	int rc = !ev ? -1 : add ? event_add(ev, NULL) : event_del_noblock(ev);
+	pthread_mutex_unlock(&e->mu);
+	return rc == 0 ? NATS_OK : NATS_ERR;
+}
+
+static natsStatus evio_read(void *userData, bool add)
+{
+	return evio_poll(userData, false, add);
+}
+
+static natsStatus evio_write(void *userData, bool add)
+{
+	return evio_poll(userData, true, add);
+}
+
+static natsStatus evio_detach(void *userData)
+{
+	struct evio *e = userData;
+	pthread_mutex_lock(&e->mu);
+	evio_retire(&e->read);
+	evio_retire(&e->write);
+	evio_retire(&e->keep);
+	pthread_mutex_unlock(&e->mu);
+	evio_unref(e);
+	return NATS_OK;
+}
+
 /* ---- handles shared with libnats ---- */
 
 struct op {
@@ -267,6 +432,8 @@ struct cons {
 	uint64_t gen;
 	uint64_t start;
 	int refs;		/* under b->mu */
+	bool held;		/* under b->mu: in b->held */
+	struct cons *hnext;	/* b->held */
 	natsSubscription *nsub; /* admin thread only */
 };
 
@@ -276,6 +443,29 @@ static void sub_unref_locked(struct bsjs_sub *s)
 		free(s->subject);
 		free(s);
 	}
+}
+
+/* libnats may still call on_cons_msg with c although it will never call
+ * on_cons_done: js_Subscribe failed after it had subscribed the delivery
+ * inbox (a consumer create that timed out: libnats destroys that
+ * subscription without waiting for a callback under way, and a create
+ * answered late may already push messages), or the subscription was closed
+ * before its on-complete callback could be set. libnats's reference then
+ * stays until bsjs_global_finish has joined libnats's threads; freeing c at
+ * once was a use-after-free in on_cons_msg. At most one c per consumer
+ * (re)start. */
+static void cons_hold(struct cons *c)
+{
+	struct bridge *b = c->b;
+	pthread_mutex_lock(&b->mu);
+	if (c->held) {
+		c->refs--; /* one held reference is enough */
+	} else {
+		c->held = true;
+		c->hnext = b->held;
+		b->held = c;
+	}
+	pthread_mutex_unlock(&b->mu);
 }
 
 static void cons_unref(struct cons *c)
@@ -331,6 +521,7 @@ struct job {
 	int64_t not_before_ms;
 	int tries;
 	struct cons *cons;
+	bool delete_consumer; /* J_CONS_STOP */
 	struct inforeq *info;
 };
 
@@ -339,7 +530,8 @@ struct bsjs {
 	struct bridge *b;
 	natsOptions *opts;
 	natsConnection *nc;
-	jsCtx *js;
+	jsCtx *js;  /* publishes, stream lookups: API_WAIT_MS */
+	jsCtx *jsc; /* the ordered consumer: CONS_WAIT_MS */
 
 	char *stream, *subjects; /* "<stream>.>" */
 	int replicas;
@@ -366,6 +558,7 @@ struct bsjs {
 	struct event *pump_timer;
 
 	struct cons *cons;
+	bool cons_up; /* l->cons is subscribed (IT_CONS_UP) */
 	bsjs_batch_cb cons_cb;
 	void *cons_arg;
 	uint64_t cons_last; /* last seq delivered */
@@ -721,7 +914,7 @@ static void run_op(struct bsjs *l, struct op *op)
 static void sender_connect(struct bsjs *l)
 {
 	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
+	jsCtx *js = NULL, *jsc = NULL;
 	natsStatus s = natsConnection_Connect(&nc, l->opts);
 	if (s == NATS_OK)
 		conn_state_cb(nc, l->b, BSJS_CONNECTED); /* no on_connected */
@@ -737,6 +930,15 @@ static void sender_connect(struct bsjs *l)
 		jo.PublishAsync.AckHandler = on_puback;
 		jo.PublishAsync.AckHandlerClosure = l->b;
 		s = natsConnection_JetStream(&js, nc, &jo);
+		jo.Wait = CONS_WAIT_MS;
+		jo.PublishAsync.AckHandler = NULL;
+		jo.PublishAsync.AckHandlerClosure = NULL;
+		if (s == NATS_OK)
+			s = natsConnection_JetStream(&jsc, nc, &jo);
+		if (s != NATS_OK && js) {
+			jsCtx_Destroy(js);
+			js = NULL;
+		}
 	}
 	if (s != NATS_OK) {
 		char why[TEXT_MAX];
@@ -746,6 +948,7 @@ static void sender_connect(struct bsjs *l)
 	pthread_mutex_lock(&l->amu);
 	l->nc = nc;
 	l->js = js;
+	l->jsc = jsc;
 	l->connect_done = true;
 	pthread_cond_signal(&l->acond);
 	pthread_mutex_unlock(&l->amu);
@@ -968,18 +1171,18 @@ static int cons_start(struct bsjs *l, struct cons *c, char *why, size_t whysz)
 	pthread_mutex_lock(&b->mu);
 	c->refs++; /* libnats's, dropped by on_cons_done */
 	pthread_mutex_unlock(&b->mu);
-	natsStatus s = js_Subscribe(&nsub, l->js, l->subjects, on_cons_msg, c,
+	natsStatus s = js_Subscribe(&nsub, l->jsc, l->subjects, on_cons_msg, c,
 				    NULL, &so, &jerr);
 	if (s != NATS_OK) {
-		cons_unref(c);
 		nats_text(s, why, whysz);
+		cons_hold(c);
 		return ADM_RETRY;
 	}
 	/* Unlimited: libnats must never drop what its ordered check counted
 	 * (flow control bounds what the server sends). */
 	natsSubscription_SetPendingLimits(nsub, -1, -1);
 	if (natsSubscription_SetOnCompleteCB(nsub, on_cons_done, c) != NATS_OK)
-		cons_unref(c);
+		cons_hold(c);
 	pthread_mutex_lock(&b->mu);
 	stale = b->dead || c->gen != b->cons_gen;
 	if (!stale)
@@ -990,11 +1193,21 @@ static int cons_start(struct bsjs *l, struct cons *c, char *why, size_t whysz)
 		natsSubscription_Destroy(nsub);
 	} else {
 		c->nsub = nsub;
+		struct item *it = item_new(IT_CONS_UP);
+		it->u.cons.gen = c->gen;
+		post(b, it);
 	}
 	return ADM_OK;
 }
 
-static void cons_stop(struct bsjs *l, struct cons *c)
+/* With delete, natsSubscription_Unsubscribe deletes the ephemeral
+ * consumer: a request, hence here. Without (a consumer replaced because it
+ * stalled or libnats dropped messages), only the subscription goes:
+ * JetStream removes an ephemeral consumer without interest by itself, and
+ * a delete of a consumer that stalled, often because its server died,
+ * waited out CONS_WAIT_MS while its replacement's create waited behind it
+ * on this thread. */
+static void cons_stop(struct bsjs *l, struct cons *c, bool delete)
 {
 	if (!c->nsub)
 		return;
@@ -1002,9 +1215,9 @@ static void cons_stop(struct bsjs *l, struct cons *c)
 	if (l->b->cons_nsub == c->nsub)
 		l->b->cons_nsub = NULL;
 	pthread_mutex_unlock(&l->b->mu);
-	/* Deletes the ephemeral consumer: a request, hence here. */
-	(void)natsSubscription_Unsubscribe(c->nsub);
-	natsSubscription_Destroy(c->nsub);
+	if (delete)
+		(void)natsSubscription_Unsubscribe(c->nsub);
+	natsSubscription_Destroy(c->nsub); /* UNSUB only, no delete */
 	c->nsub = NULL;
 }
 
@@ -1054,7 +1267,7 @@ static bool run_job(struct bsjs *l, struct job *j, bool *ready)
 			l->stream, j->cons->start, j->tries + 1, why);
 		return false;
 	case J_CONS_STOP:
-		cons_stop(l, j->cons);
+		cons_stop(l, j->cons, j->delete_consumer);
 		cons_unref(j->cons);
 		return true;
 	}
@@ -1421,23 +1634,26 @@ static void cons_begin(struct bsjs *l, uint64_t start)
 	c->gen = ++l->b->cons_gen;
 	pthread_mutex_unlock(&l->b->mu);
 	l->cons = c;
+	l->cons_up = false;
 	struct job *j = job_new(J_CONS_START);
 	j->cons = c;
 	admin_enqueue(l, j);
 }
 
-static void cons_end(struct bsjs *l)
+static void cons_end(struct bsjs *l, bool delete)
 {
 	struct cons *c = l->cons;
 	if (!c)
 		return;
 	l->cons = NULL;
+	l->cons_up = false;
 	pthread_mutex_lock(&l->b->mu);
 	l->b->cons_gen++; /* its queued and future messages are stale */
 	pthread_cond_broadcast(&l->b->cons_cond);
 	pthread_mutex_unlock(&l->b->mu);
 	struct job *j = job_new(J_CONS_STOP);
 	j->cons = c; /* the loop's ref */
+	j->delete_consumer = delete;
 	admin_enqueue(l, j);
 }
 
@@ -1449,7 +1665,7 @@ static void cons_restart(struct bsjs *l, const char *why)
 	void *arg = l->cons_arg;
 	uint64_t from = l->cons_last + 1;
 	l->st.consumer_restarts++;
-	cons_end(l);
+	cons_end(l, false);
 	l->cons_cb = cb;
 	l->cons_arg = arg;
 	cons_begin(l, from);
@@ -1471,7 +1687,8 @@ static void watch_info(void *arg, int status, const struct bsjs_stream_info *si)
 {
 	struct bsjs *l = arg;
 	l->watch_asked = false;
-	if (status != BSJS_OK || !l->cons || l->cons_last != l->watch_prev)
+	if (status != BSJS_OK || !l->cons || !l->cons_up ||
+	    l->cons_last != l->watch_prev)
 		return;
 	if (si->last_seq > l->cons_last && si->last_seq >= si->first_seq)
 		cons_restart(l, "stalled");
@@ -1482,8 +1699,13 @@ static void watch_tick(evutil_socket_t fd, short what, void *arg)
 	struct bsjs *l = arg;
 	(void)fd;
 	(void)what;
-	if (!l->cons || !l->ready || l->watch_asked)
+	/* Not before the consumer is subscribed: its creation is retried on
+	 * the admin thread already, and replacing it there only queues one
+	 * more create (and a delete) behind the one under way. */
+	if (!l->cons || !l->ready || l->watch_asked || !l->cons_up) {
+		l->watch_prev = l->cons_last;
 		return;
+	}
 	if (l->cons_last == l->watch_prev &&
 	    bsjs_stream_info(l, watch_info, l) == 0)
 		l->watch_asked = true;
@@ -1507,7 +1729,7 @@ int bsjs_consume(struct bsjs *l, uint64_t start_seq, bsjs_batch_cb cb,
 
 void bsjs_consume_stop(struct bsjs *l)
 {
-	cons_end(l);
+	cons_end(l, true);
 	l->cons_cb = NULL;
 	event_del(l->watch_timer);
 }
@@ -1595,6 +1817,10 @@ static void handle(struct bsjs *l, struct item *it)
 	case IT_CONS_SLOW:
 		if (l->cons && it->u.cons.gen == l->cons->gen)
 			cons_restart(l, "slow_consumer");
+		break;
+	case IT_CONS_UP:
+		if (l->cons && it->u.cons.gen == l->cons->gen)
+			l->cons_up = true;
 		break;
 	case IT_CORE: {
 		struct bsjs_sub *s = it->u.core;
@@ -1763,6 +1989,11 @@ enum bsjs_conn_state bsjs_state(const struct bsjs *l)
 	return l->state;
 }
 
+void bsjs_test_stall_io(struct bsjs *l, int ms)
+{
+	atomic_store(&l->b->io_stall_ms, ms);
+}
+
 const char *bsjs_epoch(const struct bsjs *l)
 {
 	return l->ready ? l->si.epoch : NULL;
@@ -1783,7 +2014,9 @@ void bsjs_get_stats(const struct bsjs *l, struct bsjs_stats *st)
 
 int bsjs_global_init(void)
 {
-	natsLibevent_Init(); /* evthread_use_pthreads() */
+	/* Other threads wake the loop (event_active, event_add). */
+	if (evthread_use_pthreads() != 0)
+		return -1;
 	if (nats_Open(-1) != NATS_OK)
 		return -1;
 	pthread_mutex_lock(&g_mu);
@@ -1813,6 +2046,10 @@ void bsjs_global_finish(void)
 			n = it->next;
 			natsMsg_Destroy(it->msg);
 			free(it);
+		}
+		for (struct cons *c = b->held, *n; c; c = n) {
+			n = c->hnext;
+			free(c);
 		}
 		pthread_mutex_destroy(&b->mu);
 		pthread_cond_destroy(&b->cons_cond);
@@ -1861,9 +2098,8 @@ static natsStatus make_options(struct bsjs *l, const struct bsjs_config *cfg)
 	if (s == NATS_OK)
 		s = natsOptions_SetNoRandomize(o, cfg->no_randomize);
 	if (s == NATS_OK)
-		s = natsOptions_SetEventLoop(
-			o, l->base, natsLibevent_Attach, natsLibevent_Read,
-			natsLibevent_Write, natsLibevent_Detach);
+		s = natsOptions_SetEventLoop(o, l->b, evio_attach, evio_read,
+					     evio_write, evio_detach);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, -1); /* forever */
 	if (s == NATS_OK)
@@ -1908,6 +2144,7 @@ struct bsjs *bsjs_create(struct event_base *base, const struct bsjs_config *cfg,
 	g_bridges = b;
 	pthread_mutex_unlock(&g_mu);
 	l->b = b;
+	b->base = base;
 	l->base = base;
 	l->stream = xstrdup1(cfg->stream);
 	size_t sl = strlen(cfg->stream) + 3;
@@ -2077,6 +2314,8 @@ void bsjs_destroy(struct bsjs *l)
 	/* jsCtx_Destroy frees the messages still in libnats. */
 	if (l->js)
 		jsCtx_Destroy(l->js);
+	if (l->jsc)
+		jsCtx_Destroy(l->jsc);
 	struct pubreq *r, *tmp;
 	HASH_ITER(hh, l->by_msg, r, tmp)
 	{

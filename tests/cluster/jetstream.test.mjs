@@ -23,6 +23,11 @@
 //   recreate   the link's JetStream consumer deleted behind its back: the
 //              link's watchdog replaces it (before libnats's missed
 //              heartbeats would), nothing missed;
+//   reconnect  the loop inside the libnats socket's callback (stalled 12 s,
+//              as a loop descheduled under load) while libnats reconnects
+//              after kill -9 of the server it was connected to: no deadlock
+//              between the loop and libnats's reconnect thread; the link
+//              reconnects and publishes are acked. The server is restarted;
 //   failover   kill -9 of the stream leader (which the link is connected
 //              to) mid-burst: every publish acked after the election, every
 //              acked message consumed at its seq, none twice, no gap.
@@ -95,6 +100,20 @@ for (const [name, ms] of [['order', 150000], ['dedupe', 60000], ['expect', 60000
     assert.doesNotMatch(out, /^not ok/m);
   });
 }
+
+test('reconnect: the loop inside the socket callback while libnats reconnects', { skip, timeout: 155000 }, async () => {
+  try {
+    const out = await scenario('reconnect', 120000);
+    assert.match(out, /^ok - the link reconnected to another server/m);
+    assert.match(out, /^ok - 200 of 200 publishes acked after it/m);
+    assert.doesNotMatch(out, /^not ok/m);
+  } finally {
+    // The scenario killed server 0: the failover test needs all three.
+    for (const [i, s] of cluster.servers.entries()) {
+      if (s.exited !== null) { s.killed = true; await cluster.restart(i); }
+    }
+  }
+});
 
 test('failover: kill -9 of the stream leader mid-burst loses nothing acked', { skip, timeout: 200000 }, async () => {
   const out = await scenario('failover', 190000);

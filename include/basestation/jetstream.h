@@ -32,9 +32,12 @@
  * subscriptions are handed to a sender thread (libnats holds its
  * connection lock while it reconnects, up to the connect timeout), and the
  * JetStream API requests (stream lookup and creation, stream info, ordered
- * consumer creation) run on an admin thread. The libnats socket itself is
- * read and written by the loop through an event-loop adapter of the link's
- * own (jetstream.c: the stock libevent one can deadlock on a reconnect).
+ * consumer creation) run on an admin thread. The libnats socket is read
+ * and written by libnats's own reader and flusher threads, not the loop: an
+ * event-loop adapter puts libnats's reconnect thread and the loop on one
+ * socket and one lock (the stock libevent adapter deadlocked them on a
+ * reconnect; the link's own lost its read events after a failover, once
+ * in many runs), and it made the loop parse the NATS protocol.
  *
  * Callbacks must not call bsjs_destroy. Every other function may be called
  * from a callback.
@@ -281,12 +284,6 @@ void bsjs_unsubscribe(struct bsjs_sub *s);
  * reconnect buffer). 0, or -1 on a bad subject or oversized data. */
 int bsjs_core_publish(struct bsjs *l, const char *subject, const void *data,
 		      size_t len);
-
-/* Tests only (tests/cluster, scenario "reconnect"): the loop's next event
- * on the libnats socket first sleeps ms on the loop, as a loop descheduled
- * under load would, so that a reconnect happens while the loop is inside
- * that socket's callback. */
-void bsjs_test_stall_io(struct bsjs *l, int ms);
 
 /* ---- figures for /metrics ---- */
 

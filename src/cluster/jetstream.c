@@ -36,7 +36,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,8 +207,7 @@ struct bridge {
 	uint64_t core_dropped;
 	struct cons *held; /* cons_hold: freed by global_finish */
 	struct event_base *base;
-	atomic_int io_stall_ms; /* bsjs_test_stall_io */
-	struct bridge *gnext;	/* all bridges, freed by global_finish */
+	struct bridge *gnext; /* all bridges, freed by global_finish */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -255,155 +253,6 @@ static void post_text(struct bridge *b, enum item_kind kind, const char *fmt,
 	vsnprintf(it->text, sizeof(it->text), fmt, ap);
 	va_end(ap);
 	post(b, it);
-}
-
-/* ---- libnats's socket on the loop: an event-loop adapter that never waits
- *
- * libnats reads and writes its socket from the loop through four callbacks
- * (natsOptions_SetEventLoop). The stock libevent adapter
- * (nats/adapters/libevent.h) is not used: on a reconnect its attach frees
- * the old socket's events with event_free(), and libnats calls attach from
- * its reconnect thread while it holds the connection lock. event_free() from
- * a thread other than the loop's waits until the event's callback is no
- * longer running on the loop, and that callback
- * (natsConnection_ProcessRead/WriteEvent) takes the connection lock: loop
- * and reconnect thread wait for each other forever, the link stops (no ack,
- * no consumer message, the loop itself is stuck). It happens when a server
- * dies (kill -9): the loop's read callback sees EOF, starts the reconnect
- * thread and then takes the lock once more to drop a reference; if the
- * reconnect thread has the lock by then (a loop descheduled under load) and
- * reaches attach, neither moves again. Same when the ping timer declares the
- * connection stale while the loop is inside a socket callback.
- *
- * Here old events go to event_free_finalize(), which never waits: libevent
- * frees them on the loop once their callback returned. A callback of an old
- * event that is already running goes on into libnats, which then reads or
- * writes the current socket (or sees none): harmless, it returns at
- * EAGAIN. The struct outlives its events (refs). e->read and e->write are
- * changed under e->mu: attach runs on the reconnect thread, read/write on
- * whichever thread publishes. */
-
-struct evio {
-	struct bridge *b;
-	pthread_mutex_t mu;
-	struct event *read, *write, *keep;
-	atomic_int refs; /* 1 while attached + 1 per event not finalized */
-	natsConnection *nc;
-};
-
-static void evio_unref(struct evio *e)
-{
-	if (atomic_fetch_sub(&e->refs, 1) == 1) {
-		pthread_mutex_destroy(&e->mu);
-		free(e);
-	}
-}
-
-static void evio_finalized(struct event *ev, void *arg)
-{
-	(void)ev;
-	evio_unref(arg);
-}
-
-/* Hands an event to the loop to free once its callback is not running. */
-static void evio_retire(struct event **evp)
-{
-	if (*evp)
-		event_free_finalize(0, *evp, evio_finalized);
-	*evp = NULL;
-}
-
-static void evio_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct evio *e = arg;
-	(void)fd;
-	int stall = atomic_exchange(&e->b->io_stall_ms, 0);
-	if (stall > 0) {
-		struct timespec ts = {.tv_sec = stall / 1000,
-				      .tv_nsec =
-					      (long)(stall % 1000) * 1000000};
-		nanosleep(&ts, NULL);
-	}
-	if (what & EV_READ)
-		natsConnection_ProcessReadEvent(e->nc);
-	if (what & EV_WRITE)
-		natsConnection_ProcessWriteEvent(e->nc);
-}
-
-/* Nothing to do: keeps the loop from running out of events while libnats
- * has no socket (reconnecting). */
-static void evio_keep_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-}
-
-static struct event *evio_event(struct evio *e, evutil_socket_t fd, short what,
-				event_callback_fn cb)
-{
-	struct event *ev = event_new(e->b->base, fd, what, cb, e);
-	if (!ev)
-		abort();
-	atomic_fetch_add(&e->refs, 1);
-	return ev;
-}
-
-/* loop is the link's bridge (natsOptions_SetEventLoop in make_options). */
-static natsStatus evio_attach(void **userData, void *loop, natsConnection *nc,
-			      natsSock fd)
-{
-	struct evio *e = *userData;
-	if (!e) {
-		e = xcalloc1(sizeof(*e));
-		e->b = loop;
-		e->nc = nc;
-		pthread_mutex_init(&e->mu, NULL);
-		atomic_init(&e->refs, 1);
-		e->keep = evio_event(e, -1, EV_PERSIST, evio_keep_cb);
-		struct timeval day = {.tv_sec = 100000};
-		event_add(e->keep, &day);
-	}
-	pthread_mutex_lock(&e->mu);
-	evio_retire(&e->read);
-	evio_retire(&e->write);
-	e->read = evio_event(e, fd, EV_READ | EV_PERSIST, evio_cb);
-	e->write = evio_event(e, fd, EV_WRITE | EV_PERSIST, evio_cb);
-	int rc = event_add(e->read, NULL);
-	pthread_mutex_unlock(&e->mu);
-	*userData = e;
-	return rc == 0 ? NATS_OK : NATS_ERR;
-}
-
-static natsStatus evio_poll(struct evio *e, bool write, bool add)
-{
-	pthread_mutex_lock(&e->mu);
-	struct event *ev = write ? e->write : e->read;
-	int rc = !ev ? -1 : add ? event_add(ev, NULL) : event_del_noblock(ev);
-	pthread_mutex_unlock(&e->mu);
-	return rc == 0 ? NATS_OK : NATS_ERR;
-}
-
-static natsStatus evio_read(void *userData, bool add)
-{
-	return evio_poll(userData, false, add);
-}
-
-static natsStatus evio_write(void *userData, bool add)
-{
-	return evio_poll(userData, true, add);
-}
-
-static natsStatus evio_detach(void *userData)
-{
-	struct evio *e = userData;
-	pthread_mutex_lock(&e->mu);
-	evio_retire(&e->read);
-	evio_retire(&e->write);
-	evio_retire(&e->keep);
-	pthread_mutex_unlock(&e->mu);
-	evio_unref(e);
-	return NATS_OK;
 }
 
 /* ---- handles shared with libnats ---- */
@@ -1989,11 +1838,6 @@ enum bsjs_conn_state bsjs_state(const struct bsjs *l)
 	return l->state;
 }
 
-void bsjs_test_stall_io(struct bsjs *l, int ms)
-{
-	atomic_store(&l->b->io_stall_ms, ms);
-}
-
 const char *bsjs_epoch(const struct bsjs *l)
 {
 	return l->ready ? l->si.epoch : NULL;
@@ -2014,7 +1858,7 @@ void bsjs_get_stats(const struct bsjs *l, struct bsjs_stats *st)
 
 int bsjs_global_init(void)
 {
-	/* Other threads wake the loop (event_active, event_add). */
+	/* Other threads wake the loop (event_active). */
 	if (evthread_use_pthreads() != 0)
 		return -1;
 	if (nats_Open(-1) != NATS_OK)
@@ -2097,9 +1941,6 @@ static natsStatus make_options(struct bsjs *l, const struct bsjs_config *cfg)
 		s = natsOptions_SetName(o, cfg->name);
 	if (s == NATS_OK)
 		s = natsOptions_SetNoRandomize(o, cfg->no_randomize);
-	if (s == NATS_OK)
-		s = natsOptions_SetEventLoop(o, l->b, evio_attach, evio_read,
-					     evio_write, evio_detach);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, -1); /* forever */
 	if (s == NATS_OK)

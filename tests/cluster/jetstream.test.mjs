@@ -23,11 +23,11 @@
 //   recreate   the link's JetStream consumer deleted behind its back: the
 //              link's watchdog replaces it (before libnats's missed
 //              heartbeats would), nothing missed;
-//   reconnect  the loop inside the libnats socket's callback (stalled 12 s,
-//              as a loop descheduled under load) while libnats reconnects
-//              after kill -9 of the server it was connected to: no deadlock
-//              between the loop and libnats's reconnect thread; the link
-//              reconnects and publishes are acked. The server is restarted;
+//   reconnect  the loop stalled 12 s (as a loop descheduled under load)
+//              while libnats reconnects after kill -9 of the server it was
+//              connected to: no deadlock between the loop and libnats's
+//              threads; the link reconnects and publishes are acked. The
+//              server is restarted;
 //   failover   kill -9 of the stream leader (which the link is connected
 //              to) mid-burst: every publish acked after the election, every
 //              acked message consumed at its seq, none twice, no gap.
@@ -85,6 +85,7 @@ function scenario(name, timeoutMs) {
       clearTimeout(timer);
       // The outage scenario freezes the servers: never leave them so.
       for (const s of cluster.servers) if (s.exited === null) s.proc.kill('SIGCONT');
+      if (process.env.JS_VERBOSE) process.stderr.write(out);
       if (code === 0) resolve(out);
       else reject(new Error(`jetstream-test ${name} exited ${code ?? sig}:\n${out}\n${cluster.logs().slice(-4000)}`));
     });
@@ -101,7 +102,7 @@ for (const [name, ms] of [['order', 150000], ['dedupe', 60000], ['expect', 60000
   });
 }
 
-test('reconnect: the loop inside the socket callback while libnats reconnects', { skip, timeout: 155000 }, async () => {
+test('reconnect: the loop stalled while libnats reconnects', { skip, timeout: 155000 }, async () => {
   try {
     const out = await scenario('reconnect', 120000);
     assert.match(out, /^ok - the link reconnected to another server/m);

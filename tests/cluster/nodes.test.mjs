@@ -211,12 +211,11 @@ test('a node started later learns who is online elsewhere; one stopped normally 
   // carol (on A) and the watchers, from the snapshots C asked A and B for
   assert.deepEqual(await onlineUntil(wc, ['carol', 'wa', 'wb', 'wc']), ['carol', 'wa', 'wb', 'wc']);
   for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('wc')), { type: 'presence.join', room: ROOM, uid: 'wc' });
-  const t0 = Date.now();
   assert.equal((await C.stop()).code, 0);
-  // gone at once (not after 4 s of silence): the leave after the grace
-  for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('wc'), 6000), { type: 'presence.leave', room: ROOM, uid: 'wc' });
-  const dt = Date.now() - t0;
-  assert.ok(dt <= 4000, `presence.leave ${dt} ms after the stop`);
+  // gone on its goodbye, not after 4 s of silence (the reason, not the
+  // time: under ASan the stop itself can take longer than 4 s)
+  for (const w of [wa, wb]) assert.deepEqual(await w.next(isPresence('wc'), 9000), { type: 'presence.leave', room: ROOM, uid: 'wc' });
+  for (const n of [A, B]) assert.match(n.logs, /event=cluster\.node_gone node=nc instance=\S+ why=bye/);
   assert.deepEqual((await nodesUntil(A, (l) => l.length === 2, 2000)).map((n) => n.node).sort(), ['na', 'nb']);
 });
 

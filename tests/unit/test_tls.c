@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -547,6 +548,11 @@ static void test_idle_memory(struct tls_ctx *t)
 	}
 	if (rl.rlim_cur < n + 64)
 		n = rl.rlim_cur - 64;
+	/* Under valgrind a handshake takes ~0.1 s and its allocator makes
+	 * mallinfo2 meaningless: a few, for the leak check. */
+	bool valgrind = getenv("BASESTATION_UNDER_VALGRIND") != NULL;
+	if (valgrind)
+		n = 20;
 	p = calloc(n, sizeof(*p));
 	if (!p)
 		abort();
@@ -577,7 +583,7 @@ static void test_idle_memory(struct tls_ctx *t)
 	/* measured 14.4 KiB with OpenSSL 3.0: the SSL object alone is 7.6 KiB;
 	 * without SSL_MODE_RELEASE_BUFFERS it is ~47 KiB. mallinfo2 means
 	 * nothing under ASan's allocator (then 0). */
-	CHECK(per == 0 || per <= 16384);
+	CHECK(per == 0 || per <= 16384 || valgrind);
 	for (size_t i = 0; i < n; i++)
 		pair_close(&p[i]);
 	free(p);

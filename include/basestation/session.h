@@ -37,12 +37,7 @@ struct session_sink {
 	void (*cut)(struct session *s, uint64_t buffered);
 };
 
-/* A live message held back while its session replays. */
-struct held {
-	struct held *next;
-	int64_t seq;
-	struct msgbuf *m;
-};
+struct replay; /* a replay under way (src/broker/replay.c) */
 
 /* The per-connection rate limit (proto/dispatch.c). */
 struct rate_bucket {
@@ -57,7 +52,6 @@ struct session {
 	UT_hash_handle hh;	       /* the broker's open sessions, by id */
 	struct user *user;	       /* NULL until open and after close */
 	struct session *unext, *uprev; /* the user's sessions */
-	struct session *rnext;	       /* replay queue */
 	enum auth_role role;
 	unsigned open : 1; /* in routing: between open and close */
 	unsigned replaying : 1;
@@ -73,12 +67,8 @@ struct session {
 	 * or expires (contract §10) */
 	int64_t token_exp; /* wall clock ms, 0 = never */
 	unsigned char token_hash[32];
-	int64_t replay_since;
-	int64_t replay_upto;
-	int replay_count;
-	json_t *replay_ref;
-	struct held *held_head, *held_tail;
-	uint64_t held_bytes; /* bounded by --max-outbuf like the output */
+	/* While replaying, and only then: an idle session holds none. */
+	struct replay *rp;
 	struct rate_bucket rate;
 	struct task **subs; /* task subscriptions */
 	int nsubs, capsubs;
@@ -95,6 +85,8 @@ void session_open(struct session *s, const struct auth_identity *id);
 void session_close(struct session *s);
 /* Release everything it holds; its owner frees it next. */
 void session_finish(struct session *s);
+/* Bytes of live messages held back while s replays (0 when it does not). */
+uint64_t session_held_bytes(const struct session *s);
 /* Its output drained (all of it went to the kernel; every time, not only
  * when asked): a replay that waited for room goes on, and the inbox
  * cursor may move up to what it had been given. */

@@ -73,26 +73,25 @@ struct ws_event {
 
 struct ws_parser {
 	/* configuration */
-	size_t max_message; /* max total payload of one (possibly fragmented)
-			       message; larger -> WS_EV_ERROR 1009 */
-	unsigned require_mask : 1; /* 1 on the server: unmasked -> 1002 */
-	unsigned rsv1_ok : 1;	   /* permessage-deflate negotiated: RSV1
-				      allowed on a message's first frame
-				      (default 0: any RSV bit -> 1002) */
-	unsigned binary_ok : 1;	   /* binary messages delivered as
-				      WS_EV_BINARY, not UTF-8-checked
-				      (default 0: refused, 1003) */
-	uint32_t max_frames;	   /* frames per message, 0 = unlimited;
-				      more -> WS_EV_ERROR 1009 */
-	uint32_t frames;	   /* frames of the current message */
-	uint32_t frames_read;	   /* complete frames so far, any opcode
-				      (wraps): what the caller counts as
-				      life */
-	/* state (private) */
+	size_t max_message;   /* max total payload of one (possibly fragmented)
+				 message; larger -> WS_EV_ERROR 1009 */
+	uint32_t max_frames;  /* frames per message, 0 = unlimited;
+				 more -> WS_EV_ERROR 1009 */
+	uint32_t frames_read; /* complete frames so far, any opcode (wraps):
+				 what the caller counts as life */
+	uint8_t require_mask : 1; /* 1 on the server: unmasked -> 1002 */
+	uint8_t rsv1_ok : 1;	  /* permessage-deflate negotiated: RSV1
+				     allowed on a message's first frame
+				     (default 0: any RSV bit -> 1002) */
+	uint8_t binary_ok : 1;	  /* binary messages delivered as
+				     WS_EV_BINARY, not UTF-8-checked
+				     (default 0: refused, 1003) */
+	/* state (private); ordered so that an idle connection's parser has
+	 * no padding */
 	uint8_t state;
-	uint8_t hdr[14];
 	uint8_t hdr_len;
 	uint8_t hdr_need;
+	uint8_t hdr[14];
 	uint8_t opcode; /* opcode of the current frame */
 	uint8_t fin;
 	uint8_t masked;
@@ -102,12 +101,13 @@ struct ws_parser {
 	uint8_t compressed; /* the current message had RSV1 */
 	uint8_t binary;	    /* the current message is binary */
 	uint8_t dead;
-	uint64_t remaining; /* payload bytes left in the current frame */
+	uint8_t ctl_len;
+	uint32_t frames;    /* frames of the current message */
 	uint32_t utf8;	    /* UTF-8 DFA state for the current message */
+	uint64_t remaining; /* payload bytes left in the current frame */
 	uint8_t *ctl;	    /* payload of the current control frame (heap,
 			       WS_CTL_MAX, only while one is read) */
-	uint8_t ctl_len;
-	uint8_t *msg; /* message buffer (heap, grown on demand) */
+	uint8_t *msg;	    /* message buffer (heap, grown on demand) */
 	size_t msg_len;
 	size_t msg_cap;
 };

@@ -57,7 +57,7 @@ struct room {
 
 /* A user is held while it has a session or a membership. */
 struct user {
-	char *uid;
+	char *uid;	   /* after the record: one allocation */
 	UT_hash_handle hh; /* bk.users, by uid */
 	struct session *sessions;
 	int nsessions;

@@ -31,8 +31,10 @@ struct user *registry_user(const char *uid, int create)
 	 * same: messages delivered twice rather than lost. */
 	if (engine_cursor(bk.engine, uid, &cursor) < 0)
 		cursor = 0;
-	u = xcalloc(1, sizeof(*u));
-	u->uid = xstrdup(uid);
+	/* One allocation: a user record per connected uid, the uid after it. */
+	size_t n = strlen(uid);
+	u = xcalloc(1, sizeof(*u) + n + 1);
+	u->uid = memcpy(u + 1, uid, n + 1);
 	u->cursor = cursor;
 	HASH_ADD_KEYPTR(hh, bk.users, u->uid, strlen(u->uid), u);
 	return u;
@@ -71,7 +73,6 @@ static void user_free(struct user *u)
 {
 	HASH_DEL(bk.users, u);
 	free(u->rooms);
-	free(u->uid);
 	free(u);
 }
 

@@ -23,6 +23,24 @@
 #define REPLAY_CHUNK  256
 #define REPLAY_BUDGET 2048 /* rows per loop turn, all sessions */
 
+/* A live message held back while its session replays. */
+struct held {
+	struct held *next;
+	int64_t seq;
+	struct msgbuf *m;
+};
+
+/* A replay under way (s->rp from replay_start to finish or forget). */
+struct replay {
+	struct session *next; /* bk.replay_head: the replay queue */
+	int64_t since;	      /* as the client asked (for "resumed") */
+	int64_t upto;	      /* committed when it began */
+	int count;	      /* rows sent */
+	json_t *ref;
+	struct held *head, *tail;
+	uint64_t held_bytes; /* bounded by --max-outbuf like the output */
+};
+
 void replay_deliver(struct session *s, int64_t seq, struct msgbuf *m)
 {
 	struct held *h;
@@ -40,21 +58,22 @@ void replay_deliver(struct session *s, int64_t seq, struct msgbuf *m)
 	/* Held messages count against the output limit: a session whose
 	 * replay cannot keep up with live traffic is cut and resumes later,
 	 * rather than growing without bound. */
-	if (s->held_bytes + m->len > bk.cfg->max_outbuf) {
-		s->sink->cut(s, s->held_bytes);
+	struct replay *rp = s->rp;
+	if (rp->held_bytes + m->len > bk.cfg->max_outbuf) {
+		s->sink->cut(s, rp->held_bytes);
 		return;
 	}
-	s->held_bytes += m->len;
+	rp->held_bytes += m->len;
 	h = xmalloc(sizeof(*h));
 	h->next = NULL;
 	h->seq = seq;
 	h->m = m;
 	msgbuf_ref(m);
-	if (s->held_tail)
-		s->held_tail->next = h;
+	if (rp->tail)
+		rp->tail->next = h;
 	else
-		s->held_head = h;
-	s->held_tail = h;
+		rp->head = h;
+	rp->tail = h;
 }
 
 static void enqueue(struct session *s)
@@ -62,9 +81,9 @@ static void enqueue(struct session *s)
 	if (s->in_replay_queue)
 		return;
 	s->in_replay_queue = 1;
-	s->rnext = NULL;
+	s->rp->next = NULL;
 	if (bk.replay_tail)
-		bk.replay_tail->rnext = s;
+		bk.replay_tail->rp->next = s;
 	else
 		bk.replay_head = s;
 	bk.replay_tail = s;
@@ -87,7 +106,8 @@ int replay_start(struct session *s, int64_t since, int report, int epoch_ok,
 			return 0;
 		since = s->user->cursor;
 	}
-	s->replay_since = since;
+	struct replay *rp = xcalloc(1, sizeof(*rp));
+	rp->since = since;
 	if (!epoch_ok) {
 		/* The client's seq names another history: all of ours. */
 		s->replay_complete = 0;
@@ -102,11 +122,10 @@ int replay_start(struct session *s, int64_t since, int report, int epoch_ok,
 	if (since < s->last_seq)
 		since = s->last_seq;
 	s->replaying = 1;
-	s->replay_count = 0;
-	s->replay_upto = committed;
+	s->rp = rp;
+	rp->upto = committed;
 	s->last_seq = since;
-	json_decref(s->replay_ref);
-	s->replay_ref = ref ? json_incref((json_t *)ref) : NULL;
+	rp->ref = ref ? json_incref((json_t *)ref) : NULL;
 	enqueue(s);
 	return 0;
 }
@@ -131,16 +150,19 @@ static void replay_row(void *arg, const struct msg_record *m)
 	s->last_seq = m->seq;
 	session_send(s, mb);
 	msgbuf_unref(mb);
-	s->replay_count++;
+	s->rp->count++;
 	metrics.replayed++;
 }
 
-static void drop_held(struct session *s, int send)
+/* Frees rp and what it holds; with send, the held messages go to s first,
+ * in seq order, skipping what it was sent. s->rp is already NULL: a send
+ * that cuts s finds no replay to forget. */
+static void replay_free(struct session *s, struct replay *rp, int send)
 {
 	struct held *h;
 
-	while ((h = s->held_head) != NULL) {
-		s->held_head = h->next;
+	while ((h = rp->head) != NULL) {
+		rp->head = h->next;
 		if (send && s->open && h->seq > s->last_seq) {
 			s->last_seq = h->seq;
 			session_send(s, h->m);
@@ -148,35 +170,35 @@ static void drop_held(struct session *s, int send)
 		msgbuf_unref(h->m);
 		free(h);
 	}
-	s->held_tail = NULL;
-	s->held_bytes = 0;
+	json_decref(rp->ref);
+	free(rp);
 }
 
 static void finish(struct session *s)
 {
+	struct replay *rp = s->rp;
+
 	s->replaying = 0;
+	s->rp = NULL;
 	if (s->replay_report && s->open) {
-		json_t *o =
-			json_pack("{s:s, s:I, s:I, s:b}", "type", "resumed",
-				  "since", (json_int_t)s->replay_since, "last",
-				  (json_int_t)(s->last_seq > s->replay_upto
-						       ? s->last_seq
-						       : s->replay_upto),
-				  "complete", s->replay_complete);
+		json_t *o = json_pack("{s:s, s:I, s:I, s:b}", "type", "resumed",
+				      "since", (json_int_t)rp->since, "last",
+				      (json_int_t)(s->last_seq > rp->upto
+							   ? s->last_seq
+							   : rp->upto),
+				      "complete", s->replay_complete);
 		struct msgbuf *mb;
-		if (s->replay_ref)
-			json_object_set(o, "ref", s->replay_ref);
+		if (rp->ref)
+			json_object_set(o, "ref", rp->ref);
 		if ((mb = payload_json(o)) != NULL) {
 			session_send(s, mb);
 			msgbuf_unref(mb);
 		}
 	}
-	if (s->last_seq < s->replay_upto)
-		s->last_seq = s->replay_upto;
-	json_decref(s->replay_ref);
-	s->replay_ref = NULL;
+	if (s->last_seq < rp->upto)
+		s->last_seq = rp->upto;
 	/* Live messages that arrived meanwhile, in seq order, no repeats. */
-	drop_held(s, 1);
+	replay_free(s, rp, 1);
 }
 
 /* One chunk for s. Returns 1 when s's replay is over. */
@@ -186,7 +208,7 @@ static int chunk(struct session *s, int *budget)
 	 * whole: what it holds is bounded by retention, and it goes in the
 	 * same chunks, paced by the client's reading. */
 	int limit = REPLAY_CHUNK, n;
-	int left = s->replay_report ? bk.cfg->max_replay - s->replay_count
+	int left = s->replay_report ? bk.cfg->max_replay - s->rp->count
 				    : REPLAY_CHUNK;
 	char uid[AUTH_UID_MAX + 1];
 
@@ -203,7 +225,7 @@ static int chunk(struct session *s, int *budget)
 	/* The statement reads the uid while replay_row sends: a copy, since
 	 * a session cut on the way may free its user record. */
 	snprintf(uid, sizeof(uid), "%s", s->user->uid);
-	n = engine_replay(bk.engine, uid, s->last_seq, s->replay_upto, limit,
+	n = engine_replay(bk.engine, uid, s->last_seq, s->rp->upto, limit,
 			  replay_row, s);
 	if (n < 0) {
 		s->replay_complete = 0;
@@ -229,7 +251,7 @@ static void replay_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 
 	while (budget > 0 && (s = bk.replay_head) != NULL) {
-		bk.replay_head = s->rnext;
+		bk.replay_head = s->rp->next;
 		if (bk.replay_head == NULL)
 			bk.replay_tail = NULL;
 		s->in_replay_queue = 0;
@@ -256,17 +278,25 @@ void replay_forget(struct session *s)
 		bk.replay_tail = NULL;
 		while (*pp) {
 			if (*pp == s)
-				*pp = s->rnext;
+				*pp = s->rp->next;
 			else {
 				bk.replay_tail = *pp;
-				pp = &(*pp)->rnext;
+				pp = &(*pp)->rp->next;
 			}
 		}
 		s->in_replay_queue = 0;
 	}
-	drop_held(s, 0);
-	json_decref(s->replay_ref);
-	s->replay_ref = NULL;
+	if (s->rp) {
+		struct replay *rp = s->rp;
+		s->rp = NULL;
+		s->replaying = 0;
+		replay_free(s, rp, 0);
+	}
+}
+
+uint64_t session_held_bytes(const struct session *s)
+{
+	return s->rp ? s->rp->held_bytes : 0;
 }
 
 void replay_init(void)

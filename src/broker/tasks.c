@@ -827,7 +827,8 @@ struct pending {
 	int64_t version;
 	int created;
 	/* Linear engines: the request, to validate it again when it comes
-	 * back BK_STALE (tries so far), and t->gen when it was made. */
+	 * back BK_STALE (tries so far). Any engine: t->gen when it was made
+	 * (pending_rollback). */
 	json_t *body;
 	char *owner;
 	int tries, gen;
@@ -867,7 +868,7 @@ static void reload_row(void *arg, const struct task_record *r)
 	task_refill(rl->t, r);
 }
 
-/* Linear engines: t back to its stored state (the replica's), dropping
+/* t back to its stored state (a linear engine's: the replica's), dropping
  * its changes not stored; a task with no row any more is removed. 0, or
  * -1 when the store cannot say (t unchanged). */
 static int task_reload(struct task *t)
@@ -883,17 +884,28 @@ static int task_reload(struct task *t)
 	return 0;
 }
 
-/* A linear engine's answer for a change that was not stored: the memory
- * goes back to the stored state (once for all the changes made from the
- * same state: the later ones were made from this one's), and a stale one
- * is validated again. 1 when it was tried again (the caller is done
- * with p), 0 otherwise. */
+/* A change that was not stored (any engine: a commit that failed, or a
+ * linear engine's refusal): the memory goes back to the stored state, once
+ * for all the changes made from the same state (the later ones were made
+ * from this one's). Otherwise GET and new subscribers would be answered a
+ * state a restart loses, and the next version would skip one. 0, or -1
+ * when the store cannot say (t unchanged). */
+static int pending_rollback(struct pending *p)
+{
+	struct task *t = p->t;
+
+	if (t->gone || p->gen != t->gen)
+		return 0;
+	return task_reload(t);
+}
+
+/* A linear engine's answer for a change that was not stored, rolled back:
+ * a stale one is validated again. 1 when it was tried again (the caller
+ * is done with p), 0 otherwise. */
 static int pending_again(struct pending *p, const struct bk_result *r)
 {
 	struct task *t = p->t;
 
-	if (!t->gone && p->gen == t->gen && task_reload(t) < 0)
-		return 0;
 	if (r->status != BK_STALE || p->tries + 1 >= TASK_STALE_TRIES)
 		return 0;
 	log_info("task.retry", "task=%s version=%lld tries=%d", log_val(t->id),
@@ -925,8 +937,8 @@ static void pending_done(const struct bk_done *d, const struct bk_result *r)
 		.body_len = p->snap_len,
 	};
 
-	if (r->status != BK_OK && bk.engine->linear_tasks &&
-	    pending_again(p, r)) {
+	if (r->status != BK_OK && pending_rollback(p) == 0 &&
+	    bk.engine->linear_tasks && pending_again(p, r)) {
 		pending_free(p);
 		return;
 	}

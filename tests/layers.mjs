@@ -31,7 +31,7 @@ const HEADERS = {
   'settings.h': 'util', 'log.h': 'util', 'metrics.h': 'util', 'msgbuf.h': 'util', 'names.h': 'util',
   'result.h': 'util', 'sb.h': 'util', 'xalloc.h': 'util',
   'ws.h': 'codec', 'deflate.h': 'codec',
-  'addr.h': 'transport', 'net.h': 'transport', 'transport.h': 'transport', 'tls.h': 'transport',
+  'addr.h': 'transport', 'net.h': 'transport', 'transport.h': 'transport', 'tls.h': 'transport', 'tls_base.h': 'transport',
   'auth.h': 'store', 'auth_hook.h': 'store', 'inspect.h': 'store', 'records.h': 'store', 'store.h': 'store',
   'engine.h': 'engine', 'engine_local.h': 'engine', 'engine_nats.h': 'engine', 'jetstream.h': 'engine',
   'broker.h': 'broker', 'session.h': 'broker', 'tasks.h': 'broker',

@@ -18,6 +18,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "basestation/tls_base.h"
+
 /* ---- context ---- */
 
 struct tls_ctx;
@@ -48,12 +50,7 @@ struct ssl_st *tls_ctx_ssl_new(struct tls_ctx *t);
 
 struct tls_conn; /* an SSL object; no other allocation */
 
-/* Results of the connection calls (bytes are >= 0). */
-enum {
-	TLS_ERROR = -1,	     /* fatal: log tls_error(), close the fd */
-	TLS_WANT_READ = -2,  /* wait until the fd is readable, call again */
-	TLS_WANT_WRITE = -3, /* wait until the fd is writable, call again */
-};
+/* Results: TLS_ERROR, TLS_WANT_READ, TLS_WANT_WRITE (tls_base.h). */
 
 /* A server connection on a connected non-blocking socket; the caller keeps
  * owning fd (tls_conn_free does not close it). NULL when out of memory. */
@@ -81,8 +78,6 @@ size_t tls_conn_pending(const struct tls_conn *c);
  * of iov (more may follow); the unsent bytes stay the caller's. */
 ssize_t tls_conn_writev(struct tls_conn *c, const struct iovec *iov,
 			int iovcnt);
-
-#define TLS_RECORD_MAX 16384
 
 /* Send close_notify without waiting for the peer's: 0 sent (or nothing to
  * send after an error), TLS_WANT_WRITE to retry, TLS_ERROR. */
@@ -120,12 +115,5 @@ ssize_t tls13_writev(struct tls13 *t, const struct iovec *iov, int iovcnt);
 int tls13_shutdown(struct tls13 *t);
 /* Wipe the keys and free it (not the fd). */
 void tls13_free(struct tls13 *t);
-
-/* Set the reason tls_error reports. */
-void tls_set_error(const char *why);
-
-/* The reason for the last TLS_ERROR (OpenSSL's error queue, drained), or
- * "" when there is none. The string is static: valid until the next call. */
-const char *tls_error(void);
 
 #endif

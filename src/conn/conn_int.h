@@ -5,9 +5,11 @@
  * reaches it through the sink in send.c and never sees the rest.
  *
  *   conn.c     accept, reads, frames in, timers, reaping -> upgrade, send
- *   upgrade.c  the handshake and its policy              -> send
- *   send.c     frames out, back-pressure, the sink, close
+ *   upgrade.c  the handshake and its policy              -> sse, open, send
  *   sse.c      an SSE stream: the same socket and output, events out
+ *                                                        -> open, send
+ *   open.c     the open state, either kind               -> send
+ *   send.c     frames out, back-pressure, the sink, close
  *   state.c    the state below
  */
 #ifndef BASESTATION_CONN_INT_H
@@ -158,8 +160,10 @@ extern const struct session_sink conn_sink;
 int upgrade_handshake(struct conn *c, size_t *head_len);
 /* An HTTP refusal, then close. */
 void upgrade_refuse(struct conn *c, int status, const char *why);
+
+/* ---- open.c ---- */
 /* The authenticated client enters the open state (either kind). */
-void upgrade_open(struct conn *c, const struct auth_identity *id);
+void conn_open(struct conn *c, const struct auth_identity *id);
 
 /* ---- sse.c ---- */
 /* The path of an SSE stream on the WebSocket port (contract §9). */

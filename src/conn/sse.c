@@ -307,7 +307,7 @@ void sse_start(struct conn *c, const struct ws_request *req,
 		epoch_ok = strcmp(ep, broker_epoch()) == 0;
 
 	c->s.sink = &sse_sink;
-	upgrade_open(c, id);
+	conn_open(c, id);
 	if (c->state != CONN_OPEN)
 		return;
 	broker_resume(&c->s, since, 0, since >= 0 ? epoch_ok : 1, NULL, NULL);

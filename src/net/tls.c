@@ -22,8 +22,6 @@ struct tls_ctx {
 			 SSL objects' references */
 };
 
-static char last_error[256];
-
 /* Keep the first queued OpenSSL error (the root cause) as the reason,
  * prefixed by what was being done; empty the queue. */
 static void set_error(const char *what)
@@ -37,19 +35,11 @@ static void set_error(const char *what)
 		snprintf(reason, sizeof(reason), "%s", strerror(errno));
 	else
 		snprintf(reason, sizeof(reason), "unknown error");
-	snprintf(last_error, sizeof(last_error), "%s%s%s", what,
-		 what[0] ? ": " : "", reason);
+	char line[256];
+	snprintf(line, sizeof(line), "%s%s%s", what, what[0] ? ": " : "",
+		 reason);
+	tls_set_error(line);
 	ERR_clear_error();
-}
-
-const char *tls_error(void)
-{
-	return last_error;
-}
-
-void tls_set_error(const char *why)
-{
-	snprintf(last_error, sizeof(last_error), "%s", why);
 }
 
 /* A passphrase prompt would block the loop: encrypted keys fail. */
@@ -122,7 +112,7 @@ static SSL_CTX *load(const char *cert_file, const char *key_file, char *err,
 	return ctx;
 fail:
 	if (errsz)
-		snprintf(err, errsz, "%s", last_error);
+		snprintf(err, errsz, "%s", tls_error());
 	SSL_CTX_free(ctx);
 	return NULL;
 }
@@ -233,8 +223,7 @@ int tls_conn_handshake(struct tls_conn *c)
 	code = failed(SSL_OF(c), r, "handshake");
 	/* a peer that closes during the handshake has not completed it */
 	if (code == 0) {
-		snprintf(last_error, sizeof(last_error),
-			 "handshake: closed by peer");
+		tls_set_error("handshake: closed by peer");
 		return TLS_ERROR;
 	}
 	return code;

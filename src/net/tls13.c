@@ -43,6 +43,7 @@
 #include <openssl/ssl.h>
 
 #include "basestation/tls.h"
+#include "basestation/tls_base.h"
 
 #define HDR	  5
 #define TAG	  16

@@ -172,6 +172,30 @@ test('refusals: 401 and 403 as for /ws, a room not joined, a task not watchable'
   }
 });
 
+test('an SSE stream counts against --max-connections like a WebSocket: 503 past it, a freed slot usable again', async () => {
+  const srv = await startServer({ args: ['--max-connections', '2'] });
+  const open = [];
+  try {
+    open.push(await connect(srv, 'ws1'));
+    const s1 = new Sse(srv.wsPort, `token=${token(srv.db, 'sse1')}`);
+    open.push(s1);
+    await s1.opened;
+    assert.equal(s1.status, 200);
+    // a third, either kind: the connection limit's 503
+    assert.equal(await refusal(srv, `token=${token(srv.db, 'sse2')}`), 503);
+    await s1.close();
+    let st = 0;
+    for (let i = 0; i < 40 && st !== 200; i++) {
+      st = await refusal(srv, `token=${token(srv.db, 'sse3')}`);
+      if (st !== 200) await sleep(50);
+    }
+    assert.equal(st, 200, 'the slot of the closed stream is free again');
+  } finally {
+    for (const c of open) await c.close();
+    await srv.cleanup();
+  }
+});
+
 test('CORS: an allowed Origin is echoed with Vary: Origin', async () => {
   const srv = await startServer({ args: ['--origin', 'https://app.example'] });
   let s;

@@ -11,6 +11,7 @@
 #include "basestation/broker.h"
 #include "basestation/log.h"
 #include "basestation/metrics.h"
+#include "basestation/names.h"
 #include "basestation/net.h"
 #include "basestation/proto.h"
 #include "basestation/xalloc.h"
@@ -297,6 +298,16 @@ int upgrade_handshake(struct conn *c, size_t *head_len)
 	if (uidn == -1)
 		uidn = ws_query_get(req.query.p, req.query.n, "id", uidq,
 				    sizeof(uidq));
+	/* A NUL or control character, a bad escape or a uid past the id
+	 * rule's length is malformed, never truncated into another uid
+	 * (contract §6): 400, before any token is looked at. */
+	if (uidn == -2 ||
+	    (uidn > 0 && !name_id_ok(uidq, (size_t)uidn, AUTH_UID_MAX))) {
+		upgrade_refuse(c, 400,
+			       "uid: malformed (a control character, "
+			       "not UTF-8 or too long)");
+		return 1;
+	}
 	uid = uidn >= 0 ? uidq : NULL;
 
 	/* Identity: query token, then Bearer, then subprotocol values. */

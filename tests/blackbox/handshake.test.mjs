@@ -194,6 +194,15 @@ describe('403: uid and Origin', () => {
     assert.equal((await accepted(req({ query: `?token=${tok}&uid=alice` }))).hello.uid, 'alice');
     assert.equal((await accepted(req({ query: `?id=alice&token=${tok}` }))).hello.uid, 'alice');
   });
+  test('a uid with a NUL or a control character: 400, never cut into the token\'s uid', async () => {
+    const tok = token(srv.db, 'alice');
+    await refused(req({ query: `?token=${tok}&uid=alice%00` }), 400);
+    await refused(req({ query: `?token=${tok}&uid=alice%0a` }), 400);
+    await refused(req({ query: `?token=${tok}&id=al%7fice` }), 400);
+    await refused(req({ query: `?token=${tok}&uid=%ff` }), 400); // not UTF-8
+    await refused(req({ query: `?token=${tok}&uid=%zz` }), 400); // a bad escape
+    await refused(req({ query: `?token=${tok}&uid=${'a'.repeat(129)}` }), 400); // past 128 bytes
+  });
   test('default: Origin must have the Host header hostname (any port, any scheme)', async () => {
     const tok = token(srv.db, 'orig');
     const o = (origin, host) => req({ query: '?token=' + tok, headers: { Origin: origin, ...(host ? { Host: host } : {}) } });

@@ -131,6 +131,10 @@ static const struct opt opts[] = {
 	{"max-tasks", "BASESTATION_MAX_TASKS", OPT_INT, O(max_tasks), "N",
 	 "tasks held at once; past it the oldest finished one goes, else "
 	 "too_large (default 10000)"},
+	{"max-tasks-per-producer", "BASESTATION_MAX_TASKS_PER_PRODUCER",
+	 OPT_INT, O(max_tasks_per_producer), "N",
+	 "unfinished tasks one WebSocket producer (uid) may hold, 0 = no "
+	 "limit but --max-tasks (default 1000)"},
 	{"max-steps", "BASESTATION_MAX_STEPS", OPT_INT, O(max_steps), "N",
 	 "steps of one task (default 100)"},
 	{"max-rooms", "BASESTATION_MAX_ROOMS", OPT_INT, O(max_rooms), "N",
@@ -196,6 +200,7 @@ void config_defaults(struct config *c)
 	c->task_retention = 7 * 86400;
 	c->task_idle_retention = 7 * 86400;
 	c->max_tasks = 10000;
+	c->max_tasks_per_producer = 1000;
 	c->max_steps = 100;
 	c->max_rooms = 256;
 	c->max_replay = 10000;

@@ -92,7 +92,31 @@ struct task {
 	int64_t created_at, updated_at, finished_at;
 	struct tsub *subs;
 	int nsubs, capsubs;
+	struct quota *quota; /* while unfinished: its producer's count */
 };
+
+/* --max-tasks-per-producer: the unfinished tasks each WebSocket producer
+ * (by uid) created, so that one token cannot take every slot of
+ * --max-tasks (and the memory of them all) from the others. A record per
+ * uid with at least one; kept in memory only: a restart forgets whose the
+ * tasks were (tasks made over HTTP, with the API key, count for nobody). */
+struct quota {
+	UT_hash_handle hh;
+	int n;
+	char uid[];
+};
+static struct quota *quotas;
+
+static void quota_release(struct task *t)
+{
+	struct quota *q = t->quota;
+
+	t->quota = NULL;
+	if (q && --q->n == 0) {
+		HASH_DEL(quotas, q);
+		free(q);
+	}
+}
 
 /* Why a request was refused. */
 enum task_err { TE_OK, TE_BAD, TE_LARGE, TE_EXISTS, TE_STORE };
@@ -334,6 +358,8 @@ static void task_place(struct task *t)
 {
 	int fin = task_final(t);
 
+	if (fin)
+		quota_release(t); /* a finished task is history */
 	if (fin && t->on_done && t->prev)
 		return;
 	if (t->prev) /* on a list (utlist: the head's prev is the tail) */
@@ -357,6 +383,7 @@ static void task_unlink(struct task *t)
 {
 	while (t->nsubs > 0)
 		sub_remove(t, 0);
+	quota_release(t);
 	HASH_DEL(bk.tasks, t);
 	DL_DELETE(*list_of(t->on_done), t);
 	t->prev = t->next = NULL;
@@ -1171,6 +1198,16 @@ static struct task *create(json_t *b, const char *default_owner,
 	if (*e == TE_OK && task_find(t->id))
 		*e = refuse(err, errsz, TE_EXISTS,
 			    "a task with this id exists");
+	struct quota *q = NULL;
+	int per = bk.cfg->max_tasks_per_producer;
+	if (*e == TE_OK && default_owner && per > 0) {
+		HASH_FIND_STR(quotas, default_owner, q);
+		if (q && q->n >= per)
+			*e = refuse(err, errsz, TE_LARGE,
+				    "at most %d unfinished tasks per producer "
+				    "(--max-tasks-per-producer)",
+				    per);
+	}
 	if (*e == TE_OK)
 		*e = make_room(err, errsz);
 	if (*e != TE_OK) {
@@ -1181,6 +1218,16 @@ static struct task *create(json_t *b, const char *default_owner,
 	t->created_at = t->updated_at = now;
 	t->status = T_PENDING;
 	task_add(t);
+	if (default_owner && per > 0) {
+		if (q == NULL) {
+			size_t n = strlen(default_owner);
+			q = xcalloc(1, sizeof(*q) + n + 1);
+			memcpy(q->uid, default_owner, n + 1);
+			HASH_ADD_STR(quotas, uid, q);
+		}
+		q->n++;
+		t->quota = q;
+	}
 	log_info("task.create", "task=%s owner=%s steps=%d total=%lld",
 		 log_val(t->id), log_val(t->owner), t->nsteps,
 		 (long long)t->total);

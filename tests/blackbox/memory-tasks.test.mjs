@@ -116,7 +116,7 @@ async function creates(prod, tag, n, nsteps, nameLen) {
 }
 
 test('2,000 creates of 256 steps are refused; 2,000 of 100 steps grow RSS by less than 100 MB', async () => {
-  const srv = await startServer({ args: ['--rate', '0'], env: MEMORY_ENV });
+  const srv = await startServer({ args: ['--rate', '0', '--max-tasks-per-producer', '0'], env: MEMORY_ENV });
   let prod;
   try {
     prod = await connect(srv, 'p', { role: 'producer' });

@@ -157,3 +157,34 @@ test('a message and a task version committed together arrive in commit order', a
   assert.deepEqual(refs, want.map((x, k) => (k % 2 ? 't' : 'm') + (Math.floor(k / 2) + 1)));
   await Promise.all([w.close(), prod.close()]);
 });
+
+// --max-tasks-per-producer: one producer token cannot take every slot of
+// --max-tasks (nor the memory of them all) from the others.
+test('--max-tasks-per-producer: a producer past its unfinished tasks is refused too_large; others and the API are not; a finished task frees a slot', async () => {
+  const s = await startServer({ args: ['--max-tasks-per-producer', '3'] });
+  try {
+    const p1 = await connect(s, 'prod1', { role: 'producer' });
+    const create = async (c, id) => {
+      c.send({ type: 'task.create', id, title: id, total: 2, ref: id });
+      return c.next((m) => m.ref === id);
+    };
+    for (const id of ['q1', 'q2', 'q3']) assert.equal((await create(p1, id)).type, 'task', id);
+    const over = await create(p1, 'q4');
+    assert.equal(over.type, 'error');
+    assert.equal(over.code, 'too_large');
+    assert.match(over.message, /--max-tasks-per-producer/);
+    // another producer, and the backend's API key, are not held back
+    const p2 = await connect(s, 'prod2', { role: 'producer' });
+    assert.equal((await create(p2, 'r1')).type, 'task');
+    assert.equal((await api(s, 'POST', '/api/tasks', { id: 'h1', title: 'h', total: 1, owner: 'prod1' })).status, 201);
+    // a finished task of prod1's frees its slot
+    p1.send({ type: 'task.update', task: 'q1', done: 2, ref: 'fin' });
+    const fin = await p1.next((m) => m.ref === 'fin');
+    assert.equal(fin.type, 'ack', JSON.stringify(fin));
+    assert.equal((await api(s, 'GET', '/api/tasks/q1')).json.status, 'done');
+    assert.equal((await create(p1, 'q5')).type, 'task');
+    assert.equal((await create(p1, 'q6')).code, 'too_large');
+  } finally {
+    await s.cleanup();
+  }
+});

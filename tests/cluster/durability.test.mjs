@@ -86,7 +86,9 @@ test('resume on the other node while a publisher floods: every acked message onc
     const lastSeq = got1[got1.length - 1].seq;
     increasing(got1.map((m) => m.seq), 'first connection');
 
-    // ... and resumes on A from the last seq it saw, mid-flood
+    // ... and resumes on A from the last seq it saw, mid-flood (the
+    // publisher cannot have stopped: it waits at HOLD for the resume)
+    assert.ok(inflight.size > 0, `flood still going (${next} sent, ${acked.size} acked)`);
     const bob2 = await join(A, 'bob', { query: { since: String(lastSeq), epoch: bob1.hello.epoch } });
     clients.push(bob2);
     assert.equal(bob2.hello.epoch, bob1.hello.epoch);

@@ -133,8 +133,9 @@ static const struct opt opts[] = {
 	 "too_large (default 10000)"},
 	{"max-tasks-per-producer", "BASESTATION_MAX_TASKS_PER_PRODUCER",
 	 OPT_INT, O(max_tasks_per_producer), "N",
-	 "unfinished tasks one WebSocket producer (uid) may hold, 0 = no "
-	 "limit but --max-tasks (default 1000)"},
+	 "tasks one WebSocket producer (uid) created that are held; past it "
+	 "its oldest finished one goes, else too_large; 0 = only "
+	 "--max-tasks (default 1000)"},
 	{"max-steps", "BASESTATION_MAX_STEPS", OPT_INT, O(max_steps), "N",
 	 "steps of one task (default 100)"},
 	{"max-rooms", "BASESTATION_MAX_ROOMS", OPT_INT, O(max_rooms), "N",

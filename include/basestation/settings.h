@@ -59,7 +59,7 @@ struct config {
 	/* tasks, with task_retention above */
 	int64_t task_idle_retention; /* s an unfinished task nobody updates */
 	int max_tasks;		     /* tasks held at once */
-	int max_tasks_per_producer;  /* unfinished, one WebSocket producer's */
+	int max_tasks_per_producer;  /* held, one WebSocket producer's */
 	int max_steps;		     /* steps of one task */
 
 	/* cluster mode (protocol §7); cluster NULL: one node */

@@ -92,13 +92,16 @@ struct task {
 	int64_t created_at, updated_at, finished_at;
 	struct tsub *subs;
 	int nsubs, capsubs;
-	struct quota *quota; /* while unfinished: its producer's count */
+	struct quota *quota; /* its producer's count, while it is held */
 };
 
-/* --max-tasks-per-producer: the unfinished tasks each WebSocket producer
- * (by uid) created, so that one token cannot take every slot of
- * --max-tasks (and the memory of them all) from the others. A record per
- * uid with at least one; kept in memory only: a restart forgets whose the
+/* --max-tasks-per-producer: the tasks each WebSocket producer (by uid)
+ * created and the broker still holds, finished or not, so that one token
+ * can take neither every slot of --max-tasks from the others nor the
+ * memory of them all. A task counts until it leaves memory (a task that
+ * finishes and starts again counts once throughout); at the limit the
+ * producer's own oldest finished task goes to make room. A record per uid
+ * with at least one; kept in memory only: a restart forgets whose the
  * tasks were (tasks made over HTTP, with the API key, count for nobody). */
 struct quota {
 	UT_hash_handle hh;
@@ -358,8 +361,6 @@ static void task_place(struct task *t)
 {
 	int fin = task_final(t);
 
-	if (fin)
-		quota_release(t); /* a finished task is history */
 	if (fin && t->on_done && t->prev)
 		return;
 	if (t->prev) /* on a list (utlist: the head's prev is the tail) */
@@ -1188,6 +1189,27 @@ static enum task_err make_room(char *err, size_t errsz)
 	return TE_OK;
 }
 
+/* Room for one more task of q's producer: its oldest finished task goes
+ * (the finished list is oldest first; a walk of at most --max-tasks), else
+ * too_large. */
+static enum task_err quota_room(struct quota *q, char *err, size_t errsz)
+{
+	struct task *t;
+
+	DL_FOREACH(done_list, t)
+	{
+		if (t->quota == q)
+			return task_delete(t, "max-tasks-per-producer") < 0
+				       ? refuse(err, errsz, TE_STORE,
+						"store unavailable")
+				       : TE_OK;
+	}
+	return refuse(err, errsz, TE_LARGE,
+		      "at most %d unfinished tasks per producer "
+		      "(--max-tasks-per-producer)",
+		      bk.cfg->max_tasks_per_producer);
+}
+
 static struct task *create(json_t *b, const char *default_owner,
 			   enum task_err *e, char *err, size_t errsz)
 {
@@ -1203,10 +1225,7 @@ static struct task *create(json_t *b, const char *default_owner,
 	if (*e == TE_OK && default_owner && per > 0) {
 		HASH_FIND_STR(quotas, default_owner, q);
 		if (q && q->n >= per)
-			*e = refuse(err, errsz, TE_LARGE,
-				    "at most %d unfinished tasks per producer "
-				    "(--max-tasks-per-producer)",
-				    per);
+			*e = quota_room(q, err, errsz);
 	}
 	if (*e == TE_OK)
 		*e = make_room(err, errsz);
@@ -1219,6 +1238,8 @@ static struct task *create(json_t *b, const char *default_owner,
 	t->status = T_PENDING;
 	task_add(t);
 	if (default_owner && per > 0) {
+		/* again: making room may have freed the record */
+		HASH_FIND_STR(quotas, default_owner, q);
 		if (q == NULL) {
 			size_t n = strlen(default_owner);
 			q = xcalloc(1, sizeof(*q) + n + 1);
@@ -1393,10 +1414,15 @@ static void update_try(const char *id, const json_t *body,
 		bk_refuse(done, status_of(e), err);
 		return;
 	}
-	if (!changed)
+	if (!changed) {
 		complete_snapshot(t, done);
-	else if (task_submit(t, 0, done, body, NULL, tries, &err) < 0)
+	} else if (task_submit(t, 0, done, body, NULL, tries, &err) < 0) {
+		/* Refused before the commit (the store busy, say): the memory
+		 * goes back to what was submitted before, as after a failed
+		 * commit (pending_rollback). */
+		(void)task_reload(t);
 		bk_refuse(done, BK_UNAVAILABLE, err);
+	}
 }
 
 void tasks_update(const char *id, const json_t *body,

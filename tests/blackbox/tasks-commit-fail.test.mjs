@@ -7,7 +7,7 @@
 // that a restart would lose, and the next version skipped one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { startServer, tempDb, token, connect, api, needTool, sleep, BIN } from './lib.mjs';
 
@@ -65,5 +65,39 @@ test('a task change that fails to commit is rolled back in memory', { skip: noPr
     if (w) w.terminate();
     await srv.cleanup();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Refused before the commit: another process holds the database's write
+// lock (the broker waits 100 ms for it, not longer: the loop must not
+// block), so the turn's transaction cannot begin and the change is refused
+// at once. The memory must not keep it either.
+test('a task change refused before its commit (the write lock held elsewhere) is not kept in memory', { skip: needTool('sqlite3', 'holds the write lock'), timeout: 60000 }, async () => {
+  const srv = await startServer();
+  let holder;
+  try {
+    let r = await api(srv, 'POST', '/api/tasks', { id: 'lk1', title: 'Import', steps: ['fetch', 'save'], owner: 'alice' });
+    assert.equal(r.status, 201, r.text);
+    holder = spawn('sqlite3', ['-bail', srv.db], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const done = new Promise((resolve) => holder.on('exit', resolve));
+    let out = '';
+    const locked = new Promise((resolve, reject) => {
+      holder.stdout.on('data', (d) => { out += d; if (out.includes('locked')) resolve(); });
+      holder.on('exit', (code) => reject(new Error(`sqlite3 exited ${code} before it held the lock`)));
+    });
+    holder.stdin.end(".timeout 5000\nBEGIN IMMEDIATE;\nINSERT INTO meta VALUES ('task-lock', '1');\n.print locked\n.shell sleep 2\nCOMMIT;\n");
+    await locked;
+    r = await api(srv, 'POST', '/api/tasks/lk1/progress', { step: 0, status: 'running', note: 'never stored' });
+    assert.ok(r.status >= 500, `a change that was not stored answered ${r.status} ${r.text}`);
+    r = await api(srv, 'GET', '/api/tasks/lk1');
+    assert.equal(r.json.version, 1, 'GET answers a version that was never stored: ' + r.text);
+    assert.equal(r.json.steps[0].status, 'pending');
+    assert.equal(await done, 0);
+    r = await api(srv, 'POST', '/api/tasks/lk1/progress', { step: 0, status: 'running', note: 'stored' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.version, 2, 'the version after the refused one skipped one');
+  } finally {
+    if (holder) holder.kill();
+    await srv.cleanup();
   }
 });

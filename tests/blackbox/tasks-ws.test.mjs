@@ -160,7 +160,7 @@ test('a message and a task version committed together arrive in commit order', a
 
 // --max-tasks-per-producer: one producer token cannot take every slot of
 // --max-tasks (nor the memory of them all) from the others.
-test('--max-tasks-per-producer: a producer past its unfinished tasks is refused too_large; others and the API are not; a finished task frees a slot', async () => {
+test('--max-tasks-per-producer: past it a producer\'s own oldest finished task goes, else too_large; others and the API are not held back; no way round by finishing and starting again', async () => {
   const s = await startServer({ args: ['--max-tasks-per-producer', '3'] });
   try {
     const p1 = await connect(s, 'prod1', { role: 'producer' });
@@ -177,12 +177,21 @@ test('--max-tasks-per-producer: a producer past its unfinished tasks is refused 
     const p2 = await connect(s, 'prod2', { role: 'producer' });
     assert.equal((await create(p2, 'r1')).type, 'task');
     assert.equal((await api(s, 'POST', '/api/tasks', { id: 'h1', title: 'h', total: 1, owner: 'prod1' })).status, 201);
-    // a finished task of prod1's frees its slot
-    p1.send({ type: 'task.update', task: 'q1', done: 2, ref: 'fin' });
-    const fin = await p1.next((m) => m.ref === 'fin');
-    assert.equal(fin.type, 'ack', JSON.stringify(fin));
+    // at the limit, prod1's own oldest finished task goes to make room
+    const update = async (id, fields, ref) => {
+      p1.send({ type: 'task.update', task: id, ...fields, ref });
+      const a = await p1.next((m) => m.ref === ref);
+      assert.equal(a.type, 'ack', JSON.stringify(a));
+    };
+    await update('q1', { done: 2 }, 'fin1');
     assert.equal((await api(s, 'GET', '/api/tasks/q1')).json.status, 'done');
     assert.equal((await create(p1, 'q5')).type, 'task');
+    assert.equal((await api(s, 'GET', '/api/tasks/q1')).status, 404, 'the finished one made room');
+    assert.equal((await api(s, 'GET', '/api/tasks/r1')).status, 200, 'not another producer\'s');
+    // a task that finishes and starts again counts all along: no way round
+    await update('q2', { done: 2 }, 'fin2');
+    await update('q2', { total: 3 }, 'again');
+    assert.equal((await api(s, 'GET', '/api/tasks/q2')).json.status, 'running');
     assert.equal((await create(p1, 'q6')).code, 'too_large');
   } finally {
     await s.cleanup();

@@ -196,6 +196,17 @@ struct bridge {
 	bool armed;		  /* ev is active and will run */
 	struct event *ev;
 	struct item *head, *tail;
+	/* The message inside js_PublishMsgAsync on the sender thread, and
+	 * its PubAck (or timeout) if libnats reported it before that call
+	 * returned: libnats registers a message for its answer before it
+	 * writes it, and a connection lock held by its reconnect thread can
+	 * keep the write waiting past the message's MaxWait. The loop may
+	 * free or resend the message only after the call returned (send_pub
+	 * posts the held answer then); a message the dead link drops
+	 * meanwhile is freed there too. */
+	natsMsg *sending;
+	struct item *sending_ack;
+	natsMsg *sending_free;
 	/* Consumer flow control: IT_CONS items not yet handled. */
 	size_t cons_queued, cons_max;
 	uint64_t cons_gen;	     /* items of another generation are stale */
@@ -512,6 +523,10 @@ static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 	pthread_mutex_lock(&b->mu);
 	if (b->dead) {
 		/* bsjs_destroy no longer knows this message. */
+		if (msg == b->sending) {
+			b->sending_free = msg; /* send_pub frees it */
+			msg = NULL;
+		}
 		pthread_mutex_unlock(&b->mu);
 		natsMsg_Destroy(msg);
 		return;
@@ -530,7 +545,10 @@ static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 				 ? pae->ErrText
 				 : natsStatus_GetText(it->u.ack.status));
 	}
-	post_locked(b, it);
+	if (msg == b->sending)
+		b->sending_ack = it; /* send_pub posts it */
+	else
+		post_locked(b, it);
 	pthread_mutex_unlock(&b->mu);
 }
 
@@ -683,12 +701,26 @@ static void send_pub(struct bsjs *l, struct pubreq *r)
 	else if (r->expect > 0)
 		po.ExpectLastSubjectSeq = (uint64_t)r->expect;
 	natsMsg *m = r->msg;
+	struct bridge *b = l->b;
+	pthread_mutex_lock(&b->mu);
+	b->sending = r->msg;
+	pthread_mutex_unlock(&b->mu);
 	/* No connection object at all (libnats refused the server list):
 	 * certainly not sent. */
 	natsStatus s =
 		l->js ? js_PublishMsgAsync(l->js, &m, &po) : NATS_NO_SERVER;
-	if (s == NATS_OK)
-		return; /* libnats owns it until on_puback */
+	pthread_mutex_lock(&b->mu);
+	b->sending = NULL;
+	struct item *held = b->sending_ack;
+	natsMsg *drop = b->sending_free;
+	b->sending_ack = NULL;
+	b->sending_free = NULL;
+	if (held)
+		post_locked(b, held); /* answered while it was being sent */
+	pthread_mutex_unlock(&b->mu);
+	natsMsg_Destroy(drop);
+	if (s == NATS_OK || held || drop)
+		return; /* libnats owns it until on_puback, or it came back */
 	struct item *it = item_new(IT_ACK);
 	it->msg = r->msg;
 	it->u.ack.status = s;

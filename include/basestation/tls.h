@@ -115,5 +115,12 @@ ssize_t tls13_writev(struct tls13 *t, const struct iovec *iov, int iovcnt);
 int tls13_shutdown(struct tls13 *t);
 /* Wipe the keys and free it (not the fd). */
 void tls13_free(struct tls13 *t);
+/* HKDF-Expand-Label(secret, label, "", n) for n <= the hash length (hlen
+ * bytes of secret): one HMAC block (RFC 8446 §7.1, RFC 5869 §2.3). 0, or
+ * -1. The fuzz harness derives its records' keys with it. */
+struct evp_md_st;
+int tls13_expand_label(const struct evp_md_st *md, const unsigned char *secret,
+		       size_t hlen, const char *label, unsigned char *out,
+		       size_t n);
 
 #endif

@@ -183,15 +183,15 @@ struct tls13 {
 	uint32_t olen, ooff, oplain;
 };
 
-/* HKDF-Expand-Label(secret, label, "", n) for n <= the hash length: one
- * HMAC block (RFC 8446 §7.1, RFC 5869 §2.3). */
-static int expand(const struct tls13 *t, const uint8_t *secret,
-		  const char *label, uint8_t *out, size_t n)
+int tls13_expand_label(const struct evp_md_st *md, const uint8_t *secret,
+		       size_t hlen, const char *label, uint8_t *out, size_t n)
 {
 	uint8_t info[64], mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
 	size_t ll = strlen(label), i = 0;
 
+	if (ll > sizeof(info) - 10)
+		return -1;
 	info[i++] = (uint8_t)(n >> 8);
 	info[i++] = (uint8_t)n;
 	info[i++] = (uint8_t)(6 + ll);
@@ -201,12 +201,18 @@ static int expand(const struct tls13 *t, const uint8_t *secret,
 	i += ll;
 	info[i++] = 0; /* empty context */
 	info[i++] = 1; /* T(1) */
-	if (HMAC(t->md, secret, t->hlen, info, i, mac, &maclen) == NULL ||
+	if (HMAC(md, secret, (int)hlen, info, i, mac, &maclen) == NULL ||
 	    maclen < n)
 		return -1;
 	memcpy(out, mac, n);
 	OPENSSL_cleanse(mac, sizeof(mac));
 	return 0;
+}
+
+static int expand(const struct tls13 *t, const uint8_t *secret,
+		  const char *label, uint8_t *out, size_t n)
+{
+	return tls13_expand_label(t->md, secret, t->hlen, label, out, n);
 }
 
 /* Key and IV of d from d->secret; sequence number 0. */

@@ -44,21 +44,7 @@ struct writer {
 static void expand(const struct writer *w, const uint8_t *secret,
 		   const char *label, uint8_t *out, size_t n)
 {
-	uint8_t info[64], mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	size_t ll = strlen(label), i = 0;
-
-	info[i++] = (uint8_t)(n >> 8);
-	info[i++] = (uint8_t)n;
-	info[i++] = (uint8_t)(6 + ll);
-	memcpy(info + i, "tls13 ", 6);
-	i += 6;
-	memcpy(info + i, label, ll);
-	i += ll;
-	info[i++] = 0;
-	info[i++] = 1;
-	REQUIRE(HMAC(w->md, secret, (int)w->hlen, info, i, mac, &maclen));
-	memcpy(out, mac, n);
+	REQUIRE(tls13_expand_label(w->md, secret, w->hlen, label, out, n) == 0);
 }
 
 static void writer_keys(struct writer *w)
